@@ -1,0 +1,60 @@
+"""Entry point of the ``kuota`` command: one click group, noun sub-groups from their own modules.
+
+Every ``KuotaError`` is turned into one line on stderr and its exit code here, at the boundary, so
+command modules raise and never print tracebacks for expected failures.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from nodeclient.errors import KuotaError
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="kuota-nodeclient", prog_name="kuota")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """Kuota: get paid for the bandwidth you share.
+
+    Operators register nodes, serve traffic and settle proof-of-bandwidth receipts; consumers fund
+    escrow and sign receipts; auditors replay every payout from chain events and receipt bundles.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _register_commands() -> None:
+    # Imported here so that each module owns its own group and a broken optional module names itself.
+    from nodeclient.cli import account, audit, chain, earnings, escrow, node, receipts, relay, rewards, stake
+
+    for module in (account, node, stake, escrow, receipts, rewards, earnings, chain, audit, relay):
+        for command in getattr(module, "COMMANDS", ()):
+            cli.add_command(command)
+    for command in getattr(relay, "NODE_COMMANDS", ()):
+        node.node.add_command(command)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Run the CLI, mapping ``KuotaError`` to a clean message and its exit code."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(8)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KuotaError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,3 @@
+"""Placeholder: this module is being written; it registers its commands through COMMANDS."""
+
+COMMANDS: list = []
