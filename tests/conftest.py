@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,31 @@ Account.enable_unaudited_hdwallet_features()
 def anvil_private_key(index: int) -> str:
     """Private key (0x-hex) of Anvil's default account ``index``: for tests that drive the real client."""
     return Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").key.hex()
+
+
+def _port_is_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def pytest_configure(config):
+    """Point Brownie's development network at this run's own port, and refuse a stale chain there.
+
+    Brownie attaches silently to anything already listening on its port; an Anvil orphaned by an
+    unclean exit would make this run test against an old chain. Brownie connects only after
+    collection, so changing its network config here takes effect.
+    """
+    from brownie._config import CONFIG
+
+    port = int(os.environ.get("KUOTA_ANVIL_PORT", "8545"))
+    if _port_is_taken(port):
+        pytest.exit(
+            f"something already listens on 127.0.0.1:{port}; refusing to attach to a stale chain "
+            "(run the tests through tools/run_tests.py, which picks a free port)",
+            returncode=4,
+        )
+    settings = CONFIG.networks["development"].setdefault("cmd_settings", {})
+    settings.update({"port": port, "accounts": 20, "base_fee": 0})
 
 
 @pytest.fixture(autouse=True)
