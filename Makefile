@@ -21,8 +21,7 @@ test: setup
 	$(PY) tools/run_tests.py tests -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: setup
-	brownie compile --all >/dev/null
-	slither . --compile-force-framework brownie --config-file slither.config.json
+	bash tools/lint.sh
 
 demo: setup
 	$(PY) scripts/demo.py $(DEMO_ARGS)
