@@ -1,0 +1,586 @@
+"""Local development chains (Anvil, or Ganache 7): start, inspect, attach to and stop them safely.
+
+A chain started here is recorded in a state file (``$KUOTA_HOME/chain.json``): its pid, the process's
+start time and command line, its URL, chain id and genesis hash. Everything that later uses the chain
+checks that record against reality first, because a state file outlives the process it describes:
+
+- the pid may be dead, or reused by an unrelated program (start time and command line differ);
+- something else may answer on the port (a different genesis hash, or a different chain id).
+
+In each of those cases we refuse to attach (``StaleChainError``) and ``stop_chain`` refuses to kill:
+it only ever signals the process group it started itself, after the identity check.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import requests
+
+from nodeclient.errors import EXIT_REFUSED, ChainError, ConfigError, NotFoundError
+
+__all__ = [
+    "ANVIL_MNEMONIC",
+    "DEFAULT_CHAIN_ID",
+    "ChainKind",
+    "ChainState",
+    "ChainStatus",
+    "LocalChainError",
+    "ChainAlreadyRunningError",
+    "ChainNotRunningError",
+    "ChainStartError",
+    "ExecutableNotFoundError",
+    "PortInUseError",
+    "StaleChainError",
+    "kuota_home",
+    "state_path",
+    "find_executable",
+    "free_port",
+    "port_is_free",
+    "start_chain",
+    "read_state",
+    "chain_status",
+    "attach",
+    "stop_chain",
+    "ManagedChain",
+]
+
+#: The well-known development mnemonic (Anvil's and Hardhat's default). Its keys are public: never
+#: use these accounts on a real network.
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+DEFAULT_CHAIN_ID = 31337
+LOOPBACK = "127.0.0.1"
+
+ChainKind = Literal["anvil", "ganache"]
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class LocalChainError(ChainError):
+    """A local chain could not be started, inspected or stopped."""
+
+
+class ExecutableNotFoundError(NotFoundError):
+    """The chain executable (anvil or ganache) is not installed where we look."""
+
+    def __init__(self, kind: str, searched: list[str]) -> None:
+        super().__init__(
+            f"cannot find the {kind} executable (looked in {', '.join(searched)} and on PATH); "
+            "run `make setup` to install the pinned toolchain"
+        )
+
+
+class PortInUseError(LocalChainError):
+    """The requested port already has a listener: we never start a second chain on it or attach to it."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        super().__init__(f"port {port} on {LOOPBACK} is already in use; pick another with --port or omit it for a free one")
+
+
+class ChainAlreadyRunningError(LocalChainError):
+    """A chain recorded in the state file is still running."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, state: ChainState) -> None:
+        super().__init__(
+            f"a local {state.kind} chain is already running at {state.url} (pid {state.pid}); "
+            "run `kuota chain down` first"
+        )
+
+
+class ChainNotRunningError(NotFoundError):
+    """No chain is recorded in the state file."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no local chain is recorded in {path}; start one with `kuota chain up`")
+
+
+class StaleChainError(LocalChainError):
+    """The state file describes a chain that is gone or has been replaced: refuse to use it."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"refusing to attach to the chain recorded in {path}: {reason}")
+
+
+class ChainStartError(LocalChainError):
+    """The chain process exited or did not answer in time; the message quotes its last log lines."""
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """What we recorded about a chain we started."""
+
+    kind: str
+    pid: int
+    host: str
+    port: int
+    url: str
+    chain_id: int
+    genesis_hash: str
+    started_at: str
+    process_start: str
+    cmdline: list[str] = field(default_factory=list)
+    log_path: str = ""
+    accounts: int = 20
+
+    def to_json(self) -> str:
+        """The state file's content."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, path: Path) -> ChainState:
+        """Parse a state file; ``ConfigError`` naming the file if it is not ours or is damaged."""
+        try:
+            raw = json.loads(text)
+            return cls(**raw)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ConfigError(f"local chain state file {path} is damaged ({exc}); delete it") from None
+
+
+@dataclass(frozen=True)
+class ChainStatus:
+    """Result of checking a state file against the live process and RPC."""
+
+    state: ChainState | None
+    running: bool
+    problem: str | None
+    block_number: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form for ``kuota chain status --json``."""
+        out: dict[str, Any] = {"running": self.running, "problem": self.problem, "blockNumber": self.block_number}
+        if self.state is not None:
+            out.update(
+                {
+                    "kind": self.state.kind,
+                    "pid": self.state.pid,
+                    "url": self.state.url,
+                    "port": self.state.port,
+                    "chainId": self.state.chain_id,
+                    "genesisHash": self.state.genesis_hash,
+                    "startedAt": self.state.started_at,
+                    "log": self.state.log_path,
+                }
+            )
+        return out
+
+
+# --- locations and executables -----------------------------------------------------------------
+
+
+def kuota_home(home: str | Path | None = None) -> Path:
+    """Kuota's data directory: ``home``, else ``$KUOTA_HOME``, else the platform's user data dir."""
+    if home is not None:
+        return Path(home).expanduser()
+    env = os.environ.get("KUOTA_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path("kuota", appauthor=False)
+
+
+def state_path(home: str | Path | None = None) -> Path:
+    """The local chain state file: ``<home>/chain.json``."""
+    return kuota_home(home) / "chain.json"
+
+
+def find_executable(kind: str) -> list[str]:
+    """The argv prefix that runs ``kind`` (``anvil`` or ``ganache``).
+
+    Anvil: the native binary npm installed (not the Node wrapper, which would put a second process
+    between us and the chain), else ``anvil`` on PATH. Ganache: ``node`` + its CLI script.
+    """
+    modules = _PROJECT_ROOT / "node_modules"
+    if kind == "anvil":
+        native = sorted(modules.glob("@foundry-rs/anvil-*/bin/anvil"))
+        searched = [str(modules / "@foundry-rs/anvil-*/bin/anvil")]
+        for candidate in native:
+            if os.access(candidate, os.X_OK):
+                return [str(candidate)]
+        found = shutil.which("anvil")
+        if found:
+            return [found]
+        raise ExecutableNotFoundError(kind, searched)
+    if kind == "ganache":
+        script = modules / "ganache" / "dist" / "node" / "cli.js"
+        node = shutil.which("node")
+        if script.is_file() and node:
+            return [node, str(script)]
+        found = shutil.which("ganache")
+        if found:
+            return [found]
+        raise ExecutableNotFoundError(kind, [str(script)])
+    raise ConfigError(f"unknown chain kind {kind!r}; expected 'anvil' or 'ganache'")
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """True if nothing listens on ``host:port`` and we could bind it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        if sock.connect_ex((host, port)) == 0:
+            return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def _process_identity(pid: int) -> tuple[list[str], str] | None:
+    """(command line, start-time token) of a live, non-zombie process, or None if there is none."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil ships with the dev install; /proc is the fallback
+        psutil = None
+    if psutil is not None:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc.cmdline(), f"{proc.create_time():.2f}"
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return None
+    proc_dir = Path(f"/proc/{pid}")
+    try:
+        stat = (proc_dir / "stat").read_text()
+        cmdline = (proc_dir / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None
+    return [part.decode(errors="replace") for part in cmdline if part], fields[19]
+
+
+def _identity_problem(state: ChainState) -> str | None:
+    identity = _process_identity(state.pid)
+    if identity is None:
+        return f"process {state.pid} is no longer running"
+    cmdline, started = identity
+    if started != state.process_start or cmdline != state.cmdline:
+        shown = " ".join(cmdline)[:120] or "?"
+        return f"pid {state.pid} now belongs to a different program ({shown})"
+    return None
+
+
+def _reap(pid: int) -> None:
+    # If the chain is our own child (tests, the demo), collect its exit status so no zombie is left.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+# --- RPC ---------------------------------------------------------------------------------------
+
+
+def _rpc(url: str, method: str, params: list[Any] | None = None, timeout: float = 3.0) -> Any:
+    response = requests.post(
+        url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}, timeout=timeout
+    )
+    response.raise_for_status()
+    body = response.json()
+    if "error" in body:
+        raise LocalChainError(f"{method} on {url} failed: {body['error'].get('message', body['error'])}")
+    return body["result"]
+
+
+def _genesis_hash(url: str) -> str:
+    return str(_rpc(url, "eth_getBlockByNumber", ["0x0", False])["hash"])
+
+
+# --- start / status / stop ---------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _command(kind: str, port: int, chain_id: int, accounts: int, block_time: int | None) -> list[str]:
+    argv = find_executable(kind)
+    if kind == "anvil":
+        argv += [
+            "--host", LOOPBACK, "--port", str(port), "--chain-id", str(chain_id),
+            "--accounts", str(accounts), "--mnemonic", ANVIL_MNEMONIC,
+        ]
+        if block_time:
+            argv += ["--block-time", str(block_time)]
+        return argv
+    # Ganache 7: shanghai is its newest fork and the EVM version the contracts are compiled for.
+    argv += [
+        "--server.host", LOOPBACK, "--server.port", str(port), "--chain.chainId", str(chain_id),
+        "--chain.hardfork", "shanghai", "--wallet.totalAccounts", str(accounts),
+        "--wallet.mnemonic", ANVIL_MNEMONIC, "--wallet.defaultBalance", "10000",
+    ]
+    if block_time:
+        argv += ["--miner.blockTime", str(block_time)]
+    return argv
+
+
+def _write_state(path: Path, state: ChainState) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(state.to_json())
+    os.replace(tmp, path)
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def read_state(home: str | Path | None = None) -> ChainState | None:
+    """The recorded chain, or None if there is no state file."""
+    path = state_path(home)
+    try:
+        return ChainState.from_json(path.read_text(), path)
+    except FileNotFoundError:
+        return None
+
+
+def _rpc_problem(state: ChainState) -> tuple[str | None, int | None]:
+    try:
+        chain_id = int(_rpc(state.url, "eth_chainId"), 16)
+        genesis = _genesis_hash(state.url)
+        block = int(_rpc(state.url, "eth_blockNumber"), 16)
+    except (requests.RequestException, LocalChainError, ValueError, KeyError, TypeError) as exc:
+        return f"the RPC at {state.url} does not answer ({type(exc).__name__})", None
+    if chain_id != state.chain_id:
+        return f"the RPC at {state.url} is chain {chain_id}, not the recorded {state.chain_id}", block
+    if genesis != state.genesis_hash:
+        return f"the RPC at {state.url} has genesis {genesis}, not the recorded {state.genesis_hash}", block
+    return None, block
+
+
+def chain_status(home: str | Path | None = None) -> ChainStatus:
+    """Check the recorded chain: process identity, then RPC chain id and genesis hash."""
+    state = read_state(home)
+    if state is None:
+        return ChainStatus(state=None, running=False, problem="no chain recorded")
+    problem = _identity_problem(state)
+    if problem is not None:
+        return ChainStatus(state=state, running=False, problem=problem)
+    problem, block = _rpc_problem(state)
+    return ChainStatus(state=state, running=problem is None, problem=problem, block_number=block)
+
+
+def attach(home: str | Path | None = None) -> ChainState:
+    """The recorded chain if it is exactly the one we started and it answers; else raise.
+
+    Raises:
+        ChainNotRunningError: nothing is recorded.
+        StaleChainError: the process is gone or replaced, or the RPC is a different chain.
+    """
+    path = state_path(home)
+    status = chain_status(home)
+    if status.state is None:
+        raise ChainNotRunningError(path)
+    if not status.running:
+        raise StaleChainError(path, status.problem or "unknown problem")
+    return status.state
+
+
+def start_chain(
+    *,
+    kind: str = "anvil",
+    port: int | None = None,
+    chain_id: int = DEFAULT_CHAIN_ID,
+    home: str | Path | None = None,
+    accounts: int = 20,
+    block_time: int | None = None,
+    timeout: float = 60.0,
+) -> ChainState:
+    """Start a chain on ``port`` (or a free one), wait until it answers, record it, and return it.
+
+    Raises:
+        ChainAlreadyRunningError: the recorded chain's process is still alive.
+        PortInUseError: the requested port is taken.
+        ChainStartError: the process exited or did not answer within ``timeout`` seconds.
+    """
+    if kind not in ("anvil", "ganache"):
+        raise ConfigError(f"unknown chain kind {kind!r}; expected 'anvil' or 'ganache'")
+    if isinstance(chain_id, bool) or not isinstance(chain_id, int) or not 0 < chain_id < 2**53:
+        raise ConfigError(f"chain id must be a positive integer below 2**53, got {chain_id!r}")
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"port must be between 1 and 65535, got {port}")
+    if not 1 <= accounts <= 1000:
+        raise ConfigError(f"accounts must be between 1 and 1000, got {accounts}")
+    path = state_path(home)
+    previous = read_state(home)
+    if previous is not None:
+        if _identity_problem(previous) is None:
+            raise ChainAlreadyRunningError(previous)
+        # The recorded process is gone (or its pid was reused): the record is stale, not a chain.
+        path.unlink(missing_ok=True)
+    if port is not None and not port_is_free(port):
+        raise PortInUseError(port)
+    chosen = port if port is not None else free_port()
+    argv = _command(kind, chosen, chain_id, accounts, block_time)
+    log_path = path.parent / f"chain-{kind}-{chosen}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log_file:
+        # A new session: the chain survives the `kuota chain up` process, and stop_chain can signal
+        # exactly this process group (the chain and any helper it spawned), nothing else.
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://{LOOPBACK}:{chosen}"
+    deadline = time.monotonic() + timeout
+    genesis: str | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ChainStartError(
+                f"{kind} exited with code {proc.returncode} before answering on {url}: {_tail(log_path)}"
+            )
+        try:
+            answered = int(_rpc(url, "eth_chainId", timeout=1.0), 16)
+            genesis = _genesis_hash(url)
+            break
+        except (requests.RequestException, LocalChainError, ValueError, KeyError):
+            time.sleep(0.1)
+    if genesis is None:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        raise ChainStartError(f"{kind} did not answer on {url} within {timeout:.0f} s: {_tail(log_path)}")
+    if answered != chain_id:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        raise ChainStartError(f"{kind} on {url} reports chain id {answered}, expected {chain_id}")
+    identity = _process_identity(proc.pid)
+    if identity is None:
+        raise ChainStartError(f"{kind} (pid {proc.pid}) exited right after starting: {_tail(log_path)}")
+    cmdline, started = identity
+    state = ChainState(
+        kind=kind,
+        pid=proc.pid,
+        host=LOOPBACK,
+        port=chosen,
+        url=url,
+        chain_id=chain_id,
+        genesis_hash=genesis,
+        started_at=_now(),
+        process_start=started,
+        cmdline=cmdline,
+        log_path=str(log_path),
+        accounts=accounts,
+    )
+    _write_state(path, state)
+    return state
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        # Only ever our own group: we started the chain as a session leader, so pgid == pid.
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_chain(home: str | Path | None = None, timeout: float = 10.0) -> str:
+    """Stop the recorded chain if (and only if) it is the process we started; remove the record.
+
+    Returns a one-line description of what happened.
+
+    Raises:
+        ChainNotRunningError: nothing is recorded.
+    """
+    path = state_path(home)
+    state = read_state(home)
+    if state is None:
+        raise ChainNotRunningError(path)
+    problem = _identity_problem(state)
+    if problem is not None:
+        path.unlink(missing_ok=True)
+        return f"not stopping anything: {problem}; removed the stale record {path}"
+    _signal_group(state.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(state.pid)
+        if _process_identity(state.pid) is None:
+            break
+        time.sleep(0.05)
+    else:
+        _signal_group(state.pid, signal.SIGKILL)
+        time.sleep(0.1)
+        _reap(state.pid)
+    path.unlink(missing_ok=True)
+    return f"stopped {state.kind} (pid {state.pid}) at {state.url}"
+
+
+class ManagedChain:
+    """A chain owned by this Python process: started on enter, stopped on exit and at interpreter exit.
+
+    Used by the demo and the tests so that no chain outlives them, even on an exception or Ctrl-C.
+    """
+
+    def __init__(self, home: str | Path, **start_kwargs: Any) -> None:
+        self.home = Path(home)
+        self.start_kwargs = start_kwargs
+        self.state: ChainState | None = None
+
+    def start(self) -> ChainState:
+        """Start the chain and register the atexit stop."""
+        self.state = start_chain(home=self.home, **self.start_kwargs)
+        atexit.register(self.stop)
+        return self.state
+
+    def stop(self) -> None:
+        """Stop the chain if it is still ours; safe to call twice."""
+        if self.state is None:
+            return
+        try:
+            stop_chain(self.home)
+        except ChainNotRunningError:
+            pass
+        finally:
+            self.state = None
+            try:
+                atexit.unregister(self.stop)
+            except Exception:  # noqa: BLE001 - unregister during interpreter shutdown is best effort
+                pass
+
+    def __enter__(self) -> ChainState:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover - manual smoke test
+    s = start_chain(home=sys.argv[1] if len(sys.argv) > 1 else None)
+    print(s.to_json())
