@@ -54,6 +54,7 @@ __all__ = [
     "chain_status",
     "attach",
     "stop_chain",
+    "record_manifest",
     "ManagedChain",
 ]
 
@@ -140,6 +141,7 @@ class ChainState:
     cmdline: list[str] = field(default_factory=list)
     log_path: str = ""
     accounts: int = 20
+    manifest: str | None = None
 
     def to_json(self) -> str:
         """The state file's content."""
@@ -178,6 +180,7 @@ class ChainStatus:
                     "genesisHash": self.state.genesis_hash,
                     "startedAt": self.state.started_at,
                     "log": self.state.log_path,
+                    "manifest": self.state.manifest,
                 }
             )
         return out
@@ -420,6 +423,7 @@ def start_chain(
     home: str | Path | None = None,
     accounts: int = 20,
     block_time: int | None = None,
+    fork_url: str | None = None,
     timeout: float = 60.0,
 ) -> ChainState:
     """Start a chain on ``port`` (or a free one), wait until it answers, record it, and return it.
@@ -448,6 +452,11 @@ def start_chain(
         raise PortInUseError(port)
     chosen = port if port is not None else free_port()
     argv = _command(kind, chosen, chain_id, accounts, block_time)
+    if fork_url is not None:
+        if kind != "anvil":
+            raise ConfigError("forking is supported with anvil only")
+        # auto-impersonate: a dry run sends from the real deployer's address without its key.
+        argv += ["--fork-url", fork_url, "--auto-impersonate"]
     log_path = path.parent / f"chain-{kind}-{chosen}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
@@ -509,6 +518,14 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
             os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def record_manifest(manifest: str | Path, home: str | Path | None = None) -> ChainState:
+    """Remember the deployment manifest of the running local chain (the ``local`` profile reads it)."""
+    state = attach(home)
+    updated = ChainState(**{**asdict(state), "manifest": str(Path(manifest).resolve())})
+    _write_state(state_path(home), updated)
+    return updated
 
 
 def stop_chain(home: str | Path | None = None, timeout: float = 10.0) -> str:

@@ -39,7 +39,6 @@ from nodeclient.deployment import (
     DeployParamsError,
     local_chain_ids,
 )
-from nodeclient.errors import KuotaError
 
 __all__ = [
     "ROOT",
@@ -626,14 +625,7 @@ def plan() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    entry = sys.argv[1] if len(sys.argv) > 1 else "main"
-    entries: dict[str, Callable[[], Any]] = {"main": main, "live": live, "plan": plan}
-    if entry not in entries:
-        print(f"unknown entry point {entry!r}; use main, live or plan", file=sys.stderr)
-        sys.exit(2)
-    try:
-        entries[entry]()
-    except KuotaError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from scripts.deploy_live import run_cli
+
+    sys.exit(run_cli(sys.argv[1:]))
