@@ -437,8 +437,9 @@ def start_chain(
         raise ConfigError(f"unknown chain kind {kind!r}; expected 'anvil' or 'ganache'")
     if isinstance(chain_id, bool) or not isinstance(chain_id, int) or not 0 < chain_id < 2**53:
         raise ConfigError(f"chain id must be a positive integer below 2**53, got {chain_id!r}")
-    if port is not None and not 0 < port < 65536:
-        raise ConfigError(f"port must be between 1 and 65535, got {port}")
+    if port is not None and (isinstance(port, bool) or not 1024 <= port < 65536):
+        # Privileged ports are refused even as root: a dev chain has no business there.
+        raise ConfigError(f"port must be between 1024 and 65535, got {port}")
     if not 1 <= accounts <= 1000:
         raise ConfigError(f"accounts must be between 1 and 1000, got {accounts}")
     path = state_path(home)

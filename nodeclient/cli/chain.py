@@ -1,3 +1,105 @@
-"""Placeholder: this module is being written; it registers its commands through COMMANDS."""
+"""``kuota chain up|down|status`` (local development chains) and ``kuota deploy`` (the contracts).
 
-COMMANDS: list = []
+Thin by design: the work is in :mod:`nodeclient.localchain` and ``scripts/deploy.py``. ``kuota deploy``
+runs the deploy script with this interpreter, because deploying needs Brownie and the compiled
+project, which are part of the development install, not of the client.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from nodeclient import localchain
+from nodeclient.errors import EXIT_NOT_FOUND, NotFoundError
+
+__all__ = ["COMMANDS", "chain", "deploy"]
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _emit(as_json: bool, data: dict[str, object], text: str) -> None:
+    click.echo(json.dumps(data, sort_keys=True) if as_json else text)
+
+
+@click.group()
+def chain() -> None:
+    """Start, inspect and stop a local development chain (Anvil, or Ganache)."""
+
+
+@chain.command("up")
+@click.option("--ganache", is_flag=True, help="Run Ganache 7 (shanghai) instead of Anvil.")
+@click.option("--port", type=click.IntRange(1024, 65535), default=None, help="Port to listen on, 1024-65535 (default: a free one).")
+@click.option("--chain-id", type=click.IntRange(1, 2**53 - 1), default=localchain.DEFAULT_CHAIN_ID, show_default=True)
+@click.option("--accounts", type=click.IntRange(1, 1000), default=20, show_default=True, help="Funded dev accounts.")
+@click.option("--block-time", type=click.IntRange(1, 3600), default=None, help="Mine every N seconds (default: on each tx).")
+@click.option("--json", "as_json", is_flag=True, help="Print the chain record as JSON.")
+def up(ganache: bool, port: int | None, chain_id: int, accounts: int, block_time: int | None, as_json: bool) -> None:
+    """Start a local chain with the well-known test mnemonic and record it under $KUOTA_HOME."""
+    state = localchain.start_chain(
+        kind="ganache" if ganache else "anvil", port=port, chain_id=chain_id, accounts=accounts, block_time=block_time
+    )
+    status = localchain.ChainStatus(state=state, running=True, problem=None, block_number=0)
+    _emit(
+        as_json,
+        status.as_dict(),
+        f"{state.kind} running at {state.url} (chain id {state.chain_id}, pid {state.pid}); "
+        f"log {state.log_path}\nIts accounts come from the public test mnemonic: never send real funds to them.",
+    )
+
+
+@chain.command("down")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def down(as_json: bool) -> None:
+    """Stop the chain `kuota chain up` started (only that process, after checking it is still ours)."""
+    message = localchain.stop_chain()
+    _emit(as_json, {"stopped": message.startswith("stopped"), "message": message}, message)
+
+
+@chain.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(as_json: bool) -> None:
+    """Show the recorded chain and whether it is still the one we started (exit 3 if none, 8 if stale)."""
+    result = localchain.chain_status()
+    if result.state is None:
+        if as_json:
+            _emit(True, result.as_dict(), "")
+            sys.exit(EXIT_NOT_FOUND)
+        raise NotFoundError(f"no local chain is recorded in {localchain.state_path()}; start one with `kuota chain up`")
+    if result.running:
+        state = result.state
+        text = (
+            f"{state.kind} running at {state.url}: chain id {state.chain_id}, pid {state.pid}, "
+            f"block {result.block_number}, started {state.started_at}"
+            + (f"\nmanifest {state.manifest}" if state.manifest else "\nno contracts deployed yet (`kuota deploy`)")
+        )
+        _emit(as_json, result.as_dict(), text)
+        return
+    if as_json:
+        _emit(True, result.as_dict(), "")
+        sys.exit(localchain.StaleChainError.exit_code)
+    raise localchain.StaleChainError(localchain.state_path(), result.problem or "unknown problem")
+
+
+@click.command("deploy", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("target", type=click.Choice(["local", "live", "plan"]), default="local")
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
+def deploy(target: str, script_args: tuple[str, ...]) -> None:
+    """Deploy the contracts: `local` to the `kuota chain up` chain, `live`/`plan` to a testnet.
+
+    Options after TARGET go to scripts/deploy.py (see `kuota deploy live --help` and docs/DEPLOY.md).
+    """
+    script = _PROJECT_ROOT / "scripts" / "deploy.py"
+    if not script.is_file():
+        raise NotFoundError(
+            f"{script} is not there: `kuota deploy` runs from a source checkout with the development install"
+        )
+    code = subprocess.call([sys.executable, str(script), target, *script_args], cwd=_PROJECT_ROOT)
+    sys.exit(code)
+
+
+COMMANDS: list[click.Command] = [chain, deploy]
