@@ -44,6 +44,7 @@ __all__ = [
     "InvalidPrivateKeyError",
     "WeakPasswordError",
     "read_password_file",
+    "parse_private_key",
 ]
 
 ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -183,7 +184,8 @@ def read_password_file(path: Path | str) -> Secret:
     return Secret(text.rstrip("\r\n"))
 
 
-def _parse_private_key(text: str) -> bytes:
+def parse_private_key(text: str) -> bytes:
+    """32 key bytes from hex text (0x optional); errors describe the shape, never the value."""
     # Errors describe the shape, never echo the value: it may be a real key with one typo.
     candidate = text.strip()
     if candidate.startswith(("0x", "0X")):
@@ -300,7 +302,8 @@ class KeyManager:
 
     # -- creating ---------------------------------------------------------------------------------
 
-    def _check_new(self, alias: str, address: str | None) -> Path:
+    def check_new(self, alias: str, address: str | None) -> Path:
+        """Path for a new keystore ``alias``; refuses a bad alias, a taken alias or a known address."""
         if not ALIAS_PATTERN.match(alias):
             raise InvalidAliasError(alias)
         path = self.directory / f"{alias}.json"
@@ -323,26 +326,26 @@ class KeyManager:
             keyfile = Account.encrypt(key, password.reveal(), iterations=self.kdf_iterations)
         except Exception:  # noqa: BLE001 - never chain: the exception's frames hold the key
             raise KeystoreError("could not encrypt the key (eth-account refused it)") from None
-        path = self._check_new(alias, account.address)
+        path = self.check_new(alias, account.address)
         _write_private(path, json.dumps(keyfile).encode())
         return AccountInfo(alias=alias, address=account.address, path=path)
 
     def new(self, alias: str, password: Secret) -> AccountInfo:
         """Create a fresh random account, stored encrypted under ``alias``."""
-        self._check_new(alias, None)
+        self.check_new(alias, None)
         self._check_password(password)
         return self._store(alias, bytes(Account.create().key), password)
 
     def import_private_key(self, alias: str, private_key: Secret, password: Secret) -> AccountInfo:
         """Store a private key (hex, from a file or prompt) encrypted under ``alias``."""
-        self._check_new(alias, None)
+        self.check_new(alias, None)
         self._check_password(password)
-        return self._store(alias, _parse_private_key(private_key.reveal()), password)
+        return self._store(alias, parse_private_key(private_key.reveal()), password)
 
     def import_keystore(self, alias: str, source: Path | str, password: Secret) -> AccountInfo:
         """Copy an existing keystore in after checking that ``password`` opens it (kept encrypted as is)."""
         info = self.info_for_file(source)
-        path = self._check_new(alias, info.address)
+        path = self.check_new(alias, info.address)
         raw = Path(source).expanduser().read_bytes()
         self._decrypt(json.loads(raw), password, str(source))
         _write_private(path, raw)

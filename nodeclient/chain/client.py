@@ -50,8 +50,8 @@ from nodeclient.chain.errors import (
     NotEnoughGasFundsError,
     TxTimeoutError,
     UnknownContractError,
-    decode_revert,
     revert_data_of,
+    revert_error,
 )
 from nodeclient.chain.journal import TxJournal, TxRecord, account_lock
 from nodeclient.config import NetworkProfile
@@ -264,8 +264,7 @@ class ChainClient:
         except _TRANSIENT as exc:
             raise ChainUnreachableError(self.profile.rpc_url, type(exc).__name__) from None
         except ContractLogicError as exc:
-            data = revert_data_of(exc)
-            raise ContractRevertError(description, decode_revert(data), data) from None
+            raise revert_error(description, revert_data_of(exc)) from None
         except Web3RPCError as exc:
             raise ChainError(f"{description}: the RPC answered with an error: {_rpc_message(exc)}") from None
 
@@ -346,8 +345,7 @@ class ChainClient:
         except _TRANSIENT as exc:
             raise ChainUnreachableError(self.profile.rpc_url, type(exc).__name__) from None
         except ContractLogicError as exc:
-            data = revert_data_of(exc)
-            raise ContractRevertError(description, decode_revert(data), data) from None
+            raise revert_error(description, revert_data_of(exc)) from None
         except Web3RPCError as exc:
             message = _rpc_message(exc)
             if "insufficient funds" in message.lower():
@@ -645,7 +643,7 @@ class ChainClient:
         self.journal.resolve_group(record.tx_hash, self.chain_id, record.sender, record.nonce)
         if not ok:
             data = self._replay_revert(record, int(receipt["blockNumber"]))
-            raise ContractRevertError(record.description, decode_revert(data), data, tx_hash=record.tx_hash)
+            raise revert_error(record.description, data, tx_hash=record.tx_hash)
         log.info("%s: mined %s in block %d (gas %d)", record.description, record.tx_hash, receipt["blockNumber"], receipt["gasUsed"])
         return TxResult(
             tx_hash=record.tx_hash,

@@ -27,9 +27,24 @@ __all__ = [
     "FeeCapError",
     "NotEnoughGasFundsError",
     "UnknownContractError",
+    "ContractInsufficientFundsError",
+    "FUNDS_ERRORS",
     "decode_revert",
     "revert_data_of",
+    "revert_error",
 ]
+
+#: Custom errors that mean "a balance, allowance, stake or escrow is too low": exit code 5, not 4.
+FUNDS_ERRORS = frozenset(
+    {
+        "ERC20InsufficientBalance",
+        "ERC20InsufficientAllowance",
+        "StakingInsufficientStake",
+        "StakingStakeLocked",
+        "RegistryInsufficientStake",
+        "EscrowInsufficientAvailable",
+    }
+)
 
 _PANIC_REASONS = {
     0x01: "assertion failed",
@@ -98,6 +113,21 @@ class ContractRevertError(TransactionError):
         reason = str(error) if error is not None else f"undecoded revert data {raw or '(none)'}"
         where = f" in transaction {tx_hash}" if tx_hash else ""
         super().__init__(f"{description} reverted{where}: {reason}")
+
+
+class ContractInsufficientFundsError(ContractRevertError, InsufficientFundsError):
+    """A revert whose custom error says a balance, allowance, stake or escrow is too low."""
+
+    exit_code = InsufficientFundsError.exit_code
+
+
+def revert_error(
+    description: str, data: str | None, tx_hash: str | None = None
+) -> ContractRevertError:
+    """The error to raise for revert ``data``: decoded, and classed as a funds problem where it is one."""
+    decoded = decode_revert(data)
+    cls = ContractInsufficientFundsError if decoded is not None and decoded.name in FUNDS_ERRORS else ContractRevertError
+    return cls(description, decoded, data, tx_hash)
 
 
 class TxTimeoutError(TransactionError):

@@ -1,3 +1,122 @@
-"""Placeholder: this module is being written; it registers its commands through COMMANDS."""
+"""``kuota account new|import|list|export``: encrypted keystores in the data dir.
 
-COMMANDS: list = []
+Private keys are never taken from the command line (shell history, ``ps``): ``import`` reads a key
+file, an existing keystore, or a hidden prompt. ``export`` writes the keystore still encrypted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from nodeclient.cli.options import CliContext, json_option, pass_cx, table
+from nodeclient.errors import KeystoreError, NotFoundError
+
+__all__ = ["COMMANDS", "account"]
+
+
+@click.group()
+def account() -> None:
+    """Create, import, list and export encrypted accounts (Web3 Secret Storage keystores)."""
+
+
+def _password_options(fn):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--password-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="File holding the new keystore's password (else KUOTA_PASSWORD, else a hidden prompt).",
+    )(fn)
+
+
+@account.command("new")
+@click.argument("alias")
+@_password_options
+@json_option
+@pass_cx
+def new(cx: CliContext, alias: str) -> None:
+    """Create a fresh random account stored encrypted as ALIAS."""
+    keys = cx.keys()
+    keys.check_new(alias, None)  # fail on a bad or taken alias before asking for a password
+    password = cx.password(f"New password for {alias}", confirm=True)
+    with cx.status("encrypting keystore (scrypt)"):
+        info = keys.new(alias, password)
+    cx.emit(info.to_json(), lambda c: c.print(f"created account [bold]{info.alias}[/bold] {info.address}\n  keystore {info.path}"))
+
+
+@account.command("import")
+@click.argument("alias")
+@click.option("--private-key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="File holding a hex private key (else a hidden prompt).")
+@click.option("--keystore-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="An existing keystore to copy in (its password is asked to check it opens).")
+@_password_options
+@json_option
+@pass_cx
+def import_(cx: CliContext, alias: str, private_key_file: Path | None, keystore_file: Path | None) -> None:
+    """Import a private key (file or prompt) or an existing keystore as ALIAS."""
+    from nodeclient.keys import Secret
+
+    keys = cx.keys()
+    keys.check_new(alias, None)
+    if private_key_file is not None and keystore_file is not None:
+        raise KeystoreError("give either --private-key-file or --keystore-file, not both")
+    if keystore_file is not None:
+        keys.info_for_file(keystore_file)  # malformed file: fail before the password prompt
+        password = cx.password(f"Password of {keystore_file}")
+        with cx.status("checking the keystore password"):
+            info = keys.import_keystore(alias, keystore_file, password)
+    else:
+        if private_key_file is not None:
+            try:
+                key = Secret(private_key_file.read_text())
+            except FileNotFoundError:
+                raise NotFoundError(f"private key file {private_key_file} does not exist") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise KeystoreError(f"private key file {private_key_file} cannot be read ({type(exc).__name__})") from None
+        else:
+            key = Secret(click.prompt("Private key (hex)", hide_input=True, err=True))
+        from nodeclient.keys import parse_private_key
+
+        parse_private_key(key.reveal())  # a malformed key fails before the password prompt
+        password = cx.password(f"New password for {alias}", confirm=True)
+        with cx.status("encrypting keystore (scrypt)"):
+            info = keys.import_private_key(alias, key, password)
+    cx.emit(info.to_json(), lambda c: c.print(f"imported account [bold]{info.alias}[/bold] {info.address}\n  keystore {info.path}"))
+
+
+@account.command("list")
+@json_option
+@pass_cx
+def list_(cx: CliContext) -> None:
+    """List the accounts in the data dir."""
+    keys = cx.keys()
+    infos = keys.list()
+    problems = keys.problems()
+    data = {"accounts": [i.to_json() for i in infos], "problems": problems, "directory": str(keys.directory)}
+
+    def human(c):  # type: ignore[no-untyped-def]
+        if not infos:
+            c.print(f"no accounts in {keys.directory}; create one with `kuota account new ALIAS`")
+        else:
+            c.print(table(f"Accounts in {keys.directory}", ["alias", "address"], [[i.alias, i.address] for i in infos]))
+        for line in problems:
+            c.print(f"[yellow]skipped[/yellow] {line}")
+
+    cx.emit(data, human)
+
+
+@account.command("export")
+@click.argument("alias")
+@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Where to write the encrypted keystore (must not exist).")
+@json_option
+@pass_cx
+def export(cx: CliContext, alias: str, out: Path) -> None:
+    """Write ALIAS's keystore, still encrypted, to --out (mode 0600)."""
+    info = cx.keys().export(alias, out)
+    cx.emit({**info.to_json(), "exportedTo": str(out)}, lambda c: c.print(f"exported {info.alias} ({info.address}) to {out}"))
+
+
+COMMANDS = [account]

@@ -1,0 +1,1 @@
+"""Private helpers shared by the client modules (amount parsing, address parsing, formatting)."""
