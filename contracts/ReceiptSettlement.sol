@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {INodeRegistry} from "./interfaces/INodeRegistry.sol";
+import {IPaymentEscrow} from "./interfaces/IPaymentEscrow.sol";
+import {IReceiptSettlement} from "./interfaces/IReceiptSettlement.sol";
+import {IRewardPool} from "./interfaces/IRewardPool.sol";
+import {RewardMath} from "./libraries/RewardMath.sol";
+
+/// @title ReceiptSettlement
+/// @notice Verifies consumers' EIP-712 bandwidth receipts and settles them against PaymentEscrow.
+/// @dev Gas layout: a channel is one slot (settledAmount, settledBytes as uint128); the node's
+/// registry status, the fee rate and the latency curve are read once per call; the node's credit,
+/// the protocol fee and the reward weight are written once per call (aggregated over a batch).
+contract ReceiptSettlement is IReceiptSettlement, AccessControl, Pausable, EIP712 {
+    bytes32 public constant PARAMETER_ROLE = keccak256("PARAMETER_ROLE");
+    bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
+    bytes32 public constant RECEIPT_TYPEHASH = keccak256(
+        "Receipt(address consumer,address node,bytes32 sessionId,uint256 cumulativeBytes,uint256 cumulativeAmount,uint32 latencyMs,uint64 issuedAt)"
+    );
+    uint16 public constant MAX_FEE_BPS = 2_000;
+
+    struct Channel {
+        uint128 settledAmount;
+        uint128 settledBytes;
+    }
+
+    /// @dev Per-call values read once and totals written once.
+    struct Context {
+        address node;
+        bool rewarded;
+        bool curveLoaded;
+        uint16 feeBps;
+        uint32 lowMs;
+        uint32 highMs;
+        uint16 floorBps;
+        uint256 paid;
+        uint256 fee;
+        uint256 weight;
+    }
+
+    IPaymentEscrow private immutable _escrow;
+    INodeRegistry private immutable _registry;
+    IRewardPool private immutable _rewardPool;
+
+    mapping(address consumer => mapping(address node => Channel)) private _channels;
+    uint16 private _feeBps;
+
+    /// @param admin Receives DEFAULT_ADMIN_ROLE, PARAMETER_ROLE and PAUSER_ROLE.
+    constructor(address admin, address escrow_, address registry_, address rewardPool_, uint16 feeBps_)
+        EIP712("Kuota", "1")
+    {
+        if (admin == address(0)) revert SettlementZeroAddress("admin");
+        if (escrow_ == address(0)) revert SettlementZeroAddress("escrow");
+        if (registry_ == address(0)) revert SettlementZeroAddress("registry");
+        if (rewardPool_ == address(0)) revert SettlementZeroAddress("rewardPool");
+        _checkFeeBps(feeBps_);
+        _escrow = IPaymentEscrow(escrow_);
+        _registry = INodeRegistry(registry_);
+        _rewardPool = IRewardPool(rewardPool_);
+        _feeBps = feeBps_;
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(PARAMETER_ROLE, admin);
+        _grantRole(PAUSER_ROLE, admin);
+    }
+
+    /// @inheritdoc IReceiptSettlement
+    function settle(Receipt calldata receipt, bytes calldata signature)
+        external
+        whenNotPaused
+        returns (uint256 paid)
+    {
+        Context memory ctx = _context(receipt.node);
+        _settleOne(ctx, receipt, signature, true);
+        _finish(ctx);
+        return ctx.paid;
+    }
+
+    /// @inheritdoc IReceiptSettlement
+    function settleMany(Receipt[] calldata receipts, bytes[] calldata signatures, bytes32 bundleRoot)
+        external
+        whenNotPaused
+        returns (uint256 paid)
+    {
+        uint256 count = receipts.length;
+        if (count == 0) revert SettlementEmptyBatch();
+        if (count != signatures.length) revert SettlementLengthMismatch(count, signatures.length);
+        address node = receipts[0].node;
+        Context memory ctx = _context(node);
+        uint256 settledCount;
+        for (uint256 i; i < count; ++i) {
+            Receipt calldata receipt = receipts[i];
+            if (receipt.node != node) revert SettlementBatchNodeMismatch(i, node, receipt.node);
+            if (_settleOne(ctx, receipt, signatures[i], false)) ++settledCount;
+        }
+        _finish(ctx);
+        emit BatchSettled(node, bundleRoot, count, settledCount, ctx.paid, ctx.fee);
+        return ctx.paid;
+    }
+
+    /// @inheritdoc IReceiptSettlement
+    function setFeeBps(uint16 feeBps_) external onlyRole(PARAMETER_ROLE) {
+        _checkFeeBps(feeBps_);
+        emit ParameterUpdated("feeBps", _feeBps, feeBps_);
+        _feeBps = feeBps_;
+    }
+
+    /// @inheritdoc IReceiptSettlement
+    function pause() external onlyRole(PAUSER_ROLE) {
+        _pause();
+    }
+
+    /// @inheritdoc IReceiptSettlement
+    function unpause() external onlyRole(PAUSER_ROLE) {
+        _unpause();
+    }
+
+    /// @inheritdoc IReceiptSettlement
+    function hashReceipt(Receipt calldata receipt) external view returns (bytes32) {
+        return _hashTypedDataV4(_structHash(receipt));
+    }
+
+    /// @inheritdoc IReceiptSettlement
+    function channelOf(address consumer, address node)
+        external
+        view
+        returns (uint256 settledAmount, uint256 settledBytes)
+    {
+        Channel storage channel = _channels[consumer][node];
+        return (channel.settledAmount, channel.settledBytes);
+    }
+
+    /// @inheritdoc IReceiptSettlement
+    function feeBps() external view returns (uint16) {
+        return _feeBps;
+    }
+
+    /// @inheritdoc IReceiptSettlement
+    function escrow() external view returns (address) {
+        return address(_escrow);
+    }
+
+    /// @inheritdoc IReceiptSettlement
+    function registry() external view returns (address) {
+        return address(_registry);
+    }
+
+    /// @inheritdoc IReceiptSettlement
+    function rewardPool() external view returns (address) {
+        return address(_rewardPool);
+    }
+
+    /// @dev Reads the node's status once per call: unknown nodes revert, jailed nodes are paid but
+    /// earn no reward weight.
+    function _context(address node) private view returns (Context memory ctx) {
+        INodeRegistry.NodeStatus status = _registry.statusOf(node);
+        if (status == INodeRegistry.NodeStatus.None) revert SettlementUnknownNode(node);
+        ctx.node = node;
+        ctx.rewarded = status != INodeRegistry.NodeStatus.Jailed;
+        ctx.feeBps = _feeBps;
+    }
+
+    /// @dev Verifies and settles one receipt into `ctx`. Returns false for a stale receipt (skipped
+    /// with an event) unless `strict`, where it reverts.
+    function _settleOne(Context memory ctx, Receipt calldata receipt, bytes calldata signature, bool strict)
+        private
+        returns (bool)
+    {
+        bytes32 digest = _verify(receipt, signature);
+        (bool fresh, uint256 paid) = _collect(ctx.node, receipt, digest, strict);
+        if (!fresh) return false;
+        uint256 fee = _account(ctx, paid, receipt.latencyMs);
+        _emitSettled(receipt, digest, signature, paid, fee);
+        return true;
+    }
+
+    /// @dev Range checks and the consumer's signature; returns the EIP-712 digest.
+    function _verify(Receipt calldata receipt, bytes calldata signature) private view returns (bytes32 digest) {
+        uint256 cumulativeAmount = receipt.cumulativeAmount;
+        uint256 cumulativeBytes = receipt.cumulativeBytes;
+        if (cumulativeAmount > type(uint128).max) revert SettlementValueTooLarge(cumulativeAmount);
+        if (cumulativeBytes > type(uint128).max) revert SettlementValueTooLarge(cumulativeBytes);
+        digest = _hashTypedDataV4(_structHash(receipt));
+        address recovered = ECDSA.recover(digest, signature);
+        if (recovered != receipt.consumer) revert SettlementInvalidSigner(receipt.consumer, recovered);
+    }
+
+    /// @dev Advances the channel and collects what is owed from escrow. `fresh` is false for a stale
+    /// receipt (skipped, or a revert when `strict`).
+    function _collect(address node, Receipt calldata receipt, bytes32 digest, bool strict)
+        private
+        returns (bool fresh, uint256 paid)
+    {
+        address consumer = receipt.consumer;
+        uint256 cumulativeAmount = receipt.cumulativeAmount;
+        uint256 cumulativeBytes = receipt.cumulativeBytes;
+        Channel storage channel = _channels[consumer][node];
+        uint256 settledAmount = channel.settledAmount;
+        if (cumulativeAmount <= settledAmount || cumulativeBytes < channel.settledBytes) {
+            if (strict) revert SettlementStaleReceipt(consumer, node, cumulativeAmount, settledAmount);
+            emit ReceiptSkipped(consumer, node, digest, cumulativeAmount, settledAmount);
+            return (false, 0);
+        }
+        uint256 owed;
+        unchecked {
+            // cumulativeAmount > settledAmount checked above.
+            owed = cumulativeAmount - settledAmount;
+        }
+        // Effects first, as if escrow pays in full (both values < 2^128, checked in _verify);
+        // corrected below when it pays less.
+        channel.settledAmount = uint128(cumulativeAmount);
+        channel.settledBytes = uint128(cumulativeBytes);
+        paid = _escrow.collect(consumer, owed);
+        if (paid < owed) {
+            // Escrow paid what the consumer had: advance only by that, so the same receipt settles
+            // the rest after a top-up.
+            channel.settledAmount = uint128(settledAmount + paid);
+        }
+        return (true, paid);
+    }
+
+    /// @dev Adds `paid`, its fee and the fee's latency-weighted reward weight to the call's totals.
+    function _account(Context memory ctx, uint256 paid, uint32 latencyMs) private view returns (uint256 fee) {
+        fee = RewardMath.bps(paid, ctx.feeBps);
+        ctx.paid += paid;
+        if (fee == 0) return 0;
+        ctx.fee += fee;
+        if (!ctx.rewarded) return fee;
+        if (!ctx.curveLoaded) _loadCurve(ctx);
+        uint16 multiplier = RewardMath.latencyMultiplierBps(latencyMs, ctx.lowMs, ctx.highMs, ctx.floorBps);
+        ctx.weight += RewardMath.weight(fee, multiplier);
+    }
+
+    /// @dev Credits the node and records reward usage once for the whole call.
+    function _finish(Context memory ctx) private {
+        if (ctx.paid > 0) _escrow.creditNode(ctx.node, ctx.paid - ctx.fee, ctx.fee);
+        if (ctx.fee > 0) _rewardPool.recordUsage(ctx.node, ctx.fee, ctx.weight);
+    }
+
+    function _loadCurve(Context memory ctx) private view {
+        (ctx.lowMs, ctx.highMs, ctx.floorBps) = _rewardPool.latencyCurve();
+        ctx.curveLoaded = true;
+    }
+
+    function _emitSettled(Receipt calldata receipt, bytes32 digest, bytes calldata signature, uint256 paid, uint256 fee)
+        private
+    {
+        emit ReceiptSettled(
+            receipt.consumer,
+            receipt.node,
+            receipt.sessionId,
+            receipt.cumulativeBytes,
+            receipt.cumulativeAmount,
+            receipt.latencyMs,
+            receipt.issuedAt,
+            digest,
+            signature,
+            paid,
+            fee
+        );
+    }
+
+    function _structHash(Receipt calldata receipt) private pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                RECEIPT_TYPEHASH,
+                receipt.consumer,
+                receipt.node,
+                receipt.sessionId,
+                receipt.cumulativeBytes,
+                receipt.cumulativeAmount,
+                receipt.latencyMs,
+                receipt.issuedAt
+            )
+        );
+    }
+
+    function _checkFeeBps(uint16 value) private pure {
+        if (value > MAX_FEE_BPS) revert SettlementParameterOutOfBounds("feeBps", value, 0, MAX_FEE_BPS);
+    }
+}

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+/// @title IPaymentEscrow
+/// @notice Consumers' prepaid balances in the payment token, node credits and accrued protocol fees.
+/// Invariant: `paymentToken.balanceOf(escrow) == Σ available + Σ thawing + Σ credits + accruedFees`
+/// (deposits are credited by the balance the escrow actually received, so fee-on-transfer tokens
+/// are accounted exactly).
+interface IPaymentEscrow {
+    error EscrowZeroAmount();
+    error EscrowInsufficientAvailable(address consumer, uint256 available, uint256 needed);
+    error EscrowThawNotFinished(address consumer, uint64 thawEndsAt, uint256 now);
+    error EscrowNothingThawing(address consumer);
+    error EscrowNothingToWithdraw(address node);
+    error EscrowUnknownNode(address node);
+    error EscrowZeroAddress(string field);
+    /// @notice Parameter `name` set to `value`, outside [`min`, `max`].
+    error EscrowParameterOutOfBounds(string name, uint256 value, uint256 min, uint256 max);
+
+    event Deposited(address indexed consumer, address indexed payer, uint256 amount);
+    event ThawRequested(address indexed consumer, uint256 amount, uint64 thawEndsAt);
+    event ThawCancelled(address indexed consumer, uint256 amount);
+    event Withdrawn(address indexed consumer, uint256 amount);
+    event NodeCredited(address indexed node, uint256 net, uint256 fee);
+    event EarningsWithdrawn(address indexed node, address indexed payout, uint256 amount);
+    event FeesSwept(address indexed treasury, uint256 amount);
+    event TreasuryUpdated(address oldTreasury, address newTreasury);
+    event ParameterUpdated(string name, uint256 oldValue, uint256 newValue);
+
+    /// @notice Deposits `amount` for the caller; credits what the escrow actually received.
+    function deposit(uint256 amount) external;
+
+    /// @notice Deposits `amount` of the caller's tokens for `consumer`.
+    function depositFor(address consumer, uint256 amount) external;
+
+    /// @notice Moves `amount` from available to thawing and restarts the thaw timer.
+    function requestThaw(uint256 amount) external;
+
+    /// @notice Moves everything thawing back to available.
+    function cancelThaw() external;
+
+    /// @notice After the thaw ends, pays the caller what is left thawing (settlements that landed
+    /// first may have taken part of it).
+    function withdraw() external;
+
+    /// @notice SETTLEMENT_ROLE: takes up to `amount` from `consumer` (available first, then thawing) and
+    /// returns what was taken. Never reverts for lack of funds.
+    function collect(address consumer, uint256 amount) external returns (uint256 paid);
+
+    /// @notice SETTLEMENT_ROLE: credits `net` to `node` and `fee` to accrued protocol fees. The caller
+    /// credits exactly what it collected.
+    function creditNode(address node, uint256 net, uint256 fee) external;
+
+    /// @notice Pays `node`'s credit to its registered payout address. Anyone may call; works while
+    /// settlement is paused.
+    function withdrawEarnings(address node) external returns (uint256 amount);
+
+    /// @notice Pays accrued fees to the treasury. Anyone may call.
+    function sweepFees() external returns (uint256 amount);
+
+    /// @notice DEFAULT_ADMIN_ROLE: the fee receiver.
+    function setTreasury(address treasury) external;
+
+    /// @notice PARAMETER_ROLE: thawing period in seconds, at most 30 days. Applies to later thaw requests.
+    function setThawingPeriod(uint64 thawingPeriod) external;
+
+    function accountOf(address consumer) external view returns (uint256 available, uint256 thawing, uint64 thawEndsAt);
+    function availableOf(address consumer) external view returns (uint256);
+    function thawingOf(address consumer) external view returns (uint256);
+    function creditOf(address node) external view returns (uint256);
+    function accruedFees() external view returns (uint256);
+    function paymentToken() external view returns (address);
+    function treasury() external view returns (address);
+    function thawingPeriod() external view returns (uint64);
+    function registry() external view returns (address);
+}
