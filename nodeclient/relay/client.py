@@ -1,0 +1,726 @@
+"""Consumer side of the metered relay: open a session with a node, tunnel TCP, fetch URLs, pay as you go.
+
+The consumer signs receipts only for payload bytes it has itself sent or received on this session
+(``sent_bytes + received_bytes``), whatever the node claims in PAUSE frames; it verifies the node's
+welcome against the registry's signing key; it accepts a channel base only if it is its own signed
+receipt or the chain's settled figures; and it stops signing at its spend cap.
+
+Typical use::
+
+    async with await open_session("127.0.0.1", 7000, node=NODE, consumer_key=KEY, chain=view) as session:
+        result = await session.fetch("http://example.org/file")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from eth_utils import to_checksum_address
+
+from nodeclient.errors import ReceiptError
+from nodeclient.receipts.model import Receipt, SignedReceipt
+from nodeclient.receipts.signing import ReceiptSigner, receipt_domain, verify_receipt
+from nodeclient.relay.chainview import ChainView, NodeStatus
+from nodeclient.relay.errors import (
+    HandshakeError,
+    ProtocolError,
+    RelayError,
+    RemoteError,
+    SpendCapReachedError,
+    TargetRefusedError,
+)
+from nodeclient.relay.framing import (
+    DEFAULT_MAX_FRAME,
+    PROTOCOL_VERSION,
+    STREAM_ID_SIZE,
+    Frame,
+    FrameType,
+    decode_control,
+    decode_data,
+    encode_control,
+    encode_data,
+    encode_frame,
+    read_frame,
+)
+from nodeclient.relay.handshake import Hello, Welcome, new_session_id
+from nodeclient.relay.pricing import bytes_for_amount, cumulative_amount
+
+__all__ = ["ConsumerConfig", "FetchResult", "RelayStream", "RelaySession", "RelayClient", "open_session"]
+
+log = logging.getLogger("kuota.relay.consumer")
+
+_MAX_HEADER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """Consumer-side limits and timings. Amounts are payment-token base units."""
+
+    max_price_per_gib: int | None = None
+    """Refuse a node whose registered price is above this."""
+    max_spend: int | None = None
+    """Sign receipts for at most this much in this session, then stop."""
+    ping_interval: float = 2.0
+    connect_timeout: float = 10.0
+    handshake_timeout: float = 15.0
+    idle_timeout: float = 300.0
+    ack_timeout: float = 15.0
+    max_frame: int = DEFAULT_MAX_FRAME
+    chunk_bytes: int = 64 * 1024
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """Outcome of ``RelaySession.fetch``."""
+
+    url: str
+    status: int
+    headers: dict[str, str]
+    body: bytes | None
+    """The body, unless a ``sink`` consumed it."""
+    body_bytes: int
+    wire_bytes: int
+    """Payload bytes received on the stream (status line, headers and body as sent by the server)."""
+    seconds: float
+    first_byte_s: float
+
+
+class RelayStream:
+    """A TCP connection to a destination, tunnelled through the session. Use like asyncio streams."""
+
+    def __init__(self, session: RelaySession, stream_id: int, target: str) -> None:
+        self.session = session
+        self.id = stream_id
+        self.target = target
+        self.reader = asyncio.StreamReader(limit=2**20)
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.eof_sent = False
+        self.remote_closed = False
+
+    async def read(self, n: int = -1) -> bytes:
+        """Read up to ``n`` bytes (b"" at end of stream)."""
+        return await self.reader.read(n)
+
+    async def readexactly(self, n: int) -> bytes:
+        """Read exactly ``n`` bytes."""
+        return await self.reader.readexactly(n)
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        """Read up to and including ``separator``."""
+        return await self.reader.readuntil(separator)
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data`` to the destination (metered, within the consumer's own view of the credit window)."""
+        if self.eof_sent:
+            raise ProtocolError(f"stream {self.id} to {self.target} is closed for writing")
+        view = memoryview(data)
+        step = self.session.config.chunk_bytes
+        for offset in range(0, len(view), step):
+            await self.session._send_data(self.id, view[offset : offset + step])
+
+    async def write_eof(self) -> None:
+        """Half-close: the destination sees end of stream; reading continues."""
+        if not self.eof_sent:
+            self.eof_sent = True
+            await self.session._send(encode_control(FrameType.CLOSE, {"stream": self.id}))
+
+    async def close(self) -> None:
+        """Close both directions."""
+        await self.write_eof()
+        self.session._streams.pop(self.id, None)
+        self.session._closed_streams.add(self.id)
+
+
+class RelaySession:
+    """An open, paid session with one node. Create with ``open_session``."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        chain: ChainView,
+        node: str,
+        consumer_key: bytes | str,
+        config: ConsumerConfig,
+    ) -> None:
+        signer = ReceiptSigner(consumer_key, receipt_domain(chain.chain_id, chain.settlement_address))
+        self._reader = reader
+        self._writer = writer
+        self.chain = chain
+        self.node = node
+        self.consumer = signer.address
+        self._signer = signer
+        self._key = consumer_key  # signs the hello; never logged or shown in repr
+        self.config = config
+        self.session_id = new_session_id()
+        self.price_per_gib = 0
+        self.credit_bytes = 0
+        self.receipt_interval_bytes = 0
+        self.base_bytes = 0
+        self.base_amount = 0
+        self.sent_bytes = 0
+        self.received_bytes = 0
+        self.signed_bytes = 0
+        """Session bytes covered by the latest receipt this consumer signed."""
+        self.acked_bytes = 0
+        self.receipts: list[SignedReceipt] = []
+        self.acked: list[SignedReceipt] = []
+        self.rtts_ms: list[float] = []
+        self.pauses: list[dict[str, Any]] = []
+        self.remote_error: RemoteError | None = None
+        self.spend_cap_reached = False
+        self._cap_bytes: int | None = None
+        self._streams: dict[int, RelayStream] = {}
+        self._closed_streams: set[int] = set()
+        self._next_stream = 1
+        self._send_lock = asyncio.Lock()
+        self._ack_event = asyncio.Event()
+        self._pings: dict[bytes, float] = {}
+        self._ping_waiters: dict[bytes, asyncio.Future[float]] = {}
+        self._ping_seq = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._last_issued = 0
+        self._dead: BaseException | None = None
+
+    # -- figures -------------------------------------------------------------------------------
+
+    @property
+    def metered_bytes(self) -> int:
+        """Payload bytes this consumer sent plus received in this session: what it pays for."""
+        return self.sent_bytes + self.received_bytes
+
+    @property
+    def latency_ms(self) -> int:
+        """Median round trip of PING frames so far, in whole milliseconds (rounded up)."""
+        if not self.rtts_ms:
+            return 0
+        return int(-(-statistics.median(self.rtts_ms) // 1))
+
+    @property
+    def spent(self) -> int:
+        """Amount signed for in this session."""
+        return cumulative_amount(0, 0, self.signed_bytes, self.price_per_gib)
+
+    # -- handshake ------------------------------------------------------------------------------
+
+    async def _handshake(self) -> None:
+        frame = await self._expect(FrameType.CHALLENGE)
+        body = decode_control(frame)
+        if body.get("version") != PROTOCOL_VERSION:
+            raise HandshakeError(f"node speaks protocol version {body.get('version')!r}, this client {PROTOCOL_VERSION}")
+        if str(body.get("node", "")).lower() != self.node.lower():
+            raise HandshakeError(f"the relay at this address is node {body.get('node')!r}, not {self.node}")
+        if body.get("chainId") != self.chain.chain_id or str(body.get("settlement", "")).lower() != self.chain.settlement_address.lower():
+            raise HandshakeError(
+                f"the node is on chain {body.get('chainId')!r} / settlement {body.get('settlement')!r}, this client on "
+                f"{self.chain.chain_id} / {self.chain.settlement_address}"
+            )
+        info = await asyncio.to_thread(self.chain.node_info, self.node)
+        if info.status != NodeStatus.ACTIVE:
+            raise HandshakeError(f"node {self.node} is {info.status.name.lower()} in the registry")
+        if self.config.max_price_per_gib is not None and info.price_per_gib > self.config.max_price_per_gib:
+            raise HandshakeError(
+                f"node price {info.price_per_gib} per GiB is above the maximum {self.config.max_price_per_gib}"
+            )
+        hello = Hello(
+            consumer=self.consumer,
+            node=self.node,
+            session_id=self.session_id,
+            price_per_gib=info.price_per_gib,
+            challenge=str(body.get("challenge")),
+            issued_at=int(time.time()),
+        )
+        try:
+            hello = Hello.from_json(hello.to_json() | {"signature": "0x" + "00" * 65})  # validates the challenge
+        except HandshakeError as exc:
+            raise HandshakeError(f"node sent a malformed challenge: {exc.reason}") from None
+        hello = hello.signed(self._key, self.chain.chain_id, self.chain.settlement_address)
+        await self._send(encode_control(FrameType.HELLO, hello.to_json()))
+        frame = await self._expect(FrameType.WELCOME)
+        welcome = Welcome.from_json(decode_control(frame))
+        expected_digest = hello.digest(self.chain.chain_id, self.chain.settlement_address)
+        if (welcome.node, welcome.consumer, welcome.session_id, welcome.price_per_gib, welcome.hello_digest) != (
+            self.node, self.consumer, self.session_id, info.price_per_gib, expected_digest,
+        ):
+            raise HandshakeError("the welcome does not match the hello (node, consumer, session, price or digest)")
+        signer = await asyncio.to_thread(welcome.recover, self.chain.chain_id, self.chain.settlement_address)
+        if signer != info.signing_key:
+            raise HandshakeError(f"welcome is signed by {signer}, not by node {self.node}'s registered key {info.signing_key}")
+        if not 0 < welcome.receipt_interval_bytes <= welcome.credit_bytes:
+            raise HandshakeError(
+                f"node's receipt interval {welcome.receipt_interval_bytes} is not within its credit {welcome.credit_bytes}"
+            )
+        await self._check_base(welcome)
+        self.price_per_gib = welcome.price_per_gib
+        self.credit_bytes = welcome.credit_bytes
+        self.receipt_interval_bytes = welcome.receipt_interval_bytes
+        self.base_bytes = welcome.base_bytes
+        self.base_amount = welcome.base_amount
+        if self.config.max_spend is not None and self.price_per_gib > 0:
+            self._cap_bytes = bytes_for_amount(self.config.max_spend, self.price_per_gib)
+
+    async def _check_base(self, welcome: Welcome) -> None:
+        """Accept the channel's starting point only if this consumer signed it or the chain settled it."""
+        base = (welcome.base_bytes, welcome.base_amount)
+        if welcome.base_receipt is not None:
+            try:
+                receipt = SignedReceipt.model_validate(welcome.base_receipt)
+                verify_receipt(receipt, receipt_domain(self.chain.chain_id, self.chain.settlement_address))
+            except ReceiptError as exc:
+                raise HandshakeError(f"the node's base receipt does not verify: {exc}") from None
+            if receipt.consumer != self.consumer or receipt.node != self.node:
+                raise HandshakeError("the node's base receipt belongs to another channel")
+            if (receipt.cumulative_bytes, receipt.cumulative_amount) == base:
+                return
+        settled_amount, settled_bytes = await asyncio.to_thread(self.chain.channel_settled, self.consumer, self.node)
+        if base != (settled_bytes, settled_amount):
+            raise HandshakeError(
+                f"the node claims the channel starts at {base[0]} bytes / {base[1]}, which is neither a receipt "
+                f"this consumer signed nor the chain's settled {settled_bytes} / {settled_amount}"
+            )
+
+    async def _expect(self, frame_type: FrameType) -> Frame:
+        frame = await read_frame(self._reader, max_frame=self.config.max_frame)
+        if frame is None:
+            raise HandshakeError(f"the node closed the connection before {frame_type.name}")
+        if frame.type == FrameType.ERROR:
+            body = decode_control(frame)
+            raise RemoteError(str(body.get("code", "?")), str(body.get("message", "")))
+        if frame.type != frame_type:
+            raise HandshakeError(f"expected {frame_type.name} from the node, got {frame.type.name}")
+        return frame
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._read_loop()))
+        if self.config.ping_interval > 0:
+            self._tasks.append(asyncio.create_task(self._ping_loop()))
+
+    async def _send(self, data: bytes) -> None:
+        if self._dead is not None:
+            raise self._dead if isinstance(self._dead, RelayError) else RelayError(f"session is closed: {self._dead}")
+        async with self._send_lock:
+            self._writer.write(data)
+            await self._writer.drain()
+
+    async def ping(self) -> float:
+        """Send one PING and wait for its PONG; returns the round trip in ms."""
+        self._ping_seq += 1
+        token = struct.pack(">Q", self._ping_seq)
+        sent = time.perf_counter()
+        self._pings[token] = sent
+        waiter = asyncio.get_running_loop().create_future()
+        self._ping_waiters[token] = waiter
+        await self._send(encode_frame(FrameType.PING, token))
+        return await asyncio.wait_for(waiter, self.config.ack_timeout)
+
+    async def _ping_loop(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError, RelayError, ConnectionError, OSError, asyncio.TimeoutError):
+            while not self._closed:
+                await asyncio.sleep(self.config.ping_interval)
+                await self.ping()
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                frame = await read_frame(self._reader, max_frame=self.config.max_frame, idle_timeout=self.config.idle_timeout)
+                if frame is None:
+                    raise RelayError("the node closed the connection")
+                await self._dispatch(frame)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - recorded and re-raised to every waiter
+            if isinstance(exc, asyncio.TimeoutError):
+                exc = RelayError(f"the node sent nothing for {self.config.idle_timeout:g} s")
+            self._die(exc)
+
+    def _die(self, exc: BaseException) -> None:
+        if self._dead is None:
+            self._dead = exc
+            if not isinstance(exc, RemoteError) and not self._closed:
+                log.info("session %s with %s ended: %s", self.session_id[:10], self.node, exc)
+        for stream in self._streams.values():
+            if not stream.opened.done():
+                stream.opened.set_exception(exc if isinstance(exc, RelayError) else RelayError(str(exc)))
+            stream.reader.set_exception(exc if isinstance(exc, Exception) else RelayError(str(exc)))
+        self._ack_event.set()
+        for waiter in self._ping_waiters.values():
+            if not waiter.done():
+                waiter.set_exception(RelayError("session ended"))
+
+    async def _dispatch(self, frame: Frame) -> None:
+        t = frame.type
+        if t == FrameType.DATA:
+            stream_id, data = decode_data(frame)
+            stream = self._streams.get(stream_id)
+            if stream is None and stream_id not in self._closed_streams:
+                raise ProtocolError(f"node sent DATA for stream {stream_id}, which this consumer never opened")
+            # Bytes received are bytes received, even for a stream the application already closed.
+            self.received_bytes += len(data)
+            if stream is not None:
+                stream.reader.feed_data(data)
+            await self._maybe_sign()
+        elif t == FrameType.ACK:
+            self._on_ack(decode_control(frame))
+        elif t == FrameType.PONG:
+            sent = self._pings.pop(frame.payload, None)
+            if sent is not None:
+                rtt = (time.perf_counter() - sent) * 1000
+                self.rtts_ms.append(rtt)
+                waiter = self._ping_waiters.pop(frame.payload, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(rtt)
+        elif t == FrameType.OPENED:
+            stream = self._streams.get(decode_control(frame).get("stream"))  # type: ignore[arg-type]
+            if stream is not None and not stream.opened.done():
+                stream.opened.set_result(None)
+        elif t == FrameType.CLOSE:
+            body = decode_control(frame)
+            stream = self._streams.get(body.get("stream"))  # type: ignore[arg-type]
+            if stream is not None:
+                stream.remote_closed = True
+                if not stream.opened.done():
+                    stream.opened.set_exception(TargetRefusedError(stream.target, str(body.get("error", "closed"))))
+                stream.reader.feed_eof()
+        elif t == FrameType.PAUSE:
+            # The node's own count is informative only: we sign what we measured, never its figure.
+            body = decode_control(frame)
+            self.pauses.append(body)
+            await self._sign(force=True)
+        elif t == FrameType.ERROR:
+            body = decode_control(frame)
+            error = RemoteError(str(body.get("code", "?"))[:64], str(body.get("message", ""))[:500])
+            self.remote_error = error
+            log.warning("node %s ended session %s: %s", self.node, self.session_id[:10], error)
+            # Pay for what was received before the node stopped: the final receipt.
+            with contextlib.suppress(Exception):
+                await self._sign(force=True)
+            raise error
+        else:
+            raise ProtocolError(f"unexpected {t.name} frame from the node")
+
+    def _on_ack(self, body: dict[str, Any]) -> None:
+        nbytes = body.get("cumulativeBytes")
+        match = next((r for r in reversed(self.receipts) if r.cumulative_bytes == nbytes), None)
+        if match is None or match.cumulative_amount != body.get("cumulativeAmount"):
+            raise ProtocolError(f"node acknowledged a receipt this consumer never signed ({str(body)[:200]})")
+        self.acked_bytes = max(self.acked_bytes, match.cumulative_bytes - self.base_bytes)
+        if not self.acked or self.acked[-1].cumulative_bytes < match.cumulative_bytes:
+            self.acked.append(match)
+        self._ack_event.set()
+
+    async def _maybe_sign(self) -> None:
+        if self.metered_bytes - self.signed_bytes >= self.receipt_interval_bytes:
+            await self._sign()
+
+    async def _sign(self, force: bool = False) -> SignedReceipt | None:
+        """Sign a receipt for every byte measured so far (capped by the spend cap); None if nothing new."""
+        target = self.metered_bytes
+        if self._cap_bytes is not None and target > self._cap_bytes:
+            target = self._cap_bytes
+            if not self.spend_cap_reached:
+                self.spend_cap_reached = True
+                self._tasks.append(asyncio.create_task(self._stop_for_cap()))
+        if target <= self.signed_bytes:
+            return None
+        issued = max(int(time.time()), self._last_issued)
+        receipt = Receipt(
+            consumer=self.consumer,
+            node=self.node,
+            session_id=self.session_id,
+            cumulative_bytes=self.base_bytes + target,
+            cumulative_amount=cumulative_amount(self.base_bytes, self.base_amount, self.base_bytes + target, self.price_per_gib),
+            latency_ms=min(self.latency_ms, 2**32 - 1),
+            issued_at=issued,
+        )
+        signed = self._signer.sign(receipt)
+        self._last_issued = issued
+        self.signed_bytes = target
+        self.receipts.append(signed)
+        self._ack_event.clear()
+        await self._send(encode_control(FrameType.RECEIPT, signed.to_json_dict()))
+        return signed
+
+    async def _stop_for_cap(self) -> None:
+        cap = SpendCapReachedError(self.spent, self.config.max_spend or 0)
+        log.warning("session %s: %s", self.session_id[:10], cap)
+        with contextlib.suppress(Exception):
+            await self._wait_acked(self.config.ack_timeout)
+        await self._shutdown(cap)
+
+    async def _send_data(self, stream_id: int, data: memoryview) -> None:
+        if self.spend_cap_reached:
+            raise SpendCapReachedError(self.spent, self.config.max_spend or 0)
+        n = len(data)
+        # Keep upstream within our own view of the window: sign and wait for the ack if needed.
+        if self.metered_bytes + n - self.acked_bytes > self.credit_bytes:
+            await self._sign(force=True)
+            deadline = time.monotonic() + self.config.ack_timeout
+            while self.metered_bytes + n - self.acked_bytes > self.credit_bytes:
+                if self._dead is not None:
+                    raise RelayError(f"session ended: {self._dead}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RelayError(f"the node acknowledged no receipt within {self.config.ack_timeout:g} s")
+                self._ack_event.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._ack_event.wait(), remaining)
+        if self._cap_bytes is not None and self.metered_bytes + n > self._cap_bytes:
+            await self._sign(force=True)
+            raise SpendCapReachedError(self.spent, self.config.max_spend or 0)
+        await self._send(encode_data(stream_id, data))
+        self.sent_bytes += n
+        await self._maybe_sign()
+
+    async def _wait_acked(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.acked_bytes < self.signed_bytes and self._dead is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RelayError(f"the node acknowledged no receipt within {timeout:g} s")
+            self._ack_event.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._ack_event.wait(), remaining)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    async def open_stream(self, host: str, port: int) -> RelayStream:
+        """Open a TCP connection to ``host:port`` through the node (the relay's CONNECT)."""
+        if self._dead is not None:
+            raise RelayError(f"session ended: {self._dead}")
+        stream_id = self._next_stream
+        self._next_stream += 1
+        stream = RelayStream(self, stream_id, f"{host}:{port}")
+        self._streams[stream_id] = stream
+        await self._send(encode_control(FrameType.OPEN, {"stream": stream_id, "host": host, "port": port}))
+        try:
+            await asyncio.wait_for(asyncio.shield(stream.opened), self.config.connect_timeout + 5)
+        except BaseException:
+            self._streams.pop(stream_id, None)
+            self._closed_streams.add(stream_id)
+            raise
+        return stream
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        sink: Callable[[bytes], Awaitable[None] | None] | None = None,
+        timeout: float = 300.0,
+    ) -> FetchResult:
+        """HTTP/1.1 GET ``url`` (http://) through the node; the body goes to ``sink`` or into the result."""
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise RelayError(
+                f"fetch supports http:// URLs, got {url!r}; for HTTPS run `kuota consume tunnel` and point "
+                "the client at its local HTTP CONNECT / SOCKS5 proxy"
+            )
+        host, port = parts.hostname, parts.port or 80
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        started = time.perf_counter()
+        stream = await self.open_stream(host, port)
+        before = self.received_bytes
+        host_header = host if port == 80 else f"{host}:{port}"
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: kuota-relay/1\r\n"
+            "Accept-Encoding: identity\r\nConnection: close\r\n\r\n"
+        ).encode()
+        await stream.write(request)
+        result = await asyncio.wait_for(_read_http_response(stream, url, sink, started), timeout)
+        await stream.close()
+        result.wire_bytes = self.received_bytes - before
+        return result
+
+    async def close(self) -> None:
+        """Sign the final receipt for everything received, wait for its ack, say BYE, close."""
+        await self._shutdown(None)
+
+    async def _shutdown(self, reason: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._dead is None:
+            with contextlib.suppress(Exception):
+                await self._sign(force=True)
+                await self._wait_acked(self.config.ack_timeout)
+            with contextlib.suppress(Exception):
+                await self._send(encode_frame(FrameType.BYE, b"{}"))
+        if reason is not None:
+            self._die(reason)
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            self._writer.close()
+            await asyncio.wait_for(self._writer.wait_closed(), 2)
+
+    async def __aenter__(self) -> RelaySession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def summary(self) -> dict[str, Any]:
+        """What this session measured and signed (JSON-ready)."""
+        last = self.receipts[-1] if self.receipts else None
+        return {
+            "node": self.node,
+            "consumer": self.consumer,
+            "sessionId": self.session_id,
+            "pricePerGiB": self.price_per_gib,
+            "sentBytes": self.sent_bytes,
+            "receivedBytes": self.received_bytes,
+            "signedBytes": self.signed_bytes,
+            "ackedBytes": self.acked_bytes,
+            "spent": self.spent,
+            "receipts": len(self.receipts),
+            "latencyMs": self.latency_ms,
+            "spendCapReached": self.spend_cap_reached,
+            "remoteError": str(self.remote_error) if self.remote_error else None,
+            "lastReceipt": last.to_json_dict() if last else None,
+        }
+
+
+async def _read_http_response(
+    stream: RelayStream,
+    url: str,
+    sink: Callable[[bytes], Awaitable[None] | None] | None,
+    started: float,
+) -> FetchResult:
+    head = b""
+    first_byte: float | None = None
+    while b"\r\n\r\n" not in head:
+        chunk = await stream.read(65536)
+        if first_byte is None:
+            first_byte = time.perf_counter() - started
+        if not chunk:
+            raise RelayError(f"{url}: the server closed the connection before the end of the headers")
+        head += chunk
+        if len(head) > _MAX_HEADER_BYTES and b"\r\n\r\n" not in head[:_MAX_HEADER_BYTES]:
+            raise RelayError(f"{url}: response headers exceed {_MAX_HEADER_BYTES} bytes")
+    raw_head, rest = head.split(b"\r\n\r\n", 1)
+    lines = raw_head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split(" ", 2)[1])
+    except (IndexError, ValueError):
+        raise RelayError(f"{url}: malformed status line {lines[0][:100]!r}") from None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body_parts: list[bytes] | None = [] if sink is None else None
+    total = 0
+
+    async def emit(data: bytes) -> None:
+        nonlocal total
+        total += len(data)
+        if body_parts is not None:
+            body_parts.append(data)
+        elif sink is not None:
+            out = sink(data)
+            if asyncio.iscoroutine(out):
+                await out
+
+    chunked = headers.get("transfer-encoding", "").lower() == "chunked"
+    if chunked:
+        buffer = rest
+        while True:
+            while b"\r\n" not in buffer:
+                more = await stream.read(65536)
+                if not more:
+                    raise RelayError(f"{url}: chunked body ended early")
+                buffer += more
+            size_line, buffer = buffer.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(buffer) < size + 2:
+                more = await stream.read(65536)
+                if not more:
+                    raise RelayError(f"{url}: chunked body ended early")
+                buffer += more
+            if size == 0:
+                break
+            await emit(buffer[:size])
+            buffer = buffer[size + 2 :]
+    else:
+        length = int(headers["content-length"]) if "content-length" in headers else None
+        if rest:
+            await emit(rest)
+        while length is None or total < length:
+            data = await stream.read(262144)
+            if not data:
+                break
+            await emit(data)
+        if length is not None and total != length:
+            raise RelayError(f"{url}: body has {total} bytes, Content-Length said {length}")
+    return FetchResult(
+        url=url,
+        status=status,
+        headers=headers,
+        body=b"".join(body_parts) if body_parts is not None else None,
+        body_bytes=total,
+        wire_bytes=0,
+        seconds=time.perf_counter() - started,
+        first_byte_s=first_byte or 0.0,
+    )
+
+
+async def open_session(
+    host: str,
+    port: int,
+    *,
+    node: str,
+    consumer_key: bytes | str,
+    chain: ChainView,
+    config: ConsumerConfig | None = None,
+) -> RelaySession:
+    """Connect to the relay at ``host:port``, run the handshake with ``node``, measure one round trip."""
+    config = config or ConsumerConfig()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), config.connect_timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise RelayError(f"cannot connect to the relay at {host}:{port}: {exc or 'timed out'}") from None
+    session = RelaySession(reader, writer, chain=chain, node=to_checksum_address(node), consumer_key=consumer_key, config=config)
+    try:
+        await asyncio.wait_for(session._handshake(), config.handshake_timeout)
+    except asyncio.TimeoutError:
+        writer.close()
+        raise HandshakeError(f"the node did not complete the handshake within {config.handshake_timeout:g} s") from None
+    except BaseException:
+        writer.close()
+        raise
+    session._start()
+    # One round trip before any receipt, so even the first receipt carries a measured latency.
+    with contextlib.suppress(asyncio.TimeoutError):
+        await session.ping()
+    return session
+
+
+@dataclass(slots=True)
+class RelayClient:
+    """A consumer's handle: its key, its chain view and its limits; opens sessions with nodes."""
+
+    consumer_key: bytes | str = field(repr=False)
+    chain: ChainView
+    config: ConsumerConfig = field(default_factory=ConsumerConfig)
+
+    async def session(self, host: str, port: int, node: str, **overrides: Any) -> RelaySession:
+        """Open a session with ``node`` at ``host:port``; ``overrides`` replace ``ConsumerConfig`` fields."""
+        config = self.config
+        if overrides:
+            from dataclasses import replace
+
+            config = replace(config, **overrides)
+        return await open_session(host, port, node=node, consumer_key=self.consumer_key, chain=self.chain, config=config)
