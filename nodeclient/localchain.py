@@ -285,6 +285,26 @@ def _process_identity(pid: int) -> tuple[list[str], str] | None:
     return [part.decode(errors="replace") for part in cmdline if part], fields[19]
 
 
+def _listens_on(pid: int, port: int) -> bool | None:
+    """Whether ``pid`` (or a child, for wrapper scripts) listens on ``port``; None if we cannot tell."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - without psutil the RPC checks still apply
+        return None
+    try:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            lister = getattr(proc, "net_connections", None) or proc.connections
+            for conn in lister(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                    return True
+    except psutil.AccessDenied:
+        return None
+    except psutil.NoSuchProcess:
+        return False
+    return False
+
+
 def _identity_problem(state: ChainState) -> str | None:
     identity = _process_identity(state.pid)
     if identity is None:
@@ -293,6 +313,14 @@ def _identity_problem(state: ChainState) -> str | None:
     if started != state.process_start or cmdline != state.cmdline:
         shown = " ".join(cmdline)[:120] or "?"
         return f"pid {state.pid} now belongs to a different program ({shown})"
+    return None
+
+
+def _listener_problem(state: ChainState) -> str | None:
+    # Two chains started in the same second have the same genesis hash (same mnemonic, same
+    # timestamp), so the genesis check alone cannot tell them apart: the port must be our process's.
+    if _listens_on(state.pid, state.port) is False:
+        return f"process {state.pid} does not listen on the recorded port {state.port}"
     return None
 
 
@@ -392,7 +420,7 @@ def chain_status(home: str | Path | None = None) -> ChainStatus:
     state = read_state(home)
     if state is None:
         return ChainStatus(state=None, running=False, problem="no chain recorded")
-    problem = _identity_problem(state)
+    problem = _identity_problem(state) or _listener_problem(state)
     if problem is not None:
         return ChainStatus(state=state, running=False, problem=problem)
     problem, block = _rpc_problem(state)
