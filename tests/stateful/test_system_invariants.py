@@ -1,0 +1,639 @@
+"""Stateful (hypothesis) test of the whole Kuota system: escrow, settlement, staking and rewards.
+
+Three consumers and three nodes (two operators) act in random order: deposits, thaw requests,
+cancels and withdrawals, receipts signed and settled one by one or in batches (fresh, resubmitted,
+stale, lower-bytes and under-funded ones), node earnings withdrawals, fee sweeps, stake, stake-for,
+unbond, withdraw and slash, jail/unjail, time travel across thaw, unbonding and epoch boundaries,
+epoch finalisation, claims, and an emission change. A Python model predicts every outcome
+(including the exact custom error of every refused call) and the invariants compare model and chain
+after every step:
+
+- escrow conservation: payment-token balance of PaymentEscrow == Σ available + Σ thawing + Σ node
+  credits + accruedFees == deposits − withdrawals − earnings withdrawn − fees swept;
+- stake conservation: KUOTA balance of Staking == totalBonded + totalUnbonding == Σ bonded + Σ
+  unbonding of the operators; Σ slashed == Σ reporter rewards + Σ burned, and KUOTA's total supply
+  moves by exactly the rewards claimed minus what slashing burned;
+- reward conservation: Σ claimed + Σ claimable + carry + dust == Σ emitted (scheduled of finalised
+  epochs), with dust ≤ 1 wei per node per epoch; every epoch's budget, paid and carry, and every
+  node's reward, equal the model's;
+- channel monotonicity: settledAmount never decreases and never exceeds the largest cumulative
+  amount the consumer signed for the channel;
+- per-node reward ≤ rewardPerFeeUnit × fee and ≤ the epoch's per-node cap.
+
+Size: ``KUOTA_STATEFUL_EXAMPLES`` examples × ``KUOTA_STATEFUL_STEPS`` steps (default 8 × 30, about
+2–3 minutes on a shared 2-core machine); raise them for a longer soak, e.g.
+``KUOTA_STATEFUL_EXAMPLES=200 KUOTA_STATEFUL_STEPS=100``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from brownie import chain
+from brownie.exceptions import VirtualMachineError
+from brownie.test import strategy
+from eth_utils import keccak
+
+from integration.support import BPS, Receipt, event_list, latency_multiplier_bps, sign_receipt
+
+EXAMPLES = int(os.environ.get("KUOTA_STATEFUL_EXAMPLES", "8"))
+STEPS = int(os.environ.get("KUOTA_STATEFUL_STEPS", "30"))
+
+MAX_DEPOSIT = 5 * 10**9  # 5000 USD (6 decimals)
+MAX_RECEIPT_STEP = 3 * 10**9  # big enough to hit the per-node cap in one receipt
+# Calls whose outcome depends on a deadline are kept this far from it (Anvil's clock is wall time).
+TIME_MARGIN = 3
+
+
+def expect_error(call, args: tuple, sender, name: str, values: tuple | None = None) -> None:
+    """``call(*args)`` from ``sender`` must revert with custom error ``name`` (and ``values``, if given)."""
+    try:
+        call.call(*args, {"from": sender})
+    except VirtualMachineError as exc:
+        message = str(exc.revert_msg)
+        got_name, _, got_values = message.partition(": ")
+        assert got_name == name, f"expected {name}{values or ''}, got {message!r}"
+        if values is not None:
+            expected = ", ".join(str(v) for v in values)
+            assert got_values.lower() == expected.lower(), f"expected {name}: {expected}, got {message!r}"
+    else:
+        raise AssertionError(f"expected the call to revert with {name}, it succeeded")
+
+
+@dataclass
+class Channel:
+    """One (consumer, node) channel: what was signed and what the chain has settled."""
+
+    signed_amount: int = 0
+    signed_bytes: int = 0
+    max_signed_amount: int = 0
+    settled_amount: int = 0
+    settled_bytes: int = 0
+    last_seen_settled: int = 0
+    receipts: list[tuple[Receipt, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class EpochModel:
+    """A reward epoch as the model sees it."""
+
+    scheduled: int | None = None
+    fee: dict[int, int] = field(default_factory=dict)
+    weight: dict[int, int] = field(default_factory=dict)
+
+
+class SystemMachine:
+    """Hypothesis rules over the deployed system; the model lives on the instance, reset per example."""
+
+    st_consumer = strategy("uint8", max_value=2)
+    st_node = strategy("uint8", max_value=2)
+    st_operator = strategy("uint8", max_value=1)
+    st_deposit = strategy("uint256", min_value=1, max_value=MAX_DEPOSIT)
+    st_step = strategy("uint256", min_value=1, max_value=MAX_RECEIPT_STEP)
+    st_bytes = strategy("uint256", min_value=0, max_value=2**40)
+    st_latency = strategy("uint32", max_value=1_000)
+    st_bps = strategy("uint16", min_value=1, max_value=BPS)
+    st_seconds = strategy("uint32", min_value=1, max_value=700)
+    st_stake = strategy("uint256", min_value=1, max_value=1_500 * 10**18)
+    st_kinds = strategy("uint8[]", min_length=1, max_length=5, max_value=3)
+    st_count = strategy("uint8", min_value=1, max_value=20)
+    st_emission = strategy("uint256", min_value=0, max_value=5_000 * 10**18)
+
+    def __init__(cls, world) -> None:
+        cls.world = world
+        cls.s = world.system
+        cls.n_consumers = len(world.consumers)
+        cls.n_nodes = len(world.nodes)
+        cls.genesis = int(world.system.rewards.genesis())
+        cls.epoch_length = int(world.system.rewards.epochLength())
+        cls.rpfu = int(world.system.rewards.rewardPerFeeUnit())
+        cls.max_share_bps = int(world.system.rewards.maxNodeShareBps())
+        cls.fee_bps = int(world.system.settlement.feeBps())
+        cls.curve = tuple(int(v) for v in world.system.rewards.latencyCurve())
+        cls.min_stake = int(world.system.registry.minStakePerNode())
+        cls.reporter_bps = int(world.system.staking.slashReporterBps())
+
+    def setup(self) -> None:
+        """Per example: read the starting state (the chain was reverted to the fixture's snapshot)."""
+        s, w = self.s, self.world
+        self.escrow_base = int(s.payment_token.balanceOf(s.escrow))
+        self.deposited = self.withdrawn = self.earnings_paid = self.fees_swept = 0
+        self.accounts = [list(s.escrow.accountOf(c.address)) for c in w.consumers]
+        self.credits = [int(s.escrow.creditOf(n.address)) for n in w.nodes]
+        self.fees = int(s.escrow.accruedFees())
+        self.channels = {(c, n): Channel() for c in range(self.n_consumers) for n in range(self.n_nodes)}
+        self.jailed = [False] * self.n_nodes
+        self.bonded = [int(s.staking.bondedOf(op)) for op in w.operators]
+        self.unbonding = [list(s.staking.unbondingOf(op)) for op in w.operators]
+        self.slashed = self.reporter_rewards = self.burned = 0
+        self.supply_base = int(s.token.totalSupply())
+        self.emission = int(s.rewards.emissionPerEpoch())
+        self.epochs: dict[int, EpochModel] = {}
+        self.finalized = int(s.rewards.finalizedThrough())
+        self.carry = int(s.rewards.carry())
+        self.emitted = int(s.rewards.totalEmitted())
+        self.paid_total = int(s.rewards.totalPaid())
+        self.claimed_total = int(s.rewards.totalClaimed())
+        self.rewards: dict[tuple[int, int], int] = {}  # (node, epoch) -> reward, once finalised
+        self.claimed: set[tuple[int, int]] = set()
+        self.dust = 0
+        self.dust_pairs = 0
+
+    # ------------------------------------------------------------------ escrow
+
+    def rule_deposit(self, st_consumer, st_deposit) -> None:
+        """A consumer mints mock USD and deposits it."""
+        consumer = self.world.consumers[st_consumer].account
+        self.s.payment_token.mint(consumer, st_deposit, {"from": consumer})
+        tx = self.s.escrow.deposit(st_deposit, {"from": consumer})
+        assert tx.events["Deposited"]["amount"] == st_deposit
+        self.accounts[st_consumer][0] += st_deposit
+        self.deposited += st_deposit
+
+    def rule_deposit_for(self, st_consumer, st_deposit) -> None:
+        """A third party funds a consumer's escrow."""
+        payer = self.world.stranger
+        self.s.payment_token.mint(payer, st_deposit, {"from": payer})
+        self.s.payment_token.approve(self.s.escrow, st_deposit, {"from": payer})
+        consumer = self.world.consumers[st_consumer].account
+        self.s.escrow.depositFor(consumer, st_deposit, {"from": payer})
+        self.accounts[st_consumer][0] += st_deposit
+        self.deposited += st_deposit
+
+    def rule_request_thaw(self, st_consumer, st_bps) -> None:
+        """A consumer moves a share of its available balance to thawing (restarting the timer)."""
+        consumer = self.world.consumers[st_consumer].account
+        available = self.accounts[st_consumer][0]
+        amount = available * st_bps // BPS
+        if amount == 0:
+            expect_error(self.s.escrow.requestThaw, (0,), consumer, "EscrowZeroAmount")
+            return
+        tx = self.s.escrow.requestThaw(amount, {"from": consumer})
+        ends = tx.timestamp + int(self.s.escrow.thawingPeriod())
+        assert tx.events["ThawRequested"]["thawEndsAt"] == ends
+        self.accounts[st_consumer][0] -= amount
+        self.accounts[st_consumer][1] += amount
+        self.accounts[st_consumer][2] = ends
+
+    def rule_request_thaw_too_much(self, st_consumer) -> None:
+        """Asking to thaw more than is available is refused with the balance in the error."""
+        consumer = self.world.consumers[st_consumer].account
+        available = self.accounts[st_consumer][0]
+        expect_error(
+            self.s.escrow.requestThaw,
+            (available + 1,),
+            consumer,
+            "EscrowInsufficientAvailable",
+            (consumer.address, available, available + 1),
+        )
+
+    def rule_cancel_thaw(self, st_consumer) -> None:
+        """A consumer cancels its thaw: thawing goes back to available."""
+        consumer = self.world.consumers[st_consumer].account
+        account = self.accounts[st_consumer]
+        if account[1] == 0:
+            expect_error(self.s.escrow.cancelThaw, (), consumer, "EscrowNothingThawing", (consumer.address,))
+            return
+        self.s.escrow.cancelThaw({"from": consumer})
+        account[0] += account[1]
+        account[1] = 0
+        account[2] = 0
+
+    def rule_withdraw(self, st_consumer) -> None:
+        """A consumer withdraws what is still thawing once the thawing period is over."""
+        consumer = self.world.consumers[st_consumer].account
+        account = self.accounts[st_consumer]
+        if account[1] == 0:
+            expect_error(self.s.escrow.withdraw, (), consumer, "EscrowNothingThawing", (consumer.address,))
+            return
+        if abs(chain.time() - account[2]) < TIME_MARGIN:
+            chain.sleep(2 * TIME_MARGIN)
+        if chain.time() < account[2]:
+            expect_error(self.s.escrow.withdraw, (), consumer, "EscrowThawNotFinished")
+            return
+        before = int(self.s.payment_token.balanceOf(consumer))
+        self.s.escrow.withdraw({"from": consumer})
+        assert int(self.s.payment_token.balanceOf(consumer)) - before == account[1]
+        self.withdrawn += account[1]
+        account[1] = 0
+        account[2] = 0
+
+    def rule_withdraw_earnings(self, st_node) -> None:
+        """Anyone pushes a node's credited earnings to its payout address."""
+        node = self.world.nodes[st_node].address
+        caller = self.world.stranger
+        if self.credits[st_node] == 0:
+            expect_error(self.s.escrow.withdrawEarnings, (node,), caller, "EscrowNothingToWithdraw", (node,))
+            return
+        payout = self.world.payouts[st_node]
+        before = int(self.s.payment_token.balanceOf(payout))
+        self.s.escrow.withdrawEarnings(node, {"from": caller})
+        assert int(self.s.payment_token.balanceOf(payout)) - before == self.credits[st_node]
+        self.earnings_paid += self.credits[st_node]
+        self.credits[st_node] = 0
+
+    def rule_sweep_fees(self) -> None:
+        """Anyone sweeps the accrued protocol fees to the treasury."""
+        if self.fees == 0:
+            expect_error(self.s.escrow.sweepFees, (), self.world.stranger, "EscrowZeroAmount")
+            return
+        before = int(self.s.payment_token.balanceOf(self.world.treasury))
+        self.s.escrow.sweepFees({"from": self.world.stranger})
+        assert int(self.s.payment_token.balanceOf(self.world.treasury)) - before == self.fees
+        self.fees_swept += self.fees
+        self.fees = 0
+
+    # ------------------------------------------------------------------ settlement
+
+    def _sign(self, c: int, n: int, amount: int, nbytes: int, latency: int) -> tuple[Receipt, bytes]:
+        consumer = self.world.consumers[c]
+        receipt = Receipt(
+            consumer=consumer.address,
+            node=self.world.nodes[n].address,
+            session_id=keccak(text=f"session-{c}-{n}-{len(self.channels[c, n].receipts) // 4}"),
+            cumulative_bytes=nbytes,
+            cumulative_amount=amount,
+            latency_ms=latency,
+            issued_at=chain.time(),
+        )
+        signature = sign_receipt(receipt, consumer.private_key, self.world.chain_id, self.s.settlement.address)
+        channel = self.channels[c, n]
+        channel.receipts.append((receipt, signature))
+        channel.max_signed_amount = max(channel.max_signed_amount, amount)
+        return receipt, signature
+
+    def _sign_next(self, c: int, n: int, step: int, extra_bytes: int, latency: int) -> tuple[Receipt, bytes]:
+        channel = self.channels[c, n]
+        channel.signed_amount += step
+        channel.signed_bytes += extra_bytes
+        return self._sign(c, n, channel.signed_amount, channel.signed_bytes, latency)
+
+    def _apply(self, receipt: Receipt, c: int, n: int) -> tuple[bool, int, int, int]:
+        """Model one receipt: (settled?, paid, fee, weight); updates balances and the channel."""
+        channel = self.channels[c, n]
+        if receipt.cumulative_amount <= channel.settled_amount or receipt.cumulative_bytes < channel.settled_bytes:
+            return False, 0, 0, 0
+        owed = receipt.cumulative_amount - channel.settled_amount
+        account = self.accounts[c]
+        from_available = min(owed, account[0])
+        from_thawing = min(owed - from_available, account[1])
+        account[0] -= from_available
+        account[1] -= from_thawing
+        paid = from_available + from_thawing
+        channel.settled_amount += paid
+        channel.settled_bytes = receipt.cumulative_bytes
+        fee = paid * self.fee_bps // BPS
+        multiplier = latency_multiplier_bps(receipt.latency_ms, *self.curve)
+        weight = 0 if self.jailed[n] else fee * multiplier // BPS
+        return True, paid, fee, weight
+
+    def _book(self, n: int, tx, paid: int, fee: int, weight: int) -> None:
+        """Book a settlement transaction's credit, fee and reward usage in the model and check them."""
+        self.credits[n] += paid - fee
+        self.fees += fee
+        if fee == 0 and weight == 0:
+            return
+        epoch = (tx.timestamp - self.genesis) // self.epoch_length
+        record = self.epochs.setdefault(epoch, EpochModel())
+        record.fee[n] = record.fee.get(n, 0) + fee
+        record.weight[n] = record.weight.get(n, 0) + weight
+        scheduled = int(self.s.rewards.epochInfo(epoch)[0])
+        if record.scheduled is None:
+            # Snapshotted at the epoch's first usage record: the emission in force right now.
+            assert scheduled == self.emission, (epoch, scheduled, self.emission)
+            record.scheduled = scheduled
+        assert scheduled == record.scheduled
+        chain_fee, chain_weight, chain_capped, claimed = self.s.rewards.nodeEpoch(self.world.nodes[n].address, epoch)
+        assert (chain_fee, chain_weight) == (record.fee[n], record.weight[n])
+        assert chain_capped == self._capped(record, n)
+        assert not claimed
+
+    def _capped(self, record: EpochModel, n: int) -> int:
+        cap = record.scheduled * self.max_share_bps // BPS
+        return min(record.weight.get(n, 0) * self.rpfu, cap)
+
+    def rule_settle_fresh(self, st_consumer, st_node, st_step, st_bytes, st_latency) -> None:
+        """The consumer signs a higher cumulative receipt and the node settles it (maybe under-funded)."""
+        receipt, signature = self._sign_next(st_consumer, st_node, st_step, st_bytes, st_latency)
+        self._settle_one(st_consumer, st_node, receipt, signature)
+
+    def rule_resettle_latest(self, st_consumer, st_node) -> None:
+        """A stranger resubmits the channel's latest receipt: pays the rest after a top-up, else stale."""
+        channel = self.channels[st_consumer, st_node]
+        if not channel.receipts:
+            return
+        receipt, signature = max(channel.receipts, key=lambda item: item[0].cumulative_amount)
+        self._settle_one(st_consumer, st_node, receipt, signature)
+
+    def rule_settle_lower_bytes(self, st_consumer, st_node, st_step) -> None:
+        """A receipt with a higher amount but fewer bytes than settled is refused as stale."""
+        channel = self.channels[st_consumer, st_node]
+        if channel.settled_bytes == 0:
+            return
+        receipt, signature = self._sign(
+            st_consumer, st_node, channel.settled_amount + st_step, channel.settled_bytes - 1, 10
+        )
+        self._settle_one(st_consumer, st_node, receipt, signature)
+
+    def _settle_one(self, c: int, n: int, receipt: Receipt, signature: bytes) -> None:
+        channel = self.channels[c, n]
+        before = channel.settled_amount
+        ok, paid, fee, weight = self._apply(receipt, c, n)
+        if not ok:
+            expect_error(
+                self.s.settlement.settle,
+                (receipt.as_tuple(), signature),
+                self.world.stranger,
+                "SettlementStaleReceipt",
+                (receipt.consumer, receipt.node, receipt.cumulative_amount, before),
+            )
+            return
+        tx = self.s.settlement.settle(receipt.as_tuple(), signature, {"from": self.world.stranger})
+        event = tx.events["ReceiptSettled"]
+        assert (event["paid"], event["fee"]) == (paid, fee)
+        assert event["cumulativeAmount"] == receipt.cumulative_amount
+        self._book(n, tx, paid, fee, weight)
+
+    def rule_settle_many(self, st_node, st_kinds, st_step, st_bytes, st_latency) -> None:
+        """A batch for one node mixing fresh, resubmitted, old (stale) and lower-bytes receipts."""
+        receipts, signatures, owners = [], [], []
+        for i, kind in enumerate(st_kinds):
+            c = (st_node + i) % self.n_consumers
+            channel = self.channels[c, st_node]
+            if kind == 0 or not channel.receipts:
+                item = self._sign_next(c, st_node, st_step // (i + 1) + 1, st_bytes // (i + 1), st_latency)
+            elif kind == 1:
+                item = max(channel.receipts, key=lambda pair: pair[0].cumulative_amount)
+            elif kind == 2:
+                item = channel.receipts[0]
+            else:
+                low = max(channel.settled_bytes, channel.signed_bytes)
+                item = self._sign(c, st_node, channel.signed_amount + 1, max(low - 1, 0), st_latency)
+            receipts.append(item[0])
+            signatures.append(item[1])
+            owners.append(c)
+        total_paid = total_fee = total_weight = settled = 0
+        expected_skips = 0
+        for receipt, c in zip(receipts, owners):
+            ok, paid, fee, weight = self._apply(receipt, c, st_node)
+            settled += ok
+            expected_skips += not ok
+            total_paid += paid
+            total_fee += fee
+            total_weight += weight
+        root = keccak(b"".join(bytes(self.s.settlement.hashReceipt(r.as_tuple())) for r in receipts))
+        tx = self.s.settlement.settleMany(
+            [r.as_tuple() for r in receipts], signatures, root, {"from": self.world.stranger}
+        )
+        assert len(event_list(tx, "ReceiptSkipped")) == expected_skips
+        assert len(event_list(tx, "ReceiptSettled")) == settled
+        batch = tx.events["BatchSettled"]
+        assert (batch["receiptCount"], batch["settledCount"]) == (len(receipts), settled)
+        assert (batch["paid"], batch["fee"]) == (total_paid, total_fee)
+        assert bytes(batch["bundleRoot"]) == root
+        self._book(st_node, tx, total_paid, total_fee, total_weight)
+
+    def rule_jail_toggle(self, st_node) -> None:
+        """The jailer jails an active node or unjails a jailed one (jailed usage pays but earns no weight)."""
+        node = self.world.nodes[st_node].address
+        if self.jailed[st_node]:
+            self.s.registry.unjail(node, {"from": self.world.slasher})
+        else:
+            self.s.registry.jail(node, "stateful test", {"from": self.world.slasher})
+        self.jailed[st_node] = not self.jailed[st_node]
+
+    # ------------------------------------------------------------------ staking
+
+    def _required(self, op: int) -> int:
+        return self.min_stake * self.world.node_operator.count(op)
+
+    def rule_stake(self, st_operator, st_stake) -> None:
+        """An operator bonds more stake."""
+        self.s.staking.stake(st_stake, {"from": self.world.operators[st_operator]})
+        self.bonded[st_operator] += st_stake
+
+    def rule_stake_for(self, st_operator, st_stake) -> None:
+        """A stranger bonds stake for an operator: it never touches the unbonding bucket or timer."""
+        op = self.world.operators[st_operator]
+        self.s.staking.stakeFor(op, st_stake, {"from": self.world.stranger})
+        self.bonded[st_operator] += st_stake
+        assert list(self.s.staking.unbondingOf(op)) == self.unbonding[st_operator]
+
+    def rule_request_unbond(self, st_operator, st_stake) -> None:
+        """An operator unbonds; refused if what stays bonded is below what its nodes require."""
+        op = self.world.operators[st_operator]
+        bonded, required = self.bonded[st_operator], self._required(st_operator)
+        if st_stake > bonded:
+            expect_error(
+                self.s.staking.requestUnbond, (st_stake,), op, "StakingInsufficientStake", (op.address, bonded, st_stake)
+            )
+            return
+        if bonded - st_stake < required:
+            expect_error(
+                self.s.staking.requestUnbond,
+                (st_stake,),
+                op,
+                "StakingStakeLocked",
+                (op.address, bonded - st_stake, required),
+            )
+            return
+        tx = self.s.staking.requestUnbond(st_stake, {"from": op})
+        ends = tx.timestamp + int(self.s.staking.unbondingPeriod())
+        self.bonded[st_operator] -= st_stake
+        self.unbonding[st_operator] = [self.unbonding[st_operator][0] + st_stake, ends]
+
+    def rule_withdraw_stake(self, st_operator) -> None:
+        """An operator withdraws its unbonded stake once the unbonding period is over."""
+        op = self.world.operators[st_operator]
+        amount, ends = self.unbonding[st_operator]
+        if amount == 0:
+            expect_error(self.s.staking.withdraw, (), op, "StakingNothingToWithdraw", (op.address,))
+            return
+        if abs(chain.time() - ends) < TIME_MARGIN:
+            chain.sleep(2 * TIME_MARGIN)
+        if chain.time() < ends:
+            expect_error(self.s.staking.withdraw, (), op, "StakingUnbondingNotFinished")
+            return
+        before = int(self.s.token.balanceOf(op))
+        self.s.staking.withdraw({"from": op})
+        assert int(self.s.token.balanceOf(op)) - before == amount
+        self.unbonding[st_operator] = [0, 0]
+
+    def rule_slash(self, st_operator, st_stake) -> None:
+        """The slasher slashes an operator: bonded first, then unbonding; reporter share, rest burned."""
+        op = self.world.operators[st_operator]
+        bonded, (unbonding, ends) = self.bonded[st_operator], self.unbonding[st_operator]
+        if bonded + unbonding == 0:
+            expect_error(self.s.staking.slash, (op, st_stake, self.world.reporter), self.world.slasher, "StakingInsufficientStake")
+            return
+        from_bonded = min(st_stake, bonded)
+        from_unbonding = min(st_stake - from_bonded, unbonding)
+        slashed = from_bonded + from_unbonding
+        reward = slashed * self.reporter_bps // BPS
+        reporter_before = int(self.s.token.balanceOf(self.world.reporter))
+        tx = self.s.staking.slash(op, st_stake, self.world.reporter, {"from": self.world.slasher})
+        event = tx.events["Slashed"]
+        assert (event["amount"], event["reporterReward"], event["burned"]) == (slashed, reward, slashed - reward)
+        assert int(self.s.token.balanceOf(self.world.reporter)) - reporter_before == reward
+        self.bonded[st_operator] -= from_bonded
+        self.unbonding[st_operator] = [unbonding - from_unbonding, ends]
+        self.slashed += slashed
+        self.reporter_rewards += reward
+        self.burned += slashed - reward
+
+    # ------------------------------------------------------------------ time and rewards
+
+    def rule_advance_time(self, st_seconds) -> None:
+        """Time passes (across thaw, unbonding and epoch boundaries)."""
+        chain.sleep(st_seconds)
+        chain.mine()
+
+    def rule_finalize(self, st_count) -> None:
+        """Anyone finalises up to ``st_count`` finished epochs, in order."""
+        before = self.finalized
+        tx = self.s.rewards.finalizeEpochs(st_count, {"from": self.world.stranger})
+        epoch_at_tx = (tx.timestamp - self.genesis) // self.epoch_length
+        self._sync_finalized()
+        assert self.finalized == min(before + st_count, max(epoch_at_tx, before))
+        assert len(event_list(tx, "EpochFinalized")) == self.finalized - before
+
+    def rule_claim(self, st_node, st_count) -> None:
+        """Anyone claims a node's rewards for its finished, unclaimed epochs (minted to the payout)."""
+        n = st_node
+        node = self.world.nodes[n].address
+        current = int(self.s.rewards.currentEpoch())
+        epochs = sorted(
+            e for e, record in self.epochs.items() if e < current and n in record.fee and (n, e) not in self.claimed
+        )[:st_count]
+        if not epochs:
+            expect_error(self.s.rewards.claim, (node, [current + 1]), self.world.stranger, "RewardsEpochNotFinished")
+            return
+        # claimable() projects epochs that have ended but are not finalised yet.
+        if sum(int(self.s.rewards.claimable(node, e)) for e in epochs) == 0:
+            expect_error(self.s.rewards.claim, (node, epochs), self.world.stranger, "RewardsNothingToClaim", (node,))
+            return
+        payout = self.world.payouts[n]
+        before = int(self.s.token.balanceOf(payout))
+        tx = self.s.rewards.claim(node, epochs, {"from": self.world.stranger})
+        self._sync_finalized()
+        expected = sum(self.rewards[n, e] for e in epochs)
+        assert expected > 0
+        assert int(self.s.token.balanceOf(payout)) - before == expected
+        paid_events = {int(ev["epoch"]): int(ev["amount"]) for ev in event_list(tx, "RewardClaimed")}
+        assert sum(paid_events.values()) == expected
+        for e in epochs:
+            assert paid_events.get(e, 0) == self.rewards[n, e]
+            assert self.s.rewards.nodeEpoch(node, e)[3], f"epoch {e} not marked claimed"
+            self.claimed.add((n, e))
+        self.claimed_total += expected
+        # A second claim of the same epoch is refused.
+        expect_error(
+            self.s.rewards.claim, (node, epochs[:1]), self.world.stranger, "RewardsAlreadyClaimed", (node, epochs[0])
+        )
+
+    def rule_set_emission(self, st_emission) -> None:
+        """Governance changes the emission: past epochs are finalised and the current one keeps its schedule."""
+        tx = self.s.rewards.setEmissionPerEpoch(st_emission, {"from": self.world.deployer})
+        self._sync_finalized()
+        epoch = (tx.timestamp - self.genesis) // self.epoch_length
+        assert self.finalized == epoch
+        record = self.epochs.setdefault(epoch, EpochModel())
+        if record.scheduled is None:
+            record.scheduled = self.emission
+        assert int(self.s.rewards.epochInfo(epoch)[0]) == record.scheduled
+        self.emission = st_emission
+
+    def _sync_finalized(self) -> None:
+        """Check every newly finalised epoch against the model and record each node's reward."""
+        now_finalized = int(self.s.rewards.finalizedThrough())
+        for e in range(self.finalized, now_finalized):
+            scheduled, total_capped, budget, paid, carry, finalized = self.s.rewards.epochInfo(e)
+            assert finalized
+            record = self.epochs.get(e)
+            capped = {n: self._capped(record, n) for n in record.fee} if record else {}
+            # An epoch nobody used or froze is finalised with the emission in force.
+            assert scheduled == (record.scheduled if record is not None and record.scheduled is not None else self.emission)
+            assert total_capped == sum(capped.values())
+            assert budget == scheduled + self.carry
+            assert paid == min(total_capped, budget)
+            assert carry == budget - paid
+            self.carry = carry
+            self.emitted += scheduled
+            self.paid_total += paid
+            rewarded = 0
+            for n, value in capped.items():
+                reward = value * paid // total_capped if total_capped else 0
+                self.rewards[n, e] = reward
+                rewarded += reward
+                # The wash-trading bound and the per-node cap.
+                assert reward <= self.rpfu * record.fee[n]
+                assert reward <= record.scheduled * self.max_share_bps // BPS
+                node = self.world.nodes[n].address
+                if (n, e) not in self.claimed and not self.s.rewards.nodeEpoch(node, e)[3]:
+                    assert self.s.rewards.claimable(node, e) == reward
+            dust = paid - rewarded
+            assert 0 <= dust <= len([v for v in capped.values() if v > 0])
+            self.dust += dust
+        self.finalized = max(self.finalized, now_finalized)
+
+    # ------------------------------------------------------------------ invariants
+
+    def invariant_escrow_conservation(self) -> None:
+        """Escrow's token balance equals its liabilities, and deposits minus everything paid out."""
+        s, w = self.s, self.world
+        balance = int(s.payment_token.balanceOf(s.escrow))
+        chain_accounts = [list(s.escrow.accountOf(c.address)) for c in w.consumers]
+        chain_credits = [int(s.escrow.creditOf(n.address)) for n in w.nodes]
+        chain_fees = int(s.escrow.accruedFees())
+        assert chain_accounts == self.accounts
+        assert chain_credits == self.credits
+        assert chain_fees == self.fees
+        liabilities = sum(a[0] + a[1] for a in chain_accounts) + sum(chain_credits) + chain_fees
+        assert balance == liabilities
+        flows = self.escrow_base + self.deposited - self.withdrawn - self.earnings_paid - self.fees_swept
+        assert balance == flows
+
+    def invariant_stake_conservation(self) -> None:
+        """Staking holds exactly the bonded plus unbonding stake; slashes split into reward plus burn."""
+        s, w = self.s, self.world
+        held = int(s.token.balanceOf(s.staking))
+        total_bonded, total_unbonding = int(s.staking.totalBonded()), int(s.staking.totalUnbonding())
+        bonded = [int(s.staking.bondedOf(op)) for op in w.operators]
+        unbonding = [list(s.staking.unbondingOf(op)) for op in w.operators]
+        assert bonded == self.bonded
+        assert unbonding == self.unbonding
+        assert held == total_bonded + total_unbonding
+        assert total_bonded == sum(bonded)
+        assert total_unbonding == sum(u[0] for u in unbonding)
+        assert self.slashed == self.reporter_rewards + self.burned
+
+    def invariant_reward_conservation(self) -> None:
+        """Σ claimed + Σ claimable + carry + dust == Σ emitted; KUOTA supply moves only by claims and burns."""
+        s = self.s
+        self._sync_finalized()
+        unclaimed = sum(r for pair, r in self.rewards.items() if pair not in self.claimed)
+        assert int(s.rewards.totalEmitted()) == self.emitted
+        assert int(s.rewards.totalPaid()) == self.paid_total
+        assert int(s.rewards.totalClaimed()) == self.claimed_total
+        assert int(s.rewards.carry()) == self.carry
+        assert self.claimed_total + unclaimed + self.carry + self.dust == self.emitted
+        assert self.dust <= len(self.rewards)
+        assert int(s.token.totalSupply()) == self.supply_base + self.claimed_total - self.burned
+
+    def invariant_channel_monotonicity(self) -> None:
+        """settledAmount never decreases and never exceeds what the consumer signed."""
+        for (c, n), channel in self.channels.items():
+            if not channel.receipts:
+                continue
+            amount, nbytes = self.s.settlement.channelOf(self.world.consumers[c].address, self.world.nodes[n].address)
+            assert amount == channel.settled_amount
+            assert nbytes == channel.settled_bytes
+            assert amount <= channel.max_signed_amount
+            assert amount >= channel.last_seen_settled
+            channel.last_seen_settled = amount
+
+
+def test_system_invariants(state_machine, world):
+    settings = {"max_examples": EXAMPLES, "stateful_step_count": STEPS}
+    state_machine(SystemMachine, world, settings=settings)
