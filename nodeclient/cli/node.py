@@ -1,11 +1,265 @@
-"""Placeholder: this module is being written; it registers its commands through COMMANDS."""
+"""``kuota node register|update|rotate-key|exit|status|withdraw-earnings``.
+
+A node is identified by its node key's address, a keystore separate from the operator's wallet: the
+operator's account pays and owns, the node key signs only (the relay's handshake and the
+registration proof ``NodeKey(node, key, operator)``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import click
+
+from nodeclient._utils.values import format_amount, parse_address, parse_amount, parse_uint
+from nodeclient.chain.ops import NotNodeOperatorError, get_node, sign_node_key, stake_info, token_info
+from nodeclient.cli.options import (
+    CliContext,
+    account_options,
+    json_option,
+    network_options,
+    pass_cx,
+    spend_options,
+    table,
+)
+from nodeclient.errors import InsufficientFundsError, RefusedError
+
+__all__ = ["COMMANDS", "node"]
+
+_UINT96_MAX = 2**96 - 1
 
 
 @click.group()
 def node() -> None:
     """Register, update and inspect your nodes."""
+
+
+def _node_key_options(fn: Any) -> Any:
+    fn = click.option("--node-password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                      help="Password file of the node key (default: the same source as the account's).")(fn)
+    fn = click.option("--node-keystore", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                      help="Keystore file of the node key.")(fn)
+    fn = click.option("--node-account", default=None, help="Alias or address of the node key's keystore.")(fn)
+    return fn
+
+
+def _node_signer(cx: CliContext, ref: str | None, keystore: Path | None, password_file: Path | None) -> Any:
+    if ref is None and keystore is None:
+        raise click.UsageError("the node key is required: pass --node-account ALIAS or --node-keystore FILE")
+    if password_file is None:
+        return cx.signer(ref, keystore=keystore, what="--node-account")
+    saved = cx.password_file
+    cx.password_file = password_file
+    try:
+        return cx.signer(ref, keystore=keystore, what="--node-account")
+    finally:
+        cx.password_file = saved
+
+
+def _price(cx: CliContext, text: str | None, units: bool) -> int | None:
+    if text is None:
+        return None
+    info = token_info(cx.client(), "PaymentToken", cx.client().deployment.address("PaymentEscrow"))
+    return parse_amount("price per GiB", text, 0 if units else info.decimals, maximum=_UINT96_MAX, allow_zero=True)
+
+
+def _check_operator(cx: CliContext, node_address: str, account: str) -> Any:
+    info = get_node(cx.client(), node_address)
+    if info.operator != account:
+        raise NotNodeOperatorError(node_address, account, info.operator)
+    return info
+
+
+@node.command("register")
+@_node_key_options
+@click.option("--payout", default=None, help="Address paid for settlements and rewards (default: your account).")
+@click.option("--price", required=True, help="Advertised price per GiB, in payment tokens (e.g. 0.5).")
+@click.option("--price-units", is_flag=True, help="--price is in base units.")
+@click.option("--capacity", "capacity", required=True, help="Declared capacity, Mbps.")
+@click.option("--region", required=True, help="Region label, e.g. eu-west.")
+@click.option("--metadata-uri", default="", help="URI of the node's metadata document.")
+@network_options
+@account_options
+@spend_options
+@json_option
+@pass_cx
+def register(
+    cx: CliContext,
+    node_account: str | None,
+    node_keystore: Path | None,
+    node_password_file: Path | None,
+    payout: str | None,
+    price: str,
+    price_units: bool,
+    capacity: str,
+    region: str,
+    metadata_uri: str,
+) -> None:
+    """Register a node whose key is --node-account, operated (and paid for) by --account."""
+    capacity_mbps = parse_uint("capacity", capacity, 64, allow_zero=False)
+    price_units_value = _price(cx, price, price_units)
+    client = cx.client()
+    operator = cx.signer()
+    payout_address = parse_address("payout", payout) if payout else operator.address
+    node_signer = _node_signer(cx, node_account, node_keystore, node_password_file)
+    if node_signer.address == operator.address:
+        raise RefusedError("the node key must be a different account than the operator's wallet")
+    stake = stake_info(client, operator.address)
+    min_stake = int(client.call(client.contract("NodeRegistry").functions.minStakePerNode(), "minStakePerNode()"))
+    if stake.bonded < stake.required + min_stake:
+        raise InsufficientFundsError(
+            f"operator {operator.address} has {stake.bonded} base units of KUOTA bonded; another node needs "
+            f"{stake.required + min_stake} (minStakePerNode {min_stake} × nodes); run `kuota stake add` first"
+        )
+    signature = sign_node_key(client, node_signer, node_signer.address, operator.address)
+    call = client.contract("NodeRegistry").functions.register(
+        node_signer.address, payout_address, price_units_value, capacity_mbps, region, metadata_uri, signature
+    )
+    result = cx.send(operator, call, f"register node {node_signer.address}", kind="register", node=node_signer.address)
+    info = get_node(client, node_signer.address)
+    cx.emit(
+        {"tx": result.to_json(), "node": info.to_json()},
+        lambda c: c.print(f"registered node [bold]{info.node}[/bold] (status {info.status}, payout {info.payout}) in {result.tx_hash}"),
+    )
+
+
+@node.command("update")
+@click.argument("node_address", metavar="NODE")
+@click.option("--payout", default=None, help="New payout address.")
+@click.option("--price", default=None, help="New price per GiB, in payment tokens.")
+@click.option("--price-units", is_flag=True, help="--price is in base units.")
+@click.option("--capacity", default=None, help="New capacity, Mbps.")
+@click.option("--region", default=None, help="New region label.")
+@click.option("--metadata-uri", default=None, help="New metadata URI.")
+@network_options
+@account_options
+@spend_options
+@json_option
+@pass_cx
+def update(
+    cx: CliContext,
+    node_address: str,
+    payout: str | None,
+    price: str | None,
+    price_units: bool,
+    capacity: str | None,
+    region: str | None,
+    metadata_uri: str | None,
+) -> None:
+    """Change NODE's payout, price, capacity, region or metadata (fields not given stay)."""
+    node_address = parse_address("node", node_address)
+    new_price = _price(cx, price, price_units)
+    new_capacity = parse_uint("capacity", capacity, 64, allow_zero=False) if capacity is not None else None
+    new_payout = parse_address("payout", payout) if payout is not None else None
+    client = cx.client()
+    signer = cx.signer()
+    current = _check_operator(cx, node_address, signer.address)
+    call = client.contract("NodeRegistry").functions.update(
+        node_address,
+        new_payout or current.payout,
+        current.price_per_gib if new_price is None else new_price,
+        current.capacity_mbps if new_capacity is None else new_capacity,
+        current.region if region is None else region,
+        current.metadata_uri if metadata_uri is None else metadata_uri,
+    )
+    result = cx.send(signer, call, f"update node {node_address}", kind="update", node=node_address)
+    info = get_node(client, node_address)
+    cx.emit({"tx": result.to_json(), "node": info.to_json()}, lambda c: c.print(f"updated node {node_address} in {result.tx_hash}"))
+
+
+@node.command("rotate-key")
+@click.argument("node_address", metavar="NODE")
+@_node_key_options
+@network_options
+@account_options
+@spend_options
+@json_option
+@pass_cx
+def rotate_key(
+    cx: CliContext, node_address: str, node_account: str | None, node_keystore: Path | None, node_password_file: Path | None
+) -> None:
+    """Make --node-account the signing key of NODE (the node keeps its address)."""
+    node_address = parse_address("node", node_address)
+    client = cx.client()
+    signer = cx.signer()
+    _check_operator(cx, node_address, signer.address)
+    new_key = _node_signer(cx, node_account, node_keystore, node_password_file)
+    signature = sign_node_key(client, new_key, node_address, signer.address)
+    call = client.contract("NodeRegistry").functions.rotateKey(node_address, new_key.address, signature)
+    result = cx.send(signer, call, f"rotate key of node {node_address} to {new_key.address}", kind="rotate", node=node_address)
+    cx.emit({"tx": result.to_json(), "node": node_address, "newKey": new_key.address},
+            lambda c: c.print(f"node {node_address} now signs with {new_key.address} ({result.tx_hash})"))
+
+
+@node.command("exit")
+@click.argument("node_address", metavar="NODE")
+@network_options
+@account_options
+@spend_options
+@json_option
+@pass_cx
+def exit_(cx: CliContext, node_address: str) -> None:
+    """Request NODE's exit (its stake requirement is released; pending receipts still settle)."""
+    node_address = parse_address("node", node_address)
+    client = cx.client()
+    signer = cx.signer()
+    _check_operator(cx, node_address, signer.address)
+    result = cx.send(signer, client.contract("NodeRegistry").functions.requestExit(node_address), f"exit node {node_address}", kind="exit", node=node_address)
+    cx.emit({"tx": result.to_json(), "node": get_node(client, node_address).to_json()},
+            lambda c: c.print(f"node {node_address} is exiting ({result.tx_hash})"))
+
+
+@node.command("withdraw-earnings")
+@click.argument("node_address", metavar="NODE")
+@network_options
+@account_options
+@spend_options
+@json_option
+@pass_cx
+def withdraw_earnings(cx: CliContext, node_address: str) -> None:
+    """Pay NODE's escrow credit (net settlements) to its payout address."""
+    node_address = parse_address("node", node_address)
+    client = cx.client()
+    info = get_node(client, node_address)
+    if info.credit == 0:
+        raise RefusedError(f"node {node_address} has no credit to withdraw")
+    signer = cx.signer()
+    call = client.contract("PaymentEscrow").functions.withdrawEarnings(node_address)
+    result = cx.send(signer, call, f"withdraw {info.credit} base units of earnings of node {node_address}", kind="withdraw-earnings", node=node_address)
+    cx.emit({"tx": result.to_json(), "node": node_address, "amount": info.credit, "payout": info.payout},
+            lambda c: c.print(f"paid {info.credit} base units to {info.payout} ({result.tx_hash})"))
+
+
+@node.command("status")
+@click.argument("nodes", nargs=-1, metavar="[NODE]...")
+@network_options
+@account_options
+@json_option
+@pass_cx
+def status(cx: CliContext, nodes: tuple[str, ...]) -> None:
+    """Show NODEs (default: every node of your account)."""
+    client = cx.client()
+    if nodes:
+        addresses = [parse_address("node", n) for n in nodes]
+    else:
+        operator = cx.account_info().address
+        addresses = list(client.call(client.contract("NodeRegistry").functions.nodesOf(operator), "nodesOf()"))
+    infos = [get_node(client, a) for a in addresses]
+    token = token_info(client, "PaymentToken", client.deployment.address("PaymentEscrow"))
+
+    def human(c):  # type: ignore[no-untyped-def]
+        if not infos:
+            c.print("no nodes; register one with `kuota node register`")
+            return
+        rows = [
+            [i.node, i.status, i.payout, format_amount(i.price_per_gib, token.decimals, token.symbol), i.capacity_mbps, i.region,
+             format_amount(i.credit, token.decimals, token.symbol)]
+            for i in infos
+        ]
+        c.print(table("Nodes", ["node", "status", "payout", "price/GiB", "Mbps", "region", "credit"], rows))
+
+    cx.emit({"nodes": [i.to_json() for i in infos]}, human)
 
 
 COMMANDS = [node]

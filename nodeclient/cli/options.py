@@ -234,6 +234,22 @@ class CliContext:
         with self.status(f"{description}: sending") as update:
             return client.transact(signer, fn_call, description, progress=update, **kwargs)
 
+    def ensure_allowance(self, signer: Any, token: str, spender: str, amount: int) -> Any:
+        """Approve exactly ``amount`` of ``token`` to ``spender`` if the allowance is short (one tx).
+
+        Exact approvals, not unlimited ones: a compromised or buggy spender can take no more than
+        what this command is about to use.
+        """
+        from nodeclient.chain.ops import allowance
+
+        client = self.client()
+        current = allowance(client, token, signer.address, spender)
+        if current >= amount:
+            return None
+        call = client.contract(token).functions.approve(client.deployment.address(spender), amount)
+        self.note(f"step 1 of 2: allow {spender} to take {amount} base units of {token} (a second transaction follows)")
+        return self.send(signer, call, f"approve {spender} for {amount} {token} units", kind="approve")
+
 
 def network_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--network``, ``--rpc-url``, ``--chain-id``, ``--manifest``."""
