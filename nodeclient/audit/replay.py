@@ -486,6 +486,7 @@ class _Replayer:
         usage: list[Event] = []
         batch: list[Event] = []
         first = group[0]
+        first_row = len(self.rows)
         for ev in group:
             if ev.name == "ReceiptSettled":
                 consumer = ev.args["consumer"]
@@ -534,6 +535,8 @@ class _Replayer:
                 previous_amount=previous_amount,
             ))
             self.counts["batches"] += 1
+            for row in self.rows[first_row:]:
+                row.batch_root = _h(a["bundleRoot"])
         if len(batch) > 1:
             self.check(False, "batch-duplicate", batch[1], "more than one BatchSettled in one transaction")
 
