@@ -5,8 +5,21 @@ The public API others call is re-exported here; see each module for details.
 
 from __future__ import annotations
 
+from nodeclient.receipts.bundles import (
+    Bundle,
+    BundleCheck,
+    BundleProblem,
+    PreparedBatch,
+    build_bundle,
+    check_bundle,
+    check_bundle_bytes,
+    load_bundle,
+    prepare_batch,
+    write_bundle,
+)
 from nodeclient.receipts.errors import *  # noqa: F403
 from nodeclient.receipts.errors import __all__ as _errors_all
+from nodeclient.receipts.merkle import merkle_proof, merkle_root, verify_proof
 from nodeclient.receipts.model import (
     JSON_FIELDS,
     UINT32_MAX,
@@ -43,6 +56,15 @@ from nodeclient.receipts.signing import (
     typed_data,
     verify_receipt,
 )
+from nodeclient.receipts.store import (
+    BatchItem,
+    BatchRecord,
+    ChannelState,
+    ReceiptOutcome,
+    ReceiptStore,
+    StoredReceipt,
+)
+from nodeclient.receipts.verify import RecordCheck, verify_many
 
 __all__ = [
     *_errors_all,
@@ -78,4 +100,25 @@ __all__ = [
     "sign_receipt",
     "typed_data",
     "verify_receipt",
+    "BatchItem",
+    "BatchRecord",
+    "ChannelState",
+    "ReceiptOutcome",
+    "ReceiptStore",
+    "StoredReceipt",
+    "RecordCheck",
+    "verify_many",
+    "Bundle",
+    "BundleCheck",
+    "BundleProblem",
+    "PreparedBatch",
+    "build_bundle",
+    "check_bundle",
+    "check_bundle_bytes",
+    "load_bundle",
+    "prepare_batch",
+    "write_bundle",
+    "merkle_proof",
+    "merkle_root",
+    "verify_proof",
 ]

@@ -1,0 +1,451 @@
+"""Receipt bundles: the intermediate receipts of a settlement batch, published for auditors.
+
+Format (BRIEF "Receipts off chain"): canonical JSON — sorted keys, no whitespace —
+``{"chainId", "node", "receipts": [...], "root", "settlement", "version": 1}``; receipts sorted by
+(consumer lower-case, cumulativeAmount, issuedAt); ``root`` is the Merkle root (see `merkle`) of the
+receipts' EIP-712 digests in bundle order and is what ``settleMany`` commits on chain; the file is
+named ``<sha256 of its bytes>.json``.
+
+`build_bundle` / `write_bundle` / `prepare_batch` are the node's side. `check_bundle` is the auditor's:
+it reports every problem with the receipt index and field; `load_bundle` raises the first one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nodeclient.errors import ReceiptError
+from nodeclient.receipts.errors import BundleError, BundleRecordError
+from nodeclient.receipts.merkle import merkle_root
+from nodeclient.receipts.model import (
+    RawReceipt,
+    Receipt,
+    SignedReceipt,
+    parse_address,
+    parse_raw_receipt,
+    raw_to_json_dict,
+    to_checksum_address,
+)
+from nodeclient.receipts.signing import ReceiptDomain, receipt_digest
+from nodeclient.receipts.verify import verify_many
+
+__all__ = [
+    "BUNDLE_VERSION",
+    "Bundle",
+    "BundleProblem",
+    "BundleCheck",
+    "PreparedBatch",
+    "canonical_json",
+    "bundle_sort_key",
+    "build_bundle",
+    "write_bundle",
+    "atomic_write_bytes",
+    "prepare_batch",
+    "check_bundle_bytes",
+    "check_bundle",
+    "load_bundle",
+]
+
+BUNDLE_VERSION = 1
+_HEADER_KEYS = frozenset({"version", "chainId", "settlement", "node", "root", "receipts"})
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the byte form that is hashed and named."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def bundle_sort_key(receipt: Receipt) -> tuple[str, int, int]:
+    """Bundle order: consumer (lower-case hex), then cumulativeAmount, then issuedAt."""
+    return (receipt.consumer.lower(), receipt.cumulative_amount, receipt.issued_at)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle's content. ``digests[i]`` is the EIP-712 digest of ``receipts[i]``."""
+
+    chain_id: int
+    settlement: str
+    node: str
+    root: bytes
+    receipts: tuple[SignedReceipt, ...]
+    digests: tuple[bytes, ...]
+
+    @property
+    def domain(self) -> ReceiptDomain:
+        """The EIP-712 domain the receipts are signed under."""
+        return ReceiptDomain(chain_id=self.chain_id, verifying_contract=self.settlement)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The bundle as JSON-ready data."""
+        return {
+            "version": BUNDLE_VERSION,
+            "chainId": self.chain_id,
+            "settlement": self.settlement,
+            "node": self.node,
+            "root": "0x" + self.root.hex(),
+            "receipts": [r.to_json_dict() for r in self.receipts],
+        }
+
+    def to_bytes(self) -> bytes:
+        """Canonical file content."""
+        return canonical_json(self.to_json_dict())
+
+    @property
+    def filename(self) -> str:
+        """``<sha256 hex of the file bytes>.json``."""
+        return hashlib.sha256(self.to_bytes()).hexdigest() + ".json"
+
+    def last_per_channel(self) -> dict[str, SignedReceipt]:
+        """consumer → the channel's last receipt in the bundle (the one settled)."""
+        return {r.consumer: r for r in self.receipts}
+
+
+def build_bundle(receipts: Iterable[SignedReceipt | Any], domain: ReceiptDomain, node: str) -> Bundle:
+    """Bundle ``receipts`` (SignedReceipts or `StoredReceipt` records) of ``node`` under ``domain``.
+
+    Sorts them into bundle order and computes the digests and the root. Refuses receipts of another
+    node, and an empty bundle.
+    """
+    node_cs = to_checksum_address(parse_address("node", node))
+    items = [getattr(r, "receipt", r) for r in receipts]
+    if not items:
+        raise ReceiptError("A bundle needs at least one receipt.")
+    for i, receipt in enumerate(items):
+        if not isinstance(receipt, SignedReceipt):
+            raise ReceiptError(f"Bundle item {i} is a {type(receipt).__name__}, not a SignedReceipt.")
+        if receipt.node != node_cs:
+            raise ReceiptError(f"Bundle item {i} is for node {receipt.node}, not the bundle's node {node_cs}.")
+    ordered = tuple(sorted(items, key=bundle_sort_key))
+    digests = tuple(receipt_digest(r, domain) for r in ordered)
+    return Bundle(
+        chain_id=domain.chain_id,
+        settlement=domain.verifying_contract,
+        node=node_cs,
+        root=merkle_root(digests),
+        receipts=ordered,
+        digests=digests,
+    )
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the whole new one.
+
+    Temporary file in the same directory, fsync, rename over the target, fsync the directory (the
+    rename itself is only durable once the directory entry is).
+    """
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_bundle(bundle: Bundle, directory: str | Path) -> Path:
+    """Write ``bundle`` atomically as ``directory/<sha256>.json``; return the path.
+
+    Content-addressed, so an existing file of that name already holds these bytes and is kept.
+    """
+    data = bundle.to_bytes()
+    path = Path(directory) / (hashlib.sha256(data).hexdigest() + ".json")
+    if path.exists() and path.read_bytes() == data:
+        return path
+    atomic_write_bytes(path, data)
+    return path
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A settlement batch recorded in the store with its bundle written to disk."""
+
+    batch_id: int
+    bundle: Bundle
+    path: Path
+    receipts: tuple[SignedReceipt, ...]  # the receipts to settle, in settleMany order
+
+
+def prepare_batch(store: Any, receipts: Sequence[Any], domain: ReceiptDomain, directory: str | Path) -> PreparedBatch:
+    """Build and write the bundle for settling ``receipts``, then record the batch (pending) in ``store``.
+
+    The bundle file is durable before the batch that names it; a crash in between leaves an unused
+    content-addressed file, never a batch whose bundle is missing.
+    """
+    members = store.bundle_receipts(receipts)
+    if not members:
+        raise ReceiptError("Nothing to bundle: no receipts were given.")
+    bundle = build_bundle(members, domain, members[0].receipt.node)
+    path = write_bundle(bundle, directory)
+    batch_id = store.begin_batch(receipts, bundle_root=bundle.root, bundle_file=path.name)
+    batch = store.batch(batch_id)
+    return PreparedBatch(batch_id, bundle, path, tuple(item.receipt.receipt for item in batch.items))
+
+
+# ---------------------------------------------------------------------- verification (auditor side)
+
+
+@dataclass(frozen=True, slots=True)
+class BundleProblem:
+    """One thing wrong with a bundle: ``index``/``field`` name the receipt and field when it is one."""
+
+    index: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        at = "" if self.index is None else f"receipt {self.index}" + (f" field '{self.field}'" if self.field else "") + ": "
+        return at + self.message
+
+
+@dataclass
+class BundleCheck:
+    """Result of `check_bundle`: every problem found, the header, and per-receipt digests.
+
+    ``bundle`` is set when the header and every record parsed (signatures and order may still fail).
+    """
+
+    source: str
+    problems: list[BundleProblem] = field(default_factory=list)
+    bundle: Bundle | None = None
+    receipts_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong."""
+        return not self.problems
+
+    def raise_first(self) -> None:
+        """Raise the first problem as `BundleRecordError` (a record) or `BundleError` (the whole)."""
+        if not self.problems:
+            return
+        first = self.problems[0]
+        more = f" (and {len(self.problems) - 1} more problems)" if len(self.problems) > 1 else ""
+        if first.index is not None:
+            raise BundleRecordError(self.source, first.index, first.field, first.message + more)
+        raise BundleError(self.source, first.message + more)
+
+
+def check_bundle_bytes(
+    data: bytes,
+    *,
+    source: str = "<bundle>",
+    expected_name: str | None = None,
+    expected_domain: ReceiptDomain | None = None,
+    expected_root: bytes | None = None,
+    expected_node: str | None = None,
+    not_after: int | None = None,
+    processes: int | None = None,
+) -> BundleCheck:
+    """Verify bundle bytes; collect every problem rather than stopping at the first.
+
+    Checks: the name is the content's sha256 (``expected_name``), canonical JSON, header fields and
+    version, the domain (``expected_domain``), every record's fields and canonical form, node,
+    signature (consumer under the bundle's domain, in parallel), bundle order with no duplicates,
+    per-channel counters (amount strictly up; bytes and issuedAt not down), ``issuedAt <= not_after``,
+    the Merkle root against the header and against ``expected_root`` (the one committed on chain).
+    """
+    check = BundleCheck(source)
+    problems = check.problems
+
+    def whole(message: str) -> BundleCheck:
+        problems.append(BundleProblem(None, None, message))
+        return check
+
+    if expected_name is not None:
+        actual = hashlib.sha256(data).hexdigest() + ".json"
+        if expected_name != actual:
+            problems.append(BundleProblem(None, None, f"file name {expected_name} does not match its content hash {actual}"))
+    try:
+        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return whole(f"is not valid JSON: {exc}")
+    if not isinstance(doc, dict):
+        return whole(f"must be a JSON object, got {type(doc).__name__}")
+    if canonical_json(doc) != data:
+        problems.append(BundleProblem(None, None, "is not canonical JSON (sorted keys, no whitespace)"))
+    keys = set(doc)
+    if keys != _HEADER_KEYS:
+        return whole(f"has header keys {sorted(keys)}, expected {sorted(_HEADER_KEYS)}")
+    if doc["version"] != BUNDLE_VERSION or type(doc["version"]) is not int:
+        return whole(f"header field 'version' is {doc['version']!r}, expected {BUNDLE_VERSION}")
+    try:
+        chain_id = doc["chainId"]
+        if type(chain_id) is not int or chain_id <= 0:
+            return whole(f"header field 'chainId' is {chain_id!r}: must be a positive integer")
+        settlement = to_checksum_address(parse_address("settlement", doc["settlement"]))
+        node = to_checksum_address(parse_address("node", doc["node"]))
+        root_text = doc["root"]
+        if type(root_text) is not str or len(root_text) != 66 or not root_text.startswith("0x"):
+            return whole(f"header field 'root' is {root_text!r}: must be 0x + 64 hex digits")
+        root = bytes.fromhex(root_text[2:])
+    except (ReceiptError, ValueError) as exc:
+        return whole(f"header: {exc}")
+    domain = ReceiptDomain(chain_id=chain_id, verifying_contract=settlement)
+    if expected_domain is not None and domain != expected_domain:
+        problems.append(BundleProblem(
+            None, None, f"is for {domain.describe()}, expected {expected_domain.describe()}"
+        ))
+    if expected_node is not None and node != to_checksum_address(parse_address("node", expected_node)):
+        problems.append(BundleProblem(None, None, f"header field 'node' is {node}, expected {expected_node}"))
+    records = doc["receipts"]
+    if not isinstance(records, list) or not records:
+        return whole("header field 'receipts' must be a non-empty array")
+
+    raws: list[RawReceipt | None] = []
+    for index, record in enumerate(records):
+        try:
+            raw = parse_raw_receipt(record, signed=True)
+        except ReceiptError as exc:
+            problems.append(BundleProblem(index, getattr(exc, "field", None) or "signature", str(exc)))
+            raws.append(None)
+            continue
+        if raw_to_json_dict(raw) != record:
+            problems.append(BundleProblem(index, None, "is not in canonical form (checksummed addresses, lower-case hex)"))
+        if raw.node != bytes.fromhex(node[2:]):
+            problems.append(BundleProblem(index, "node", f"is {to_checksum_address(raw.node)}, not the bundle's node {node}"))
+        if not_after is not None and raw.issued_at > not_after:
+            problems.append(BundleProblem(index, "issuedAt", f"is {raw.issued_at}, after {not_after} (in the future)"))
+        raws.append(raw)
+    check.receipts_checked = len(records)
+
+    valid = [(i, r) for i, r in enumerate(raws) if r is not None]
+    results = verify_many([r for _, r in valid], domain, processes=processes)
+    digests: list[bytes | None] = [None] * len(raws)
+    for (index, _), result in zip(valid, results, strict=True):
+        digests[index] = result.digest
+        if result.error is not None:
+            problems.append(BundleProblem(index, result.field, result.error))
+
+    seen: dict[bytes, int] = {}
+    for index, digest in enumerate(digests):
+        if digest is None:
+            continue
+        if digest in seen:
+            problems.append(BundleProblem(index, None, f"duplicates receipt {seen[digest]}"))
+        else:
+            seen[digest] = index
+    previous: tuple[int, RawReceipt] | None = None
+    for index, raw in valid:
+        if previous is not None:
+            prev_index, prev = previous
+            prev_key = (prev.consumer.hex(), prev.cumulative_amount, prev.issued_at)
+            key = (raw.consumer.hex(), raw.cumulative_amount, raw.issued_at)
+            if key < prev_key:
+                problems.append(BundleProblem(index, None, f"is out of bundle order (sorts before receipt {prev_index})"))
+            elif raw.consumer == prev.consumer:
+                if raw.cumulative_amount <= prev.cumulative_amount and digests[index] != digests[prev_index]:
+                    problems.append(BundleProblem(
+                        index, "cumulativeAmount",
+                        f"is {raw.cumulative_amount}, not above receipt {prev_index}'s {prev.cumulative_amount}",
+                    ))
+                if raw.cumulative_bytes < prev.cumulative_bytes:
+                    problems.append(BundleProblem(
+                        index, "cumulativeBytes",
+                        f"is {raw.cumulative_bytes}, below receipt {prev_index}'s {prev.cumulative_bytes}",
+                    ))
+                if raw.issued_at < prev.issued_at:
+                    problems.append(BundleProblem(
+                        index, "issuedAt", f"is {raw.issued_at}, before receipt {prev_index}'s {prev.issued_at}"
+                    ))
+        previous = (index, raw)
+
+    if all(d is not None for d in digests):
+        computed = merkle_root([d for d in digests if d is not None])
+        if computed != root:
+            problems.append(BundleProblem(None, "root", f"root {root_text} does not match the receipts' root 0x{computed.hex()}"))
+        if len(records) == len(valid):
+            check.bundle = Bundle(
+                chain_id=chain_id,
+                settlement=settlement,
+                node=node,
+                root=root,
+                receipts=tuple(Receipt.from_raw(r) for _, r in valid),  # type: ignore[misc]
+                digests=tuple(d for d in digests if d is not None),
+            )
+    if expected_root is not None and expected_root != root:
+        problems.append(BundleProblem(
+            None, "root", f"root {root_text} differs from the committed bundleRoot 0x{expected_root.hex()}"
+        ))
+    problems.sort(key=lambda p: (-1 if p.index is None else p.index))
+    return check
+
+
+def check_bundle(
+    path: str | Path,
+    *,
+    expected_domain: ReceiptDomain | None = None,
+    expected_root: bytes | None = None,
+    expected_node: str | None = None,
+    not_after: int | None = None,
+    processes: int | None = None,
+) -> BundleCheck:
+    """`check_bundle_bytes` for a file; its name must be ``<sha256 of content>.json``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return BundleCheck(str(path), [BundleProblem(None, None, f"cannot be read: {exc.strerror or exc}")])
+    return check_bundle_bytes(
+        data,
+        source=str(path),
+        expected_name=path.name,
+        expected_domain=expected_domain,
+        expected_root=expected_root,
+        expected_node=expected_node,
+        not_after=not_after,
+        processes=processes,
+    )
+
+
+def load_bundle(
+    path: str | Path,
+    *,
+    expected_domain: ReceiptDomain | None = None,
+    expected_root: bytes | None = None,
+    expected_node: str | None = None,
+    not_after: int | None = None,
+    processes: int | None = None,
+) -> Bundle:
+    """Load and fully verify a bundle file; raise `BundleRecordError` / `BundleError` on the first problem."""
+    check = check_bundle(
+        path,
+        expected_domain=expected_domain,
+        expected_root=expected_root,
+        expected_node=expected_node,
+        not_after=not_after,
+        processes=processes,
+    )
+    check.raise_first()
+    if check.bundle is None:  # unreachable: no problems means every record parsed
+        raise BundleError(str(path), "could not be loaded")
+    return check.bundle
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key '{key}'")
+        out[key] = value
+    return out
