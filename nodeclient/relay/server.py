@@ -787,9 +787,13 @@ class _Session:
         now = int(time.time())
         if abs(receipt.issued_at - now) > self.cfg.receipt_skew_s:
             raise self._reject(f"issuedAt {receipt.issued_at} is {receipt.issued_at - now:+d} s from the node's clock")
+        prev_amount = self.latest.cumulative_amount if self.latest is not None else self.base_amount
         try:
             verify_receipt(receipt, server.domain)
-            await asyncio.to_thread(server.sink.accept, receipt)
+            # A receipt that adds bytes but not a whole payment unit is worth nothing on chain (settle
+            # pays by amount) and the store refuses it as stale: it moves the byte window, it is not stored.
+            if receipt.cumulative_amount > prev_amount:
+                await asyncio.to_thread(server.sink.accept, receipt)
         except ReceiptError as exc:
             raise self._reject(str(exc)) from None
         except KuotaError as exc:
