@@ -24,6 +24,7 @@ __all__ = [
     "StoreSchemaError",
     "BatchStateError",
     "BatchConflictError",
+    "NothingOwedError",
     "ReceiptNotFoundError",
     "BatchNotFoundError",
 ]
@@ -193,6 +194,20 @@ class BatchConflictError(StoreError):
         super().__init__(
             f"Channel (consumer {consumer}, node {node}) is already in open settlement batch {batch_id}; "
             "reconcile that batch before starting another."
+        )
+
+
+class NothingOwedError(StoreError):
+    """A receipt put into a settlement batch can collect nothing: its channel is settled up to it."""
+
+    def __init__(self, consumer: str, node: str, cumulative_amount: int, settled_amount: int) -> None:
+        self.consumer = consumer
+        self.node = node
+        self.cumulative_amount = cumulative_amount
+        self.settled_amount = settled_amount
+        super().__init__(
+            f"Receipt with cumulativeAmount {cumulative_amount} owes nothing: channel (consumer {consumer}, "
+            f"node {node}) is already settled up to {settled_amount}."
         )
 
 

@@ -37,6 +37,7 @@ from nodeclient.receipts.errors import (
     BatchStateError,
     DomainMismatchError,
     NodeMismatchError,
+    NothingOwedError,
     ReceiptNotFoundError,
     StaleReceiptError,
     StoreCorruptError,
@@ -731,9 +732,7 @@ class ReceiptStore:
                     receipt.channel,
                 ).fetchone()[0]
                 if receipt.cumulative_amount <= int(settled or 0):
-                    raise StaleReceiptError(
-                        receipt.consumer, node, "cumulativeAmount", receipt.cumulative_amount, int(settled)
-                    )
+                    raise NothingOwedError(receipt.consumer, node, receipt.cumulative_amount, int(settled))
             cur.execute(
                 "INSERT INTO batches(node, state, bundle_root, bundle_file, created_at, updated_at) "
                 "VALUES (?, 'pending', ?, ?, ?, ?)",

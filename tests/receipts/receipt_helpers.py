@@ -38,3 +38,14 @@ def make_receipt(amount: int = 1000, *, consumer: str = CONSUMER, node: str = NO
         latency_ms=latency,
         issued_at=issued_at,
     )
+
+
+def db_snapshot(path) -> str:
+    """Full SQL dump of a store file through a separate connection: equal dumps, unchanged store."""
+    import sqlite3
+
+    conn = sqlite3.connect(str(path))
+    try:
+        return "\n".join(conn.iterdump())
+    finally:
+        conn.close()
