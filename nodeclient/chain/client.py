@@ -12,8 +12,8 @@ manifest address is refused, not called).
    transaction doing the same thing under a new nonce;
 2. estimates gas (a revert is decoded into the contract's custom error before anything is signed),
    prices it with EIP-1559 fees, and checks the balance covers ``gas × maxFee + value``;
-3. signs, journals the signed transaction durably, calls ``on_signed`` (the settlement records its
-   batch's tx hash here), and only then broadcasts;
+3. signs, calls ``on_signed`` (the settlement records its batch's tx hash there), journals the signed
+   transaction durably, and only then broadcasts;
 4. waits for the receipt; a transaction unmined after ``stuck_after`` seconds is replaced at the
    same nonce with fees raised by ``fee_bump_percent`` (≥ 10 %, what nodes require to replace);
 5. waits for the profile's confirmation depth, re-reads the receipt (a reorg may have removed it),
@@ -408,9 +408,8 @@ class ChainClient:
                 kind=kind,
                 description=description,
                 node=node,
+                on_signed=on_signed,
             )
-            if on_signed is not None:
-                on_signed(record.tx_hash, nonce)
             log.info("%s: signed %s (nonce %d, gas %d)", description, record.tx_hash, nonce, quote.gas_limit)
             return self._await_group(signer, sender, nonce, description, on_signed=on_signed, progress=progress)
 
@@ -427,6 +426,34 @@ class ChainClient:
                 # A leftover that reverted or was superseded is final: report and go on with the new work.
                 log.warning("earlier transaction at nonce %d ended: %s", nonce, exc)
         return results
+
+    def resume(
+        self,
+        signer: Any,
+        tx_hash: str,
+        *,
+        on_signed: Callable[[str, int], None] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> TxResult:
+        """Drive the journaled transaction ``tx_hash`` (and its nonce group) to a final state.
+
+        Re-broadcasts, fee-bumps at the same nonce and waits, like ``transact`` after signing.
+
+        Raises:
+            TransactionError: ``tx_hash`` is not in the journal (it was never broadcast by this client).
+            ContractRevertError / NonceConsumedError / TxTimeoutError: as ``transact``.
+        """
+        record = self.journal.get(tx_hash)
+        if record is None:
+            raise TransactionError(f"transaction {tx_hash} is not in this client's journal")
+        with account_lock(self.data_dir, self.chain_id, record.sender):
+            return self._await_group(
+                signer, record.sender, record.nonce, record.description, on_signed=on_signed, progress=progress
+            )
+
+    def receipt_of(self, tx_hash: str) -> Any:
+        """The chain's receipt of ``tx_hash``, or None if it is not mined (or unknown)."""
+        return self._receipt(tx_hash)
 
     def tx_state(self, tx_hash: str) -> tuple[str, Any]:
         """Fate of a journaled transaction's nonce group, read-only: ``(state, receipt)``.
@@ -464,7 +491,11 @@ class ChainClient:
         kind: str,
         description: str,
         node: str | None,
+        on_signed: Callable[[str, int], None] | None = None,
     ) -> TxRecord:
+        # Order matters for crash safety: the caller's record (a settlement batch) learns the hash
+        # first, then the journal, then the network. A crash between any two steps leaves either a
+        # hash that provably never left this machine (not journaled) or one that is resumed.
         tx = {
             "type": 2,
             "chainId": self.chain_id,
@@ -478,6 +509,8 @@ class ChainClient:
         }
         signed = signer.sign_transaction(tx)
         tx_hash = _hex(signed.hash)
+        if on_signed is not None:
+            on_signed(tx_hash, nonce)
         self.journal.add(
             tx_hash=tx_hash,
             chain_id=self.chain_id,
@@ -548,9 +581,8 @@ class ChainClient:
             kind=newest.kind,
             description=newest.description,
             node=newest.node,
+            on_signed=on_signed,
         )
-        if on_signed is not None:
-            on_signed(replacement.tx_hash, replacement.nonce)
         log.warning(
             "%s: nonce %d unmined after %.0f s; replacing %s with %s (maxFee %d → %d, tip %d → %d)",
             newest.description, newest.nonce, self.profile.stuck_after, newest.tx_hash, replacement.tx_hash,

@@ -1,3 +1,91 @@
-"""Placeholder: this module is being written; it registers its commands through COMMANDS."""
+"""``kuota rewards show|claim``: a node's reward epochs and claiming them (to its payout address)."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import click
+
+from nodeclient._utils.values import format_amount, parse_address, parse_uint
+from nodeclient.cli.options import (
+    CliContext,
+    account_options,
+    eth,
+    json_option,
+    network_options,
+    pass_cx,
+    spend_options,
+    table,
+)
+from nodeclient.errors import RefusedError
+
+__all__ = ["COMMANDS", "rewards"]
+
+
+@click.group()
+def rewards() -> None:
+    """Show and claim KuotaToken rewards earned by your nodes' settled fees."""
+
+
+@rewards.command("show")
+@click.option("--node", "node_address", required=True, help="Node address.")
+@network_options
+@json_option
+@pass_cx
+def show(cx: CliContext, node_address: str) -> None:
+    """Per-epoch fee, weight and claimable reward of a node."""
+    from nodeclient.rewards import rewards_summary
+
+    node = parse_address("node", node_address)
+    summary = rewards_summary(cx.client(), node)
+
+    def human(c):  # type: ignore[no-untyped-def]
+        rows = [
+            [e.epoch, e.fee, e.weight, format_amount(e.claimable, 18, "KUOTA"), "yes" if e.claimed else ("no" if e.finished else "running")]
+            for e in summary.epochs
+        ]
+        c.print(table(f"Rewards of {node} (current epoch {summary.current_epoch})", ["epoch", "fee", "weight", "claimable", "claimed"], rows))
+        c.print(f"claimable now: {format_amount(summary.claimable_total, 18, 'KUOTA')}; claimed so far: {format_amount(summary.claimed_total, 18, 'KUOTA')}")
+
+    cx.emit(summary.to_json(), human)
+
+
+@rewards.command("claim")
+@click.option("--node", "node_address", required=True, help="Node address.")
+@click.option("--epoch", "epochs", multiple=True, help="Epoch to claim (repeatable; default: every claimable epoch).")
+@click.option("--force", is_flag=True, help="Claim whatever the gas policy says.")
+@network_options
+@account_options
+@spend_options
+@json_option
+@pass_cx
+def claim(cx: CliContext, node_address: str, epochs: tuple[str, ...], force: bool) -> None:
+    """Claim finished epochs' rewards for a node; they are minted to its payout address."""
+    from nodeclient.rewards import claim as send_claim
+    from nodeclient.rewards import plan_claim
+
+    node = parse_address("node", node_address)
+    chosen = [parse_uint("epoch", e, 256) for e in epochs] or None
+    client = cx.client()
+    signer = cx.signer()
+    plan = plan_claim(client, signer.address, node, cx.settings().rewards, epochs=chosen, force=force)
+    if not plan.decision.act:
+        cx.emit({"plan": plan.to_json(), "result": None}, lambda c: c.print(f"not claiming: {plan.decision.reason}"))
+        return
+    if cx.dry_run:
+        cx.emit({"plan": plan.to_json(), "result": None, "dryRun": True},
+                lambda c: c.print(f"dry run: would claim {format_amount(plan.amount, 18, 'KUOTA')} for epochs {plan.epochs}; "
+                                  f"estimated fee {eth(plan.quote.expected_cost)}; nothing was sent"))
+        return
+    if not cx.yes:
+        cx.err_console.print(
+            f"claim {format_amount(plan.amount, 18, 'KUOTA')} for node {node}, epochs {plan.epochs} ({plan.decision.reason})\n"
+            f"  estimated fee {eth(plan.quote.expected_cost)} (at most {eth(plan.quote.max_cost)})"
+        )
+        if not click.confirm("Send this claim?", default=False, err=True):
+            raise RefusedError(f"declined: the claim for node {node} was not sent")
+    with cx.status("claiming rewards") as update:
+        result = send_claim(client, signer, plan, progress=update)
+    cx.emit({"plan": plan.to_json(), "result": result.to_json()},
+            lambda c: c.print(f"claimed {format_amount(plan.amount, 18, 'KUOTA')} for epochs {plan.epochs} in {result.tx_hash}"))
+
+
+COMMANDS = [rewards]

@@ -1,0 +1,450 @@
+"""Settling a node's receipts: reconcile what is in flight, choose what is worth settling, settle it.
+
+One run of :func:`settle_node`:
+
+1. **Reconcile** every open batch of the store (a crash may have left one ``pending`` or
+   ``submitted``). The rules follow the order in which a batch is sent — ``begin_batch`` →
+   sign → ``mark_submitted`` → journal → broadcast:
+
+   - ``pending`` (no transaction recorded): nothing was ever signed for it → ``mark_skipped``;
+   - ``submitted``, hash in the transaction journal: the journal drives it to a final state at the
+     same nonce (re-broadcast, fee bump, wait) → ``mark_confirmed`` from the receipt's events, or
+     ``mark_failed`` if it reverted or its nonce went to another transaction;
+   - ``submitted``, hash not journaled: it never left this machine (the journal is written before
+     any broadcast) unless the chain has it mined → ``mark_failed`` / ``mark_confirmed``.
+
+   A batch is therefore never re-sent under a new nonce, and receipts of an open batch are never
+   put in a second batch (the store refuses it).
+2. **Plan**: for each channel of the node with an unsettled latest receipt, read the chain's
+   ``channelOf`` (the truth about what is settled) and the consumer's escrow; the value a batch
+   collects is Σ min(owed, escrow). Apply the gas-aware policy (:mod:`nodeclient._utils.policy`):
+   threshold and gas share, a channel whose consumer is thawing (settle before the funds leave),
+   a value ceiling, or an age limit.
+3. **Settle** through ``settleMany`` with the root of the batch's receipt bundle, written first to
+   ``<data dir>/bundles/<sha256>.json`` for auditors, and record each receipt's outcome from the
+   ``ReceiptSettled`` / ``ReceiptSkipped`` events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from web3.logs import DISCARD
+
+from nodeclient._utils.policy import Decision, decide
+from nodeclient.abi import canonical_json
+from nodeclient.chain.client import ChainClient, NonceConsumedError, TxResult
+from nodeclient.chain.errors import ContractRevertError, TxTimeoutError
+from nodeclient.config import PolicySettings
+from nodeclient.errors import KuotaError
+from nodeclient.receipts.merkle import merkle_root
+from nodeclient.receipts.signing import ReceiptDomain, receipt_digest, receipt_domain
+from nodeclient.receipts.store import BatchRecord, ChannelState, ReceiptOutcome, ReceiptStore, StoredReceipt
+
+__all__ = [
+    "ChannelPlan",
+    "SettlementPlan",
+    "SettlementResult",
+    "ReconcileReport",
+    "store_path",
+    "open_store",
+    "deployment_domain",
+    "reconcile",
+    "plan_settlement",
+    "execute_plan",
+    "settle_node",
+    "write_bundle",
+    "nodes_in_store",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    """One channel's candidate for settlement."""
+
+    consumer: str
+    receipt: StoredReceipt
+    owed: int
+    collectible: int
+    thawing: bool
+    oldest_unsettled_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """Stable machine form."""
+        return {
+            "consumer": self.consumer,
+            "digest": self.receipt.digest_hex,
+            "cumulativeAmount": self.receipt.receipt.cumulative_amount,
+            "owed": self.owed,
+            "collectible": self.collectible,
+            "thawing": self.thawing,
+        }
+
+
+@dataclass(frozen=True)
+class SettlementPlan:
+    """Channels chosen for one ``settleMany`` and the policy's verdict."""
+
+    node: str
+    channels: list[ChannelPlan]
+    decision: Decision
+    quote: Any
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def value(self) -> int:
+        """Σ collectible over the channels."""
+        return sum(c.collectible for c in self.channels)
+
+    def to_json(self) -> dict[str, Any]:
+        """Stable machine form."""
+        return {
+            "node": self.node,
+            "channels": [c.to_json() for c in self.channels],
+            "value": self.value,
+            "decision": self.decision.to_json(),
+            "fee": self.quote.to_json() if self.quote is not None else None,
+            "notes": self.skipped,
+        }
+
+
+@dataclass(frozen=True)
+class SettlementResult:
+    """A settled batch."""
+
+    batch_id: int
+    tx: TxResult
+    settled: int
+    skipped: int
+    paid: int
+    fee: int
+    bundle_file: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Stable machine form."""
+        return {
+            "batchId": self.batch_id,
+            "tx": self.tx.to_json(),
+            "settledReceipts": self.settled,
+            "skippedReceipts": self.skipped,
+            "paid": self.paid,
+            "fee": self.fee,
+            "net": self.paid - self.fee,
+            "bundle": self.bundle_file,
+        }
+
+
+@dataclass
+class ReconcileReport:
+    """What reconciliation did to open batches."""
+
+    confirmed: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    still_open: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, list[int]]:
+        """Stable machine form."""
+        return {"confirmed": self.confirmed, "failed": self.failed, "skipped": self.skipped, "stillOpen": self.still_open}
+
+
+def store_path(data_dir: Path, chain_id: int, settlement: str) -> Path:
+    """The receipt store of one deployment: ``<data dir>/receipts/<chainId>-<settlement>.sqlite``."""
+    return Path(data_dir) / "receipts" / f"{chain_id}-{settlement.lower()}.sqlite"
+
+
+def deployment_domain(client: ChainClient) -> ReceiptDomain:
+    """The EIP-712 receipt domain of the connected deployment."""
+    return receipt_domain(client.chain_id, client.deployment.address("ReceiptSettlement"))
+
+
+def open_store(client: ChainClient) -> ReceiptStore:
+    """Open (creating if needed) the receipt store of the connected deployment."""
+    path = store_path(client.data_dir, client.chain_id, client.deployment.address("ReceiptSettlement"))
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return ReceiptStore(path, domain=deployment_domain(client))
+
+
+# -- bundles ----------------------------------------------------------------------------------------
+
+
+def write_bundle(client: ChainClient, node: str, receipts: list[StoredReceipt], directory: Path) -> tuple[bytes, Path]:
+    """Write the canonical bundle of ``receipts`` (BRIEF format) and return (root, file path).
+
+    Receipts are ordered by (consumer lower-case, cumulativeAmount, issuedAt); the root is the
+    OpenZeppelin-convention Merkle root of their EIP-712 digests in that order; the file is named by
+    the SHA-256 of its bytes and written atomically (temp file, fsync, rename) before any settlement
+    transaction commits to the root.
+    """
+    domain = deployment_domain(client)
+    ordered = sorted(
+        receipts, key=lambda s: (s.receipt.consumer.lower(), s.receipt.cumulative_amount, s.receipt.issued_at)
+    )
+    root = merkle_root([receipt_digest(s.receipt, domain) for s in ordered])
+    body = canonical_json(
+        {
+            "version": 1,
+            "chainId": client.chain_id,
+            "settlement": client.deployment.address("ReceiptSettlement"),
+            "node": node,
+            "root": "0x" + root.hex(),
+            "receipts": [s.receipt.to_json_dict() for s in ordered],
+        }
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{hashlib.sha256(body).hexdigest()}.json"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return root, path
+
+
+# -- reconciliation ---------------------------------------------------------------------------------
+
+
+def _outcomes_from_receipt(client: ChainClient, batch: BatchRecord, receipt: Any) -> dict[str, ReceiptOutcome]:
+    settlement = client.contract("ReceiptSettlement")
+    outcomes: dict[str, ReceiptOutcome] = {}
+    for ev in settlement.events.ReceiptSettled().process_receipt(receipt, errors=DISCARD):
+        outcomes["0x" + bytes(ev["args"]["digest"]).hex()] = ReceiptOutcome("settled", int(ev["args"]["paid"]), int(ev["args"]["fee"]))
+    for ev in settlement.events.ReceiptSkipped().process_receipt(receipt, errors=DISCARD):
+        outcomes.setdefault("0x" + bytes(ev["args"]["digest"]).hex(), ReceiptOutcome("skipped"))
+    # Exactly the batch's receipts: every item emitted one of the two events.
+    return {item.receipt.digest_hex: outcomes.get(item.receipt.digest_hex, ReceiptOutcome("skipped")) for item in batch.items}
+
+
+def _confirm(client: ChainClient, store: ReceiptStore, batch: BatchRecord, tx_hash: str, receipt: Any) -> None:
+    store.mark_confirmed(
+        batch.id, _outcomes_from_receipt(client, batch, receipt), tx_hash=tx_hash, block_number=int(receipt["blockNumber"])
+    )
+
+
+def reconcile(
+    client: ChainClient, store: ReceiptStore, signer: Any | None, *, progress: Callable[[str], None] | None = None
+) -> ReconcileReport:
+    """Bring every open batch to a final state (see module docstring). ``signer`` enables fee bumps."""
+    report = ReconcileReport()
+    for batch in store.pending_batches():
+        if batch.state == "pending":
+            store.mark_skipped(batch.id, "never signed (interrupted before its transaction was signed)")
+            report.skipped.append(batch.id)
+            continue
+        journaled = [h for h in batch.tx_hashes if client.journal.get(h) is not None]
+        if not journaled:
+            mined = [(h, r) for h in batch.tx_hashes if (r := client.receipt_of(h)) is not None]
+            if mined and mined[0][1]["status"] == 1:
+                _confirm(client, store, batch, mined[0][0], mined[0][1])
+                report.confirmed.append(batch.id)
+            else:
+                store.mark_failed(batch.id, "its transaction was never broadcast (not in the journal, not on chain)")
+                report.failed.append(batch.id)
+            continue
+        try:
+            if signer is not None and client.journal.get(journaled[-1]).sender == signer.address:  # type: ignore[union-attr]
+                result = client.resume(
+                    signer, journaled[-1], on_signed=lambda h, n, b=batch.id: store.mark_submitted(b, h, n), progress=progress
+                )
+                tx_hash, receipt = result.tx_hash, result.receipt
+            else:
+                state, receipt = client.tx_state(journaled[-1])
+                if state in ("pending", "unknown"):
+                    report.still_open.append(batch.id)
+                    continue
+                if state == "dropped":
+                    raise NonceConsumedError(batch.node, batch.nonce or -1, f"settlement batch {batch.id}")
+                if state == "failed":
+                    raise ContractRevertError(f"settlement batch {batch.id}", None, None)
+                tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+        except (ContractRevertError, NonceConsumedError) as exc:
+            store.mark_failed(batch.id, str(exc))
+            report.failed.append(batch.id)
+            continue
+        except TxTimeoutError:
+            report.still_open.append(batch.id)
+            continue
+        _confirm(client, store, batch, tx_hash, receipt)
+        report.confirmed.append(batch.id)
+    return report
+
+
+# -- planning -------------------------------------------------------------------------------------
+
+
+def _channel_plan(client: ChainClient, store: ReceiptStore, channel: ChannelState) -> tuple[ChannelPlan | None, str | None]:
+    settlement = client.contract("ReceiptSettlement")
+    escrow = client.contract("PaymentEscrow")
+    settled_amount, settled_bytes = client.call(
+        settlement.functions.channelOf(channel.consumer, channel.node), "ReceiptSettlement.channelOf()"
+    )
+    store.sync_channel(channel.consumer, channel.node, int(settled_amount), int(settled_bytes))
+    latest = channel.latest.receipt
+    owed = latest.cumulative_amount - max(int(settled_amount), channel.settled_amount)
+    if owed <= 0 or latest.cumulative_bytes < int(settled_bytes):
+        return None, f"channel {channel.consumer}: already settled on chain up to {int(settled_amount)}"
+    available, thawing, _ = client.call(escrow.functions.accountOf(channel.consumer), "PaymentEscrow.accountOf()")
+    collectible = min(owed, int(available) + int(thawing))
+    if collectible == 0:
+        return None, f"channel {channel.consumer}: owes {owed} but its escrow is empty"
+    unsettled = store.bundle_receipts([channel.latest])
+    oldest = min((s.accepted_at for s in unsettled), default=channel.latest.accepted_at)
+    return ChannelPlan(channel.consumer, channel.latest, owed, collectible, int(thawing) > 0, oldest), None
+
+
+def _settle_call(client: ChainClient, node: str, channels: list[ChannelPlan], root: bytes) -> Any:
+    receipts = []
+    signatures = []
+    for c in channels:
+        r = c.receipt.receipt
+        receipts.append(
+            (r.consumer, r.node, bytes.fromhex(r.session_id[2:]), r.cumulative_bytes, r.cumulative_amount, r.latency_ms, r.issued_at)
+        )
+        signatures.append(r.signature_bytes)
+    return client.contract("ReceiptSettlement").functions.settleMany(receipts, signatures, root)
+
+
+def _provisional_root(client: ChainClient, store: ReceiptStore, channels: list[ChannelPlan]) -> bytes:
+    domain = deployment_domain(client)
+    receipts = store.bundle_receipts([c.receipt for c in channels])
+    ordered = sorted(receipts, key=lambda s: (s.receipt.consumer.lower(), s.receipt.cumulative_amount, s.receipt.issued_at))
+    return merkle_root([receipt_digest(s.receipt, domain) for s in ordered])
+
+
+def plan_settlement(
+    client: ChainClient,
+    store: ReceiptStore,
+    sender: str,
+    node: str,
+    policy: PolicySettings,
+    *,
+    force: bool = False,
+) -> SettlementPlan:
+    """Choose the channels of ``node`` to settle now (at most ``policy.max_batch``) and price it."""
+    candidates: list[ChannelPlan] = []
+    notes: list[str] = []
+    for channel in store.unsettled_channels(node=node):
+        plan, note = _channel_plan(client, store, channel)
+        if plan is not None:
+            candidates.append(plan)
+        elif note:
+            notes.append(note)
+    open_batches = [b.id for b in store.pending_batches() if b.node == node]
+    if open_batches:
+        notes.append(f"batches {open_batches} are still in flight; their channels wait for them")
+    # Most valuable first, so a capped batch carries what matters.
+    candidates.sort(key=lambda c: (-c.collectible, c.consumer.lower()))
+    chosen = candidates[: policy.max_batch]
+    if len(candidates) > len(chosen):
+        notes.append(f"{len(candidates) - len(chosen)} more channels wait for the next batch (max_batch {policy.max_batch})")
+    if not chosen:
+        return SettlementPlan(node, [], decide(0, 0, policy, force=force), None, notes)
+    quote = client.estimate(sender, _settle_call(client, node, chosen, _provisional_root(client, store, chosen)), f"settle {len(chosen)} receipts of {node}")
+    thawing = [c.consumer for c in chosen if c.thawing]
+    urgent = f"consumer(s) {', '.join(thawing)} started thawing their escrow" if thawing else None
+    age = int(time.time() - min(c.oldest_unsettled_at for c in chosen))
+    decision = decide(
+        sum(c.collectible for c in chosen), quote.expected_cost, policy, age_seconds=age, urgent=urgent, force=force
+    )
+    return SettlementPlan(node, chosen, decision, quote, notes)
+
+
+# -- executing --------------------------------------------------------------------------------------
+
+
+def execute_plan(
+    client: ChainClient,
+    store: ReceiptStore,
+    signer: Any,
+    plan: SettlementPlan,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> SettlementResult:
+    """Settle ``plan``: bundle, ``begin_batch``, send ``settleMany``, record outcomes."""
+    if not plan.channels:
+        raise KuotaError(f"nothing to settle for node {plan.node}")
+    receipts = store.bundle_receipts([c.receipt for c in plan.channels])
+    root, bundle_file = write_bundle(client, plan.node, receipts, client.data_dir / "bundles")
+    batch_id = store.begin_batch([c.receipt for c in plan.channels], bundle_root=root, bundle_file=str(bundle_file))
+    call = _settle_call(client, plan.node, plan.channels, root)
+    try:
+        result = client.transact(
+            signer,
+            call,
+            f"settle batch {batch_id} ({len(plan.channels)} receipts) of node {plan.node}",
+            kind="settle",
+            node=plan.node,
+            on_signed=lambda h, n: store.mark_submitted(batch_id, h, n),
+            progress=progress,
+        )
+    except ContractRevertError as exc:
+        batch = store.batch(batch_id)
+        if batch.state == "pending":
+            store.mark_skipped(batch_id, str(exc))  # reverted at estimation: nothing was signed
+        else:
+            store.mark_failed(batch_id, str(exc))
+        raise
+    except NonceConsumedError as exc:
+        store.mark_failed(batch_id, str(exc))
+        raise
+    except KuotaError:
+        batch = store.batch(batch_id)
+        if batch.state == "pending":
+            store.mark_skipped(batch_id, "not signed: the transaction could not be prepared")
+        raise  # a submitted batch stays open: the next run reconciles it by hash
+    batch = store.batch(batch_id)
+    _confirm(client, store, batch, result.tx_hash, result.receipt)
+    confirmed = store.batch(batch_id)
+    outcomes = [i.outcome for i in confirmed.items if i.outcome is not None]
+    return SettlementResult(
+        batch_id=batch_id,
+        tx=result,
+        settled=sum(1 for o in outcomes if o.status == "settled"),
+        skipped=sum(1 for o in outcomes if o.status == "skipped"),
+        paid=sum(o.paid for o in outcomes),
+        fee=sum(o.fee for o in outcomes),
+        bundle_file=str(bundle_file),
+    )
+
+
+def settle_node(
+    client: ChainClient,
+    store: ReceiptStore,
+    signer: Any,
+    node: str,
+    policy: PolicySettings,
+    *,
+    force: bool = False,
+    confirm: Callable[[SettlementPlan], bool] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[ReconcileReport, SettlementPlan, SettlementResult | None]:
+    """Reconcile, plan and (if the policy and ``confirm`` agree) settle one node's receipts."""
+    report = reconcile(client, store, signer, progress=progress)
+    plan = plan_settlement(client, store, signer.address, node, policy, force=force)
+    if not plan.decision.act:
+        return report, plan, None
+    if confirm is not None and not confirm(plan):
+        return report, plan, None
+    return report, plan, execute_plan(client, store, signer, plan, progress=progress)
+
+
+def nodes_in_store(store: ReceiptStore) -> list[str]:
+    """Every node with at least one channel in the store."""
+    return sorted({c.node for c in store.channels()})
+
