@@ -685,14 +685,19 @@ async def open_session(
     consumer_key: bytes | str,
     chain: ChainView,
     config: ConsumerConfig | None = None,
+    session_class: type[RelaySession] | None = None,
 ) -> RelaySession:
-    """Connect to the relay at ``host:port``, run the handshake with ``node``, measure one round trip."""
+    """Connect to the relay at ``host:port``, run the handshake with ``node``, measure one round trip.
+
+    ``session_class`` lets tools substitute a ``RelaySession`` subclass (the test suite uses one that
+    never signs, to check the node's cut-off).
+    """
     config = config or ConsumerConfig()
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), config.connect_timeout)
     except (OSError, asyncio.TimeoutError) as exc:
         raise RelayError(f"cannot connect to the relay at {host}:{port}: {exc or 'timed out'}") from None
-    session = RelaySession(reader, writer, chain=chain, node=to_checksum_address(node), consumer_key=consumer_key, config=config)
+    session = (session_class or RelaySession)(reader, writer, chain=chain, node=to_checksum_address(node), consumer_key=consumer_key, config=config)
     try:
         await asyncio.wait_for(session._handshake(), config.handshake_timeout)
     except asyncio.TimeoutError:

@@ -1,0 +1,89 @@
+"""Running a relay node as a long-lived process: background settlement, status file, clean shutdown.
+
+``serve_node`` starts the server, writes an optional ready file (``host port``, for supervisors and
+tests), runs the settler, and on SIGTERM / SIGINT stops accepting, ends sessions and flushes
+counters. A SIGKILL loses nothing acknowledged: receipts are durable before their ACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nodeclient.errors import KuotaError
+from nodeclient.relay.server import RelayServer
+
+__all__ = ["BackgroundSettler", "serve_node"]
+
+log = logging.getLogger("kuota.relay.node")
+
+
+class BackgroundSettler:
+    """Calls ``settle_once`` (blocking; run in a thread) every ``interval`` seconds.
+
+    ``settle_once`` applies the gas-aware policy (``nodeclient.settlement.settle_node``) and returns a
+    JSON-ready summary of what it did, or None when the policy chose to wait.
+    """
+
+    def __init__(self, settle_once: Callable[[], dict[str, Any] | None], interval: float, server: RelayServer) -> None:
+        if interval <= 0:
+            raise ValueError(f"settlement interval must be positive seconds, got {interval}")
+        self.settle_once = settle_once
+        self.interval = interval
+        self.server = server
+
+    async def run(self) -> None:
+        """Loop until cancelled; a failed run is logged and counted, never fatal to the relay."""
+        stats = self.server.stats
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                outcome = await asyncio.to_thread(self.settle_once)
+            except KuotaError as exc:
+                stats.settlement_errors += 1
+                log.warning("background settlement failed: %s", exc)
+                continue
+            if outcome is None:
+                log.info("background settlement: policy chose to wait")
+                continue
+            stats.settlements += 1
+            stats.settled_amount += int(outcome.get("paid", 0))
+            stats.last_settlement = {**outcome, "at": int(time.time())}
+            log.info("background settlement: %s", outcome)
+
+
+async def serve_node(
+    server: RelayServer,
+    *,
+    settler: BackgroundSettler | None = None,
+    ready_file: Path | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run ``server`` (and ``settler``) until ``stop`` is set or the process gets SIGTERM / SIGINT."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    host, port = await server.start()
+    if ready_file is not None:
+        tmp = ready_file.with_name(f".{ready_file.name}.tmp")
+        tmp.write_text(f"{host} {port} {os.getpid()}\n")
+        os.replace(tmp, ready_file)
+    settle_task = asyncio.create_task(settler.run()) if settler is not None else None
+    try:
+        await stop.wait()
+    finally:
+        log.info("relay stopping")
+        if settle_task is not None:
+            settle_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await settle_task
+        await server.close()
