@@ -1,0 +1,226 @@
+"""Helpers for the audit tests: a small but complete local economy, bundles, and RPC proxies.
+
+The economy is built with real transactions on the test Anvil (Brownie accounts send them) and real
+consumer signatures (``nodeclient.receipts.signing``, the signer consumers run). Bundles are written
+here in the published format with an independent Merkle implementation, so the auditor's own root
+code is checked against a second one rather than against itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak, to_checksum_address
+
+from nodeclient.receipts import Receipt
+from nodeclient.receipts.signing import receipt_digest, receipt_domain, sign_receipt
+
+__all__ = [
+    "UNIT",
+    "ANVIL_MNEMONIC",
+    "anvil_key",
+    "node_key_signature",
+    "signed_receipt_json",
+    "reference_root",
+    "write_bundle",
+    "bundle_bytes",
+    "BatchInfo",
+    "Economy",
+    "RpcProxy",
+]
+
+UNIT = 10**6
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+Account.enable_unaudited_hdwallet_features()
+
+
+def anvil_key(index: int) -> str:
+    """Private key of Anvil's default account ``index``."""
+    return Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").key.hex()
+
+
+def node_key_signature(registry_address: str, chain_id: int, key: Any, operator: str) -> str:
+    """EIP-712 ``NodeKey(node, key, operator)`` signed by the node key (proof of possession)."""
+    typed = {
+        "domain": {"name": "Kuota NodeRegistry", "version": "1", "chainId": chain_id,
+                   "verifyingContract": registry_address},
+        "types": {"NodeKey": [{"name": "node", "type": "address"}, {"name": "key", "type": "address"},
+                              {"name": "operator", "type": "address"}]},
+        "primaryType": "NodeKey",
+        "message": {"node": key.address, "key": key.address, "operator": operator},
+    }
+    return "0x" + bytes(Account.sign_message(encode_typed_data(full_message=typed), key.key).signature).hex()
+
+
+def signed_receipt_json(
+    key: str, node: str, cumulative_bytes: int, cumulative_amount: int, *, issued_at: int,
+    latency_ms: int = 30, session: int = 1, chain_id: int, settlement: str,
+) -> dict[str, Any]:
+    """A receipt in its published JSON form, signed by ``key`` (the consumer) under the given domain."""
+    receipt = Receipt(
+        consumer=Account.from_key(key).address, node=node, session_id="0x" + session.to_bytes(32, "big").hex(),
+        cumulative_bytes=cumulative_bytes, cumulative_amount=cumulative_amount, latency_ms=latency_ms,
+        issued_at=issued_at,
+    )
+    signed = sign_receipt(receipt, key, receipt_domain(chain_id, settlement))
+    return {
+        "consumer": receipt.consumer, "node": to_checksum_address(node), "sessionId": receipt.session_id,
+        "cumulativeBytes": cumulative_bytes, "cumulativeAmount": cumulative_amount, "latencyMs": latency_ms,
+        "issuedAt": issued_at, "signature": signed.signature,
+    }
+
+
+def _digest(item: dict[str, Any], chain_id: int, settlement: str) -> bytes:
+    receipt = Receipt(
+        consumer=item["consumer"], node=item["node"], session_id=item["sessionId"],
+        cumulative_bytes=item["cumulativeBytes"], cumulative_amount=item["cumulativeAmount"],
+        latency_ms=item["latencyMs"], issued_at=item["issuedAt"],
+    )
+    return receipt_digest(receipt, receipt_domain(chain_id, settlement))
+
+
+def reference_root(receipts: list[dict[str, Any]], chain_id: int, settlement: str) -> bytes:
+    """OpenZeppelin-convention Merkle root over the receipts' digests (independent implementation)."""
+    level = [_digest(r, chain_id, settlement) for r in receipts]
+    while len(level) > 1:
+        pairs = [level[i : i + 2] for i in range(0, len(level), 2)]
+        level = [keccak(b"".join(sorted(p))) if len(p) == 2 else p[0] for p in pairs]
+    return level[0]
+
+
+def canonical_order(receipts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The bundle order: (consumer lower-case, cumulativeAmount, issuedAt)."""
+    return sorted(receipts, key=lambda r: (r["consumer"].lower(), r["cumulativeAmount"], r["issuedAt"]))
+
+
+def bundle_bytes(doc: dict[str, Any]) -> bytes:
+    """Canonical JSON bytes (sorted keys, no whitespace)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def write_bundle(directory: Path, doc: dict[str, Any]) -> Path:
+    """Write ``doc`` as ``<sha256>.json`` into ``directory``; returns the path."""
+    data = bundle_bytes(doc)
+    path = directory / f"{hashlib.sha256(data).hexdigest()}.json"
+    path.write_bytes(data)
+    return path
+
+
+@dataclass
+class BatchInfo:
+    """One ``settleMany`` of the economy with its published bundle."""
+
+    node: str
+    root: str
+    doc: dict[str, Any]
+    path: Path
+    tx_hash: str
+    block: int
+
+
+@dataclass
+class Economy:
+    """The deployed, exercised system the audit tests replay."""
+
+    system: Any
+    manifest_path: Path
+    rpc_url: str
+    chain_id: int
+    bundle_dir: Path
+    node_a: str
+    node_b: str
+    keys: dict[str, str]
+    batches: list[BatchInfo] = field(default_factory=list)
+    settled_events: int = 0
+    skipped_events: int = 0
+    funded_consumer: str = ""
+    operator: str = ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "_ProxyServer"
+
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        request = json.loads(body)
+        response = self.server.proxy.handle(request)
+        data = json.dumps(response).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _ProxyServer(ThreadingHTTPServer):
+    daemon_threads = True
+    proxy: "RpcProxy"
+
+
+class RpcProxy:
+    """A JSON-RPC proxy on 127.0.0.1 in front of the test chain.
+
+    ``max_log_range`` makes it refuse ``eth_getLogs`` spans above N blocks with ``limit_message``
+    (a provider's wording); ``rewrite_logs`` lets a test alter the logs it returns (a lying RPC).
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        max_log_range: int | None = None,
+        limit_message: str = "query exceeds max block range {n}",
+        limit_code: int = -32005,
+        rewrite_logs: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.max_log_range = max_log_range
+        self.limit_message = limit_message
+        self.limit_code = limit_code
+        self.rewrite_logs = rewrite_logs
+        self.refused = 0
+        self.log_calls = 0
+        self._session = requests.Session()
+        self._server = _ProxyServer(("127.0.0.1", 0), _Handler)
+        self._server.proxy = self
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> "RpcProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("method") == "eth_getLogs":
+            self.log_calls += 1
+            params = request["params"][0]
+            start, end = int(params["fromBlock"], 16), int(params["toBlock"], 16)
+            if self.max_log_range is not None and end - start + 1 > self.max_log_range:
+                self.refused += 1
+                message = self.limit_message.format(n=self.max_log_range, start=hex(start),
+                                                     end=hex(start + self.max_log_range - 1))
+                return {"jsonrpc": "2.0", "id": request["id"], "error": {"code": self.limit_code, "message": message}}
+        response = self._session.post(self.upstream, json=request, timeout=30).json()
+        if request.get("method") == "eth_getLogs" and self.rewrite_logs is not None and "result" in response:
+            response["result"] = self.rewrite_logs(response["result"])
+        return response

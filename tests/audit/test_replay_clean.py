@@ -1,0 +1,89 @@
+"""A clean local economy replays with no mismatch, and the replay's totals equal on-chain balances."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from brownie import web3
+
+from nodeclient.audit import run_audit
+
+KUOTA = str(Path(sys.executable).parent / "kuota")
+
+
+def test_clean_economy_replays_consistent(economy, audit_options):
+    result = run_audit(audit_options())
+    report = result.report
+    assert [f for f in report["findings"] if f["severity"] != "warning"] == []
+    assert (result.verdict, result.exit_code) == ("consistent", 0)
+    counts = report["counts"]
+    assert counts["settlements"] == economy.settled_events
+    assert counts["batches"] == len(economy.batches) == counts["bundles_matched"]
+    assert counts["bundle_receipts"] == sum(len(b.doc["receipts"]) for b in economy.batches)
+    assert counts["mismatches"] == counts["evidence_problems"] == 0
+    assert counts["checks"] > 10 * counts["settlements"] and counts["state_checks"] > 10
+
+
+def test_replayed_totals_equal_onchain_balances(economy, audit_options):
+    report = run_audit(audit_options()).report
+    replayed, onchain = report["totals"]["replayed"], report["totals"]["onchain"]
+    system = economy.system
+    balance = system.payment_token.balanceOf(system.escrow)
+    assert int(replayed["escrow_token_balance"]) == int(onchain["escrow_token_balance"]) == balance
+    for key in ("accrued_fees", "available", "thawing", "credits", "total_claimed", "finalized_through"):
+        assert replayed[key] == onchain[key], key
+    assert int(replayed["rewards_claimed"]) == system.rewards.totalClaimed() > 0
+    # Every payout is accounted for: what consumers paid is the nodes' net plus the protocol fee.
+    assert int(replayed["paid"]) == int(replayed["net"]) + int(replayed["fees"])
+    settled = system.settlement.events.ReceiptSettled.get_logs(from_block=0)
+    assert int(replayed["paid"]) == sum(log["args"]["paid"] for log in settled)
+    # The partial payment: 1 USD first, the remaining 2 USD after the top-up.
+    partial = [r for r in report["settlements"] if r["cumulativeAmount"] == "3000000" and r["node"] == economy.node_b]
+    assert [r["paid"] for r in partial] == ["1000000", "2000000"]
+    assert all(r["paid"] == r["expectedPaid"] and r["fee"] == r["expectedFee"] for r in report["settlements"])
+
+
+def test_warnings_carry_evidence_without_failing(economy, audit_options):
+    report = run_audit(audit_options()).report
+    funded = [f for f in report["findings"] if f["code"] == "funded-by-operator"]
+    assert len(funded) == 1
+    assert economy.funded_consumer in funded[0]["message"] and economy.node_a in funded[0]["record"]
+    assert funded[0]["evidence"]["payments"][0]["from"] == economy.operator
+    latency = [f for f in report["findings"] if f["code"] == "latency-inconsistent"]
+    assert [f["record"] for f in latency] == [f"node {economy.node_a}"]
+    assert report["verdict"] == "consistent"
+
+
+def _cli(economy, *args: str, rpc_url: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [KUOTA, "audit", "replay", "--rpc-url", rpc_url or economy.rpc_url, "--manifest",
+           str(economy.manifest_path), *args]
+    return subprocess.run(cmd, capture_output=True, timeout=120, env=dict(os.environ))
+
+
+def test_cli_json_is_byte_identical_across_runs_and_exits_zero(economy, tmp_path):
+    head = web3.eth.block_number
+    args = ("--to-block", str(head), "--confirmations", "0", "--bundles", str(economy.bundle_dir), "--json",
+            "--jobs", "2")
+    first = _cli(economy, *args)
+    assert first.returncode == 0, first.stderr.decode()
+    web3.provider.make_request("evm_mine", [])  # the head moves; the pinned range must not change the body
+    second = _cli(economy, *args, "--csv", str(tmp_path / "csv"))
+    assert second.returncode == 0, second.stderr.decode()
+    assert first.stdout == second.stdout
+    report = json.loads(first.stdout)
+    assert report["range"]["toBlock"] == head and report["verdict"] == "consistent"
+    assert len(report["blocks"]) == report["counts"]["blocks_pinned"] >= 2
+    lines = (tmp_path / "csv" / "settlements.csv").read_text().splitlines()
+    assert len(lines) == 1 + economy.settled_events
+    assert (tmp_path / "csv" / "node_epochs.csv").read_text().count("\n") == 1 + len(report["nodeEpochs"])
+
+
+def test_cli_human_summary_names_the_verdict(economy):
+    run = _cli(economy, "--confirmations", "0", "--bundles", str(economy.bundle_dir))
+    assert run.returncode == 0, run.stderr.decode()
+    out = run.stdout.decode()
+    assert "CONSISTENT" in out and "settlements" in out
