@@ -66,9 +66,11 @@ class KuotaEnv:
             return json.loads(result.stdout.strip().splitlines()[-1])
         return result
 
-    def subprocess(self, *args: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess:
+    def subprocess(
+        self, *args: str, timeout: float = 120, env_extra: dict[str, str] | None = None, **kwargs: Any
+    ) -> subprocess.CompletedProcess:
         """Run the installed ``kuota`` entry point in a real subprocess."""
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env, **(env_extra or {})}
         env.pop("KUOTA_PASSWORD", None)
         return subprocess.run(
             [str(Path(sys.executable).parent / "kuota"), *args],
