@@ -566,7 +566,8 @@ class _Session:
                     f"no complete frame within {self.cfg.idle_timeout:g} s idle / {self.cfg.frame_timeout:g} s per frame"
                 ) from None
             if frame is None:
-                self._end_reason = "peer_closed"
+                if self._failure is None:
+                    self._end_reason = "peer_closed"
                 self._end.set()
                 return
             if self._closing and frame.type != FrameType.RECEIPT:
