@@ -36,6 +36,8 @@ __all__ = [
     "BatchInfo",
     "Economy",
     "RpcProxy",
+    "settle_batch",
+    "settle_one",
 ]
 
 UNIT = 10**6
@@ -224,3 +226,36 @@ class RpcProxy:
         if request.get("method") == "eth_getLogs" and self.rewrite_logs is not None and "result" in response:
             response["result"] = self.rewrite_logs(response["result"])
         return response
+
+
+def _tuple(r: dict[str, Any]) -> tuple:
+    return (r["consumer"], r["node"], r["sessionId"], r["cumulativeBytes"], r["cumulativeAmount"], r["latencyMs"],
+            r["issuedAt"])
+
+
+def settle_batch(eco: Economy, node: str, receipts: list[dict[str, Any]], sender: Any) -> BatchInfo:
+    """Publish a bundle of ``receipts`` and settle the last receipt of each channel with its root."""
+    system = eco.system
+    settlement = system.settlement.address
+    ordered = canonical_order(receipts)
+    root = "0x" + reference_root(ordered, eco.chain_id, settlement).hex()
+    doc = {"version": 1, "chainId": eco.chain_id, "settlement": settlement, "node": node, "root": root,
+           "receipts": ordered}
+    path = write_bundle(eco.bundle_dir, doc)
+    last: dict[str, dict[str, Any]] = {}
+    for r in ordered:
+        last[r["consumer"]] = r
+    finals = list(last.values())
+    tx = system.settlement.settleMany([_tuple(r) for r in finals], [r["signature"] for r in finals], root,
+                                      {"from": sender})
+    eco.settled_events += len(tx.events["ReceiptSettled"]) if "ReceiptSettled" in tx.events else 0
+    eco.skipped_events += len(tx.events["ReceiptSkipped"]) if "ReceiptSkipped" in tx.events else 0
+    info = BatchInfo(node=node, root=root, doc=doc, path=path, tx_hash=tx.txid, block=tx.block_number)
+    eco.batches.append(info)
+    return info
+
+
+def settle_one(eco: Economy, receipt: dict[str, Any], sender: Any) -> Any:
+    tx = eco.system.settlement.settle(_tuple(receipt), receipt["signature"], {"from": sender})
+    eco.settled_events += 1
+    return tx

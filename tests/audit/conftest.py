@@ -16,50 +16,7 @@ from brownie import chain, web3
 from eth_account import Account
 from eth_utils import keccak
 
-from audit_helpers import (
-    UNIT,
-    BatchInfo,
-    Economy,
-    anvil_key,
-    canonical_order,
-    node_key_signature,
-    reference_root,
-    signed_receipt_json,
-    write_bundle,
-)
-
-
-def _tuple(r: dict[str, Any]) -> tuple:
-    return (r["consumer"], r["node"], r["sessionId"], r["cumulativeBytes"], r["cumulativeAmount"], r["latencyMs"],
-            r["issuedAt"])
-
-
-def settle_batch(eco: Economy, node: str, receipts: list[dict[str, Any]], sender: Any) -> BatchInfo:
-    """Publish a bundle of ``receipts`` and settle the last receipt of each channel with its root."""
-    system = eco.system
-    settlement = system.settlement.address
-    ordered = canonical_order(receipts)
-    root = "0x" + reference_root(ordered, eco.chain_id, settlement).hex()
-    doc = {"version": 1, "chainId": eco.chain_id, "settlement": settlement, "node": node, "root": root,
-           "receipts": ordered}
-    path = write_bundle(eco.bundle_dir, doc)
-    last: dict[str, dict[str, Any]] = {}
-    for r in ordered:
-        last[r["consumer"]] = r
-    finals = list(last.values())
-    tx = system.settlement.settleMany([_tuple(r) for r in finals], [r["signature"] for r in finals], root,
-                                      {"from": sender})
-    eco.settled_events += len(tx.events["ReceiptSettled"]) if "ReceiptSettled" in tx.events else 0
-    eco.skipped_events += len(tx.events["ReceiptSkipped"]) if "ReceiptSkipped" in tx.events else 0
-    info = BatchInfo(node=node, root=root, doc=doc, path=path, tx_hash=tx.txid, block=tx.block_number)
-    eco.batches.append(info)
-    return info
-
-
-def settle_one(eco: Economy, receipt: dict[str, Any], sender: Any) -> Any:
-    tx = eco.system.settlement.settle(_tuple(receipt), receipt["signature"], {"from": sender})
-    eco.settled_events += 1
-    return tx
+from audit_helpers import UNIT, Economy, anvil_key, node_key_signature, settle_batch, settle_one, signed_receipt_json
 
 
 @pytest.fixture(scope="module")
