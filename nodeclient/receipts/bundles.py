@@ -34,6 +34,7 @@ from nodeclient.receipts.model import (
     to_checksum_address,
 )
 from nodeclient.receipts.signing import ReceiptDomain, receipt_digest
+from nodeclient.receipts.store import ReceiptStore, StoredReceipt
 from nodeclient.receipts.verify import verify_many
 
 __all__ = [
@@ -108,14 +109,14 @@ class Bundle:
         return {r.consumer: r for r in self.receipts}
 
 
-def build_bundle(receipts: Iterable[SignedReceipt | Any], domain: ReceiptDomain, node: str) -> Bundle:
+def build_bundle(receipts: Iterable[SignedReceipt | StoredReceipt], domain: ReceiptDomain, node: str) -> Bundle:
     """Bundle ``receipts`` (SignedReceipts or `StoredReceipt` records) of ``node`` under ``domain``.
 
     Sorts them into bundle order and computes the digests and the root. Refuses receipts of another
     node, and an empty bundle.
     """
     node_cs = to_checksum_address(parse_address("node", node))
-    items = [getattr(r, "receipt", r) for r in receipts]
+    items = [r.receipt if isinstance(r, StoredReceipt) else r for r in receipts]
     if not items:
         raise ReceiptError("A bundle needs at least one receipt.")
     for i, receipt in enumerate(items):
@@ -186,7 +187,12 @@ class PreparedBatch:
     receipts: tuple[SignedReceipt, ...]  # the receipts to settle, in settleMany order
 
 
-def prepare_batch(store: Any, receipts: Sequence[Any], domain: ReceiptDomain, directory: str | Path) -> PreparedBatch:
+def prepare_batch(
+    store: ReceiptStore,
+    receipts: Sequence[bytes | str | StoredReceipt | SignedReceipt],
+    domain: ReceiptDomain,
+    directory: str | Path,
+) -> PreparedBatch:
     """Build and write the bundle for settling ``receipts``, then record the batch (pending) in ``store``.
 
     The bundle file is durable before the batch that names it; a crash in between leaves an unused
@@ -387,7 +393,9 @@ def check_bundle_bytes(
         problems.append(BundleProblem(
             None, "root", f"root {root_text} differs from the committed bundleRoot 0x{expected_root.hex()}"
         ))
-    problems.sort(key=lambda p: (-1 if p.index is None else p.index))
+    # Record problems first, in index order: a tampered record also breaks the root and the file
+    # hash, and the record is the finding an auditor needs named.
+    problems.sort(key=lambda p: (p.index is None, p.index or 0))
     return check
 
 
