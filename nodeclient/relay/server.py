@@ -277,6 +277,8 @@ class _Stream:
         self.writer: asyncio.StreamWriter | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.closed_by_peer = False
+        self.down_done = False
+        self.up_done = False
 
 
 class _Session:
@@ -696,8 +698,9 @@ class _Session:
             log.info("%s: stream %d destination error: %s", self._tag(), stream.id, exc)
         with contextlib.suppress(Exception):
             await self.send(encode_control(FrameType.CLOSE, {"stream": stream.id}))
-        # Keep the upstream side open until the consumer closes it too (half-close semantics).
-        if stream.closed_by_peer:
+        # Half-close semantics: the upstream side stays open until the consumer closes it too.
+        stream.down_done = True
+        if stream.up_done:
             self._drop_stream(stream)
 
     async def _pump_up(self, stream: _Stream) -> None:
@@ -710,6 +713,9 @@ class _Session:
                     with contextlib.suppress(OSError):
                         if stream.writer.can_write_eof():
                             stream.writer.write_eof()
+                    stream.up_done = True
+                    if stream.down_done:
+                        self._drop_stream(stream)
                     return
                 stream.queued -= len(data)
                 await self._gate(len(data), downstream=False)

@@ -44,6 +44,8 @@ class RelayWorld:
     consumer: str
     poor_key: str
     poor: str
+    attacker_key: str
+    attacker: str
 
     def view(self) -> Web3ChainView:
         """A fresh chain view (one per thread: web3 HTTP sessions are not shared across loops)."""
@@ -59,8 +61,8 @@ def world(kuota, deployer, operator, accounts, rpc_url) -> RelayWorld:
     system.staking.stake(STAKE, {"from": operator})
     key = node_key("relay-tests")
     register_node(system, operator, key, operator.address, chain_id, price_per_gib=PRICE_PER_GIB)
-    rich, poor = accounts[5], accounts[6]
-    for account, amount in ((rich, RICH_DEPOSIT), (poor, POOR_DEPOSIT)):
+    rich, poor, attacker = accounts[5], accounts[6], accounts[9]
+    for account, amount in ((rich, RICH_DEPOSIT), (poor, POOR_DEPOSIT), (attacker, RICH_DEPOSIT)):
         system.payment_token.mint(account, amount, {"from": account})
         system.payment_token.approve(system.escrow, amount, {"from": account})
         system.escrow.deposit(amount, {"from": account})
@@ -75,6 +77,8 @@ def world(kuota, deployer, operator, accounts, rpc_url) -> RelayWorld:
         consumer=rich.address,
         poor_key=anvil_key(6),
         poor=poor.address,
+        attacker_key=anvil_key(9),
+        attacker=attacker.address,
     )
 
 
