@@ -185,8 +185,24 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, Pausable, EIP71
         if (cumulativeAmount > type(uint128).max) revert SettlementValueTooLarge(cumulativeAmount);
         if (cumulativeBytes > type(uint128).max) revert SettlementValueTooLarge(cumulativeBytes);
         digest = _hashTypedDataV4(_structHash(receipt));
-        address recovered = ECDSA.recover(digest, signature);
-        if (recovered != receipt.consumer) revert SettlementInvalidSigner(receipt.consumer, recovered);
+        address consumer = receipt.consumer;
+        address recovered = _recover(digest, signature);
+        if (recovered != consumer) revert SettlementInvalidSigner(consumer, recovered);
+    }
+
+    /// @dev `ECDSA.recover` on a calldata signature without copying it to memory; same checks and
+    /// errors as the `bytes memory` overload (length, high s, invalid v or point).
+    function _recover(bytes32 digest, bytes calldata signature) private pure returns (address) {
+        if (signature.length != 65) revert ECDSA.ECDSAInvalidSignatureLength(signature.length);
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        assembly ("memory-safe") {
+            r := calldataload(signature.offset)
+            s := calldataload(add(signature.offset, 0x20))
+            v := byte(0, calldataload(add(signature.offset, 0x40)))
+        }
+        return ECDSA.recover(digest, v, r, s);
     }
 
     /// @dev Advances the channel and collects what is owed from escrow. `fresh` is false for a stale
@@ -264,19 +280,20 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, Pausable, EIP71
         );
     }
 
-    function _structHash(Receipt calldata receipt) private pure returns (bytes32) {
-        return keccak256(
-            abi.encode(
-                RECEIPT_TYPEHASH,
-                receipt.consumer,
-                receipt.node,
-                receipt.sessionId,
-                receipt.cumulativeBytes,
-                receipt.cumulativeAmount,
-                receipt.latencyMs,
-                receipt.issuedAt
-            )
-        );
+    /// @dev keccak256(abi.encode(RECEIPT_TYPEHASH, receipt...)) over the receipt's seven calldata words,
+    /// in scratch memory past the free pointer (nothing allocated per receipt of a batch). Every field
+    /// is static, so the calldata words are exactly the EIP-712 encoding once they are clean: the
+    /// reads below make Solidity's ABI decoder reject dirty high bits in the narrow fields first.
+    function _structHash(Receipt calldata receipt) private pure returns (bytes32 hash) {
+        // Validation reads (revert on dirty padding); their values are not needed here.
+        (receipt.consumer, receipt.node, receipt.latencyMs, receipt.issuedAt);
+        bytes32 typehash = RECEIPT_TYPEHASH;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, typehash)
+            calldatacopy(add(ptr, 0x20), receipt, 0xe0)
+            hash := keccak256(ptr, 0x100)
+        }
     }
 
     function _checkFeeBps(uint16 value) private pure {
