@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -75,6 +76,12 @@ def _check_chunk(args: tuple[int, list[RawReceipt | Mapping[str, object]], bytes
     return [check_record(start + i, item, separator) for i, item in enumerate(items)]
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def _as_item(item: Receipt | RawReceipt | Mapping[str, object]) -> RawReceipt | Mapping[str, object]:
     # Models are already validated: ship their compact tuple form rather than a pydantic object.
     return item.raw if isinstance(item, Receipt) else item
@@ -90,8 +97,9 @@ def verify_many(
     """Check every record's signature under ``domain``; one `RecordCheck` per record, in input order.
 
     ``processes``: worker processes (default: all cores). Small inputs, or ``processes=1``, run in
-    this process. Workers are spawned, not forked, so a caller holding threads or sockets (web3,
-    an event loop) is safe.
+    this process. Workers are forked when this process has a single thread (cheap, no re-import,
+    works from any ``__main__``); with other threads alive (web3 pollers, an event loop's executor)
+    they are spawned instead, because forking a multi-threaded process can inherit a held lock.
     """
     records = [_as_item(item) for item in items]
     separator = domain.separator
@@ -99,7 +107,7 @@ def verify_many(
     if workers <= 1 or len(records) < _PARALLEL_THRESHOLD:
         return _check_chunk((0, records, separator))
     tasks = [(start, records[start : start + chunk_size], separator) for start in range(0, len(records), chunk_size)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
         results: list[RecordCheck] = []
         for chunk in pool.map(_check_chunk, tasks):
             results.extend(chunk)
