@@ -28,8 +28,7 @@ def connect_rpc(url: str, *, chain_id: int, live: bool = False, network_id: str 
 
     from nodeclient.errors import ChainError
 
-    if network.is_connected():
-        network.disconnect(kill_rpc=False)
+    disconnect_rpc()
     entry: dict[str, Any] = {"id": network_id, "name": f"Kuota ({url})", "host": url, "chainid": str(chain_id)}
     if not live:
         # The presence of "cmd" makes Brownie treat the network as development; connect() is told
@@ -40,9 +39,13 @@ def connect_rpc(url: str, *, chain_id: int, live: bool = False, network_id: str 
         network.connect(network_id, launch_rpc=False)
     except Exception as exc:  # brownie raises ConnectionError/RPCRequestError/ValueError variously
         raise ChainError(f"cannot connect to the RPC at {url}: {type(exc).__name__}: {exc}") from None
-    actual = int(network.web3.eth.chain_id)
+    try:
+        actual = int(network.web3.eth.chain_id)
+    except Exception as exc:  # noqa: BLE001 - any transport failure means "the RPC is down" to the user
+        disconnect_rpc()
+        raise ChainError(f"the RPC at {url} does not answer ({type(exc).__name__})") from None
     if actual != chain_id:
-        network.disconnect(kill_rpc=False)
+        disconnect_rpc()
         raise ChainError(f"the RPC at {url} is chain {actual}, not the expected chain {chain_id}")
     settings = CONFIG.active_network["settings"]
     # Real fee markets everywhere: estimate gas and price by EIP-1559 rather than Brownie's
@@ -54,6 +57,12 @@ def connect_rpc(url: str, *, chain_id: int, live: bool = False, network_id: str 
 def disconnect_rpc() -> None:
     """Disconnect Brownie (never kills any process)."""
     from brownie import network
+    from brownie._config import CONFIG
 
     if network.is_connected():
         network.disconnect(kill_rpc=False)
+    else:
+        # Brownie counts a network whose RPC stopped answering as "not connected" but keeps it
+        # active; clear it so the next connect_rpc starts clean.
+        CONFIG.clear_active()
+        network.web3.disconnect()

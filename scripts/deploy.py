@@ -409,7 +409,7 @@ class _Deployer:
                 raise DeploymentConflictError(
                     f"the manifest records {name} at {recorded}, but there is no code there on chain {self.chain_id}"
                 )
-            contract = container.at(recorded)
+            contract = container.at(recorded, persist=False)
             log.info("%s: reusing %s", name, recorded)
         else:
             contract = container.deploy(*args, self.tx.as_brownie(self.deployer))
@@ -470,7 +470,7 @@ class _Deployer:
             self.manifest["contracts"].setdefault("PaymentToken", p["paymentToken"])
             if not self.web3.eth.get_code(p["paymentToken"]):
                 raise DeployParamsError(f"paymentToken {p['paymentToken']} has no code on chain {self.chain_id}")
-            payment = self._container("MockUSD").at(p["paymentToken"])
+            payment = self._container("MockUSD").at(p["paymentToken"], persist=False)
             self.contracts["PaymentToken"] = payment
         token = self._deploy("KuotaToken", "KuotaToken", me, p["tokenCap"], p["tokenInitialSupply"], me)
         staking = self._deploy("Staking", "Staking", me, token, p["unbondingPeriod"], p["slashReporterBps"])

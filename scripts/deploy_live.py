@@ -39,7 +39,7 @@ from eth_utils import is_checksum_address, to_checksum_address
 
 from nodeclient.deployment import LOCAL_CHAIN_IDS, DeployParamsError
 from nodeclient.errors import ChainError, ConfigError, KeystoreError, KuotaError, RefusedError
-from nodeclient.keys import KeyManager, Secret, read_password_file
+from nodeclient.keys import KeyManager, KeystoreNotFoundError, Secret, read_password_file
 from scripts.chainconn import connect_rpc, disconnect_rpc
 from scripts.deploy import (
     DEPLOYMENTS_DIR,
@@ -132,7 +132,7 @@ def _keystore_address(path: Path) -> str:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise KeystoreError(f"keystore file {path} does not exist") from None
+        raise KeystoreNotFoundError(f"file {str(path)!r}") from None
     except (OSError, ValueError) as exc:
         raise KeystoreError(f"keystore file {path} is not a readable JSON keystore ({type(exc).__name__})") from None
     address = data.get("address") if isinstance(data, dict) else None
@@ -441,6 +441,32 @@ def run_cli(argv: list[str]) -> int:
     except KuotaError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        mapped = _chain_failure(exc)
+        if mapped is None:
+            raise
+        print(f"Error: {mapped}", file=sys.stderr)
+        return mapped.exit_code
+
+
+def _chain_failure(exc: Exception) -> KuotaError | None:
+    """Turn Brownie/web3/transport failures into one clear line; anything else stays a bug."""
+    import requests
+    from brownie.exceptions import RPCRequestError, VirtualMachineError
+    from web3.exceptions import Web3Exception
+
+    from nodeclient.errors import InsufficientFundsError, TransactionError
+
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "insufficient funds" in text.lower():
+        return InsufficientFundsError(f"the deployer cannot pay for the transaction: {text}")
+    if isinstance(exc, VirtualMachineError):
+        return TransactionError(f"a deploy transaction reverted: {text}")
+    if isinstance(exc, (RPCRequestError, Web3Exception, requests.RequestException, ConnectionError, TimeoutError)):
+        return ChainError(f"the chain failed the request: {type(exc).__name__}: {text}")
+    if isinstance(exc, ValueError) and exc.args and isinstance(exc.args[0], dict) and "message" in exc.args[0]:
+        return TransactionError(f"the RPC rejected a transaction: {exc.args[0]['message']}")
+    return None
 
 
 def run_live() -> SystemDeployment | None:
