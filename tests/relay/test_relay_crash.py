@@ -1,0 +1,143 @@
+"""kill -9 of a real ``kuota node serve`` process mid-session: every acknowledged receipt survives and settles once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import brownie
+import pytest
+from eth_account import Account
+
+from nodeclient.receipts.signing import receipt_digest, receipt_domain
+from nodeclient.receipts.store import ReceiptStore
+from nodeclient.relay.client import ConsumerConfig, open_session
+from nodeclient.relay.pricing import amount_for
+from nodeclient.settlement import store_path
+
+from relay.conftest import PRICE_PER_GIB
+
+MIB = 1024 * 1024
+PASSWORD = "correct horse battery staple"
+
+
+def _start_node(world, home: Path, log_path: Path) -> tuple[subprocess.Popen, str, int]:
+    keystore = home / "node-key.json"
+    if not keystore.exists():
+        keystore.write_text(json.dumps(Account.encrypt(world.node.private_key, PASSWORD, iterations=2)))
+        (home / "password").write_text(PASSWORD)
+        (home / "manifest.json").write_text(json.dumps(world.manifest))
+    ready = home / "ready"
+    ready.unlink(missing_ok=True)
+    env = {**os.environ, "KUOTA_HOME": str(home), "KUOTA_DATA_DIR": str(home / "data")}
+    cmd = [
+        sys.executable, "-c", "from nodeclient.cli.main import main; main()", "-v",
+        "node", "serve",
+        "--rpc-url", world.rpc_url, "--chain-id", str(world.chain_id), "--manifest", str(home / "manifest.json"),
+        "--node-keystore", str(keystore), "--node-password-file", str(home / "password"),
+        "--host", "127.0.0.1", "--port", "0", "--ready-file", str(ready),
+        "--allow-private-targets", "--no-settle",
+        "--credit-kib", "4096", "--receipt-kib", "512",
+        # 400 Mbit/s (50 MB/s): slow enough that the kill lands mid-transfer, fast enough for the suite.
+        "--rate-mbit", "400",
+    ]
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the process
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"kuota node serve did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    host, port, pid = ready.read_text().split()
+    assert int(pid) == proc.pid
+    return proc, host, int(port)
+
+
+def test_kill_9_mid_session_keeps_every_acked_receipt_and_it_settles_once(world, origin, tmp_path, stranger):
+    home = tmp_path / "node-home"
+    home.mkdir()
+    proc, host, port = _start_node(world, home, tmp_path / "node.log")
+
+    async def consume_until_killed():
+        session = await open_session(
+            host, port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view(),
+            config=ConsumerConfig(ping_interval=0.5),
+        )
+
+        async def killer():
+            while len(session.acked) < 8:
+                await asyncio.sleep(0.01)
+            os.kill(proc.pid, signal.SIGKILL)
+
+        kill_task = asyncio.create_task(killer())
+        with pytest.raises(Exception):
+            await session.fetch(origin.url(400 * MIB), sink=lambda data: None, timeout=60)
+        await kill_task
+        await session.close()
+        return session
+
+    try:
+        session = asyncio.run(consume_until_killed())
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert session.received_bytes < 400 * MIB, "the node must have died mid-transfer"
+    acked = list(session.acked)
+    assert len(acked) >= 8
+
+    settlement = world.system.settlement
+    domain = receipt_domain(world.chain_id, settlement.address)
+    path = store_path(home / "data", world.chain_id, settlement.address)
+    with ReceiptStore(path, domain=domain) as store:
+        store.check_integrity()
+        for receipt in acked:
+            assert store.contains(receipt_digest(receipt, domain)), f"acked receipt {receipt.cumulative_bytes} lost"
+        latest = store.latest(world.consumer, world.node.address).receipt
+    # The store may hold one receipt more than was acked (stored, then killed before the ACK), never less.
+    assert latest.cumulative_amount >= acked[-1].cumulative_amount
+    assert latest.cumulative_bytes <= session.metered_bytes
+    assert latest.cumulative_amount == amount_for(latest.cumulative_bytes, PRICE_PER_GIB)
+
+    as_tuple = (latest.consumer, latest.node, latest.session_id, latest.cumulative_bytes, latest.cumulative_amount,
+                latest.latency_ms, latest.issued_at)
+    tx = settlement.settle(as_tuple, latest.signature, {"from": stranger})
+    assert tx.return_value == latest.cumulative_amount
+    with brownie.reverts():
+        settlement.settle(as_tuple, latest.signature, {"from": stranger})
+    assert tuple(int(v) for v in settlement.channelOf(world.consumer, world.node.address)) == (
+        latest.cumulative_amount, latest.cumulative_bytes)
+
+    # The restarted node continues the channel from its store; the consumer checks that base itself.
+    proc, host, port = _start_node(world, home, tmp_path / "node.log")
+    try:
+        async def resume():
+            resumed = await open_session(
+                host, port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view(),
+            )
+            before = origin.delivered
+            await resumed.fetch(origin.url(2 * MIB), sink=lambda data: None)
+            await resumed.close()
+            return resumed, origin.delivered - before
+
+        resumed, delivered = asyncio.run(resume())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    assert (resumed.base_bytes, resumed.base_amount) == (latest.cumulative_bytes, latest.cumulative_amount)
+    final = resumed.receipts[-1]
+    assert final.cumulative_bytes == latest.cumulative_bytes + delivered
+    tx = settlement.settle(
+        (final.consumer, final.node, final.session_id, final.cumulative_bytes, final.cumulative_amount,
+         final.latency_ms, final.issued_at),
+        final.signature, {"from": stranger},
+    )
+    assert tx.return_value == amount_for(delivered, PRICE_PER_GIB)
