@@ -55,6 +55,8 @@ __all__ = [
     "attach",
     "stop_chain",
     "record_manifest",
+    "fund_account",
+    "advance_time",
     "ManagedChain",
 ]
 
@@ -586,6 +588,99 @@ def stop_chain(home: str | Path | None = None, timeout: float = 10.0) -> str:
         _reap(state.pid)
     path.unlink(missing_ok=True)
     return f"stopped {state.kind} (pid {state.pid}) at {state.url}"
+
+
+# --- development conveniences on the recorded chain --------------------------------------------
+
+_MINT_ABI = [
+    {
+        "type": "function",
+        "name": "mint",
+        "stateMutability": "nonpayable",
+        "inputs": [{"name": "to", "type": "address"}, {"name": "amount", "type": "uint256"}],
+        "outputs": [],
+    }
+]
+
+
+def _web3(state: ChainState) -> Any:
+    from web3 import HTTPProvider, Web3
+
+    return Web3(HTTPProvider(state.url, request_kwargs={"timeout": 30}))
+
+
+def fund_account(
+    address: str,
+    *,
+    eth_wei: int = 0,
+    usd_units: int = 0,
+    kuota_wei: int = 0,
+    home: str | Path | None = None,
+) -> dict[str, Any]:
+    """Give ``address`` ether, MockUSD and KUOTA on the recorded local chain (a faucet for development).
+
+    Ether comes from the chain's first unlocked account, MockUSD is minted (its mint is open: it only
+    exists on local chains), KUOTA is transferred from the deployer (the first unlocked account holds
+    the initial supply after `kuota deploy local`). Only ever acts on the chain `kuota chain up`
+    recorded, after the same identity checks as ``attach``.
+
+    Returns the transaction hashes and the new balances.
+    """
+    from eth_utils import is_checksum_address
+
+    from nodeclient.abi import load_abi
+    from nodeclient.deployment import load_manifest
+
+    if not isinstance(address, str) or not is_checksum_address(address):
+        raise ConfigError(f"address {address!r} is not a checksummed address")
+    for name, value in (("eth", eth_wei), ("usd", usd_units), ("kuota", kuota_wei)):
+        if value < 0:
+            raise ConfigError(f"--{name} amount must not be negative, got {value}")
+    state = attach(home)
+    w3 = _web3(state)
+    funder = w3.eth.accounts[0]
+    txs: dict[str, str] = {}
+
+    def send(label: str, tx: dict[str, Any]) -> None:
+        tx_hash = w3.eth.send_transaction({"from": funder, **tx})
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+        if receipt["status"] != 1:
+            raise LocalChainError(f"funding {label} for {address} failed in transaction {tx_hash.hex()}")
+        txs[label] = "0x" + bytes(tx_hash).hex().removeprefix("0x")
+
+    if eth_wei:
+        send("eth", {"to": address, "value": eth_wei})
+    balances: dict[str, int] = {"eth": int(w3.eth.get_balance(address))}
+    if usd_units or kuota_wei:
+        if not state.manifest:
+            raise NotFoundError(f"no contracts are deployed on the chain at {state.url}; run `kuota deploy local` first")
+        deployment = load_manifest(state.manifest, expected_chain_id=state.chain_id)
+        usd = w3.eth.contract(address=deployment.address("PaymentToken"), abi=_MINT_ABI + load_abi("PaymentToken"))
+        token = w3.eth.contract(address=deployment.address("KuotaToken"), abi=load_abi("KuotaToken"))
+        if usd_units:
+            send("usd", usd.functions.mint(address, usd_units).build_transaction({"from": funder}))
+        if kuota_wei:
+            held = int(token.functions.balanceOf(funder).call())
+            if held < kuota_wei:
+                from nodeclient.errors import InsufficientFundsError
+
+                raise InsufficientFundsError(f"the faucet account {funder} holds {held} KUOTA wei, less than {kuota_wei}")
+            send("kuota", token.functions.transfer(address, kuota_wei).build_transaction({"from": funder}))
+        balances["usd"] = int(usd.functions.balanceOf(address).call())
+        balances["kuota"] = int(token.functions.balanceOf(address).call())
+    return {"address": address, "transactions": txs, "balances": balances}
+
+
+def advance_time(seconds: int, home: str | Path | None = None) -> dict[str, int]:
+    """Move the recorded local chain's clock forward by ``seconds`` and mine a block."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= 10 * 365 * 86_400:
+        raise ConfigError(f"seconds must be a positive integer of at most ten years, got {seconds!r}")
+    state = attach(home)
+    before = int(_rpc(state.url, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+    _rpc(state.url, "evm_increaseTime", [seconds])
+    _rpc(state.url, "evm_mine", [])
+    latest = _rpc(state.url, "eth_getBlockByNumber", ["latest", False])
+    return {"blockNumber": int(latest["number"], 16), "timestamp": int(latest["timestamp"], 16), "previous": before}
 
 
 class ManagedChain:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import click
 
 from nodeclient import localchain
-from nodeclient.errors import EXIT_NOT_FOUND, NotFoundError
+from nodeclient.errors import EXIT_NOT_FOUND, ConfigError, NotFoundError
 
 __all__ = ["COMMANDS", "chain", "deploy"]
 
@@ -83,6 +84,54 @@ def status(as_json: bool) -> None:
         _emit(True, result.as_dict(), "")
         sys.exit(localchain.StaleChainError.exit_code)
     raise localchain.StaleChainError(localchain.state_path(), result.problem or "unknown problem")
+
+
+def _units(text: str | None, decimals: int, flag: str) -> int:
+    """Decimal token amount → base units, refusing more precision than the token has."""
+    if text is None:
+        return 0
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ConfigError(f"{flag} must be a decimal amount, got {text!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(f"{flag} must be a non-negative amount, got {text!r}")
+    units = amount.scaleb(decimals)
+    if units != units.to_integral_value():
+        raise ConfigError(f"{flag} {text} has more than {decimals} decimals")
+    if units > 10**40:
+        raise ConfigError(f"{flag} {text} is absurdly large")
+    return int(units)
+
+
+@chain.command("fund")
+@click.argument("address")
+@click.option("--eth", default=None, help="Ether to send from the first dev account, e.g. 10.")
+@click.option("--usd", default=None, help="MockUSD to mint (6 decimals), e.g. 100.5.")
+@click.option("--kuota", default=None, help="KUOTA to transfer from the deployer, e.g. 2000.")
+@click.option("--json", "as_json", is_flag=True, help="Print transactions and balances as JSON.")
+def fund(address: str, eth: str | None, usd: str | None, kuota: str | None, as_json: bool) -> None:
+    """Faucet for the local chain: give ADDRESS ether, MockUSD and KUOTA (development only)."""
+    result = localchain.fund_account(
+        address,
+        eth_wei=_units(eth, 18, "--eth"),
+        usd_units=_units(usd, 6, "--usd"),
+        kuota_wei=_units(kuota, 18, "--kuota"),
+    )
+    balances = result["balances"]
+    text = f"funded {address}: " + ", ".join(
+        f"{name} {Decimal(value).scaleb(-(6 if name == 'usd' else 18)).normalize():f}" for name, value in balances.items()
+    )
+    _emit(as_json, result, text)
+
+
+@chain.command("advance")
+@click.argument("seconds", type=click.IntRange(1, 10 * 365 * 86_400))
+@click.option("--json", "as_json", is_flag=True, help="Print the new head as JSON.")
+def advance(seconds: int, as_json: bool) -> None:
+    """Move the local chain's clock SECONDS forward and mine a block (epochs, unbonding, thawing)."""
+    head = localchain.advance_time(seconds)
+    _emit(as_json, head, f"block {head['blockNumber']} at {head['timestamp']} (+{head['timestamp'] - head['previous']} s)")
 
 
 @click.command("deploy", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
