@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from nodeclient._utils.values import format_amount, parse_address
-from nodeclient.chain.ops import token_info
-from nodeclient.cli.options import CliContext, eth, json_option, network_options, pass_cx, table
+from nodeclient.cli.options import ops, CliContext, eth, json_option, network_options, pass_cx, table
 
 __all__ = ["COMMANDS", "earnings"]
 
@@ -33,7 +32,7 @@ def earnings(cx: CliContext, node_address: str, csv_out: Path | None) -> None:
             click.echo(text, nl=False)
             return
         csv_out.write_text(text)
-    decimals = token_info(client, "PaymentToken", client.deployment.address("PaymentEscrow")).decimals
+    decimals = ops().token_info(client, "PaymentToken", client.deployment.address("PaymentEscrow")).decimals
 
     def human(c):  # type: ignore[no-untyped-def]
         t = ledger.totals()

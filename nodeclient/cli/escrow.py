@@ -11,8 +11,8 @@ import time
 import click
 
 from nodeclient._utils.values import format_amount, parse_address, parse_amount
-from nodeclient.chain.ops import escrow_account, token_info
 from nodeclient.cli.options import (
+    ops,
     CliContext,
     account_options,
     json_option,
@@ -32,7 +32,7 @@ def escrow() -> None:
 
 
 def _amount(cx: CliContext, text: str, units: bool) -> tuple[int, int, str]:
-    info = token_info(cx.client(), "PaymentToken", cx.client().deployment.address("PaymentEscrow"))
+    info = ops().token_info(cx.client(), "PaymentToken", cx.client().deployment.address("PaymentEscrow"))
     return parse_amount("amount", text, 0 if units else info.decimals), info.decimals, info.symbol
 
 
@@ -49,7 +49,7 @@ def deposit(cx: CliContext, amount: str, units: bool) -> None:
     value, decimals, symbol = _amount(cx, amount, units)
     client = cx.client()
     signer = cx.signer()
-    balance = token_info(client, "PaymentToken", signer.address).balance
+    balance = ops().token_info(client, "PaymentToken", signer.address).balance
     if balance < value:
         raise InsufficientFundsError(
             f"account {signer.address} holds {format_amount(balance, decimals, symbol)}, "
@@ -57,7 +57,7 @@ def deposit(cx: CliContext, amount: str, units: bool) -> None:
         )
     cx.ensure_allowance(signer, "PaymentToken", "PaymentEscrow", value)
     result = cx.send(signer, client.contract("PaymentEscrow").functions.deposit(value), f"deposit {format_amount(value, decimals, symbol)} into escrow", kind="deposit")
-    acct = escrow_account(client, signer.address)
+    acct = ops().escrow_account(client, signer.address)
     cx.emit(
         {"tx": result.to_json(), "escrow": acct.to_json()},
         lambda c: c.print(f"deposited {format_amount(value, decimals, symbol)} in {result.tx_hash}; available {format_amount(acct.available, decimals, symbol)}"),
@@ -77,14 +77,14 @@ def thaw(cx: CliContext, amount: str, units: bool) -> None:
     value, decimals, symbol = _amount(cx, amount, units)
     client = cx.client()
     signer = cx.signer()
-    acct = escrow_account(client, signer.address)
+    acct = ops().escrow_account(client, signer.address)
     if acct.available < value:
         raise InsufficientFundsError(
             f"escrow of {signer.address} has {format_amount(acct.available, decimals, symbol)} available, "
             f"less than the {format_amount(value, decimals, symbol)} to thaw"
         )
     result = cx.send(signer, client.contract("PaymentEscrow").functions.requestThaw(value), f"thaw {format_amount(value, decimals, symbol)}", kind="thaw")
-    acct = escrow_account(client, signer.address)
+    acct = ops().escrow_account(client, signer.address)
     cx.emit(
         {"tx": result.to_json(), "escrow": acct.to_json()},
         lambda c: c.print(f"thawing {format_amount(acct.thawing, decimals, symbol)} until {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(acct.thaw_ends_at))}"),
@@ -102,7 +102,7 @@ def cancel_thaw(cx: CliContext) -> None:
     client = cx.client()
     signer = cx.signer()
     result = cx.send(signer, client.contract("PaymentEscrow").functions.cancelThaw(), "cancel thaw", kind="thaw")
-    acct = escrow_account(client, signer.address)
+    acct = ops().escrow_account(client, signer.address)
     cx.emit({"tx": result.to_json(), "escrow": acct.to_json()}, lambda c: c.print(f"thaw cancelled; available {acct.available} base units"))
 
 
@@ -116,7 +116,7 @@ def withdraw(cx: CliContext) -> None:
     """Withdraw what has finished thawing."""
     client = cx.client()
     signer = cx.signer()
-    before = escrow_account(client, signer.address)
+    before = ops().escrow_account(client, signer.address)
     if before.thawing == 0:
         raise RefusedError(f"nothing is thawing in the escrow of {signer.address}; run `kuota escrow thaw AMOUNT` first")
     now = int(client.latest_block()["timestamp"])
@@ -126,7 +126,7 @@ def withdraw(cx: CliContext) -> None:
             f"{before.thaw_ends_at - now} s to go"
         )
     result = cx.send(signer, client.contract("PaymentEscrow").functions.withdraw(), "withdraw thawed escrow", kind="withdraw")
-    after = escrow_account(client, signer.address)
+    after = ops().escrow_account(client, signer.address)
     cx.emit(
         {"tx": result.to_json(), "withdrawn": before.thawing - after.thawing, "escrow": after.to_json()},
         lambda c: c.print(f"withdrew {before.thawing - after.thawing} base units in {result.tx_hash}"),
@@ -143,8 +143,8 @@ def show(cx: CliContext, address: str | None) -> None:
     """Show the escrow of ADDRESS (default: your account)."""
     who = parse_address("address", address) if address else cx.account_info().address
     client = cx.client()
-    acct = escrow_account(client, who)
-    token = token_info(client, "PaymentToken", who)
+    acct = ops().escrow_account(client, who)
+    token = ops().token_info(client, "PaymentToken", who)
 
     def human(c):  # type: ignore[no-untyped-def]
         f = lambda v: format_amount(v, token.decimals, token.symbol)  # noqa: E731

@@ -13,8 +13,8 @@ from typing import Any
 import click
 
 from nodeclient._utils.values import format_amount, parse_address, parse_amount, parse_uint
-from nodeclient.chain.ops import NotNodeOperatorError, get_node, sign_node_key, stake_info, token_info
 from nodeclient.cli.options import (
+    ops,
     CliContext,
     account_options,
     json_option,
@@ -60,14 +60,14 @@ def _node_signer(cx: CliContext, ref: str | None, keystore: Path | None, passwor
 def _price(cx: CliContext, text: str | None, units: bool) -> int | None:
     if text is None:
         return None
-    info = token_info(cx.client(), "PaymentToken", cx.client().deployment.address("PaymentEscrow"))
+    info = ops().token_info(cx.client(), "PaymentToken", cx.client().deployment.address("PaymentEscrow"))
     return parse_amount("price per GiB", text, 0 if units else info.decimals, maximum=_UINT96_MAX, allow_zero=True)
 
 
 def _check_operator(cx: CliContext, node_address: str, account: str) -> Any:
-    info = get_node(cx.client(), node_address)
+    info = ops().get_node(cx.client(), node_address)
     if info.operator != account:
-        raise NotNodeOperatorError(node_address, account, info.operator)
+        raise ops().NotNodeOperatorError(node_address, account, info.operator)
     return info
 
 
@@ -105,19 +105,19 @@ def register(
     node_signer = _node_signer(cx, node_account, node_keystore, node_password_file)
     if node_signer.address == operator.address:
         raise RefusedError("the node key must be a different account than the operator's wallet")
-    stake = stake_info(client, operator.address)
+    stake = ops().stake_info(client, operator.address)
     min_stake = int(client.call(client.contract("NodeRegistry").functions.minStakePerNode(), "minStakePerNode()"))
     if stake.bonded < stake.required + min_stake:
         raise InsufficientFundsError(
             f"operator {operator.address} has {stake.bonded} base units of KUOTA bonded; another node needs "
             f"{stake.required + min_stake} (minStakePerNode {min_stake} × nodes); run `kuota stake add` first"
         )
-    signature = sign_node_key(client, node_signer, node_signer.address, operator.address)
+    signature = ops().sign_node_key(client, node_signer, node_signer.address, operator.address)
     call = client.contract("NodeRegistry").functions.register(
         node_signer.address, payout_address, price_units_value, capacity_mbps, region, metadata_uri, signature
     )
     result = cx.send(operator, call, f"register node {node_signer.address}", kind="register", node=node_signer.address)
-    info = get_node(client, node_signer.address)
+    info = ops().get_node(client, node_signer.address)
     cx.emit(
         {"tx": result.to_json(), "node": info.to_json()},
         lambda c: c.print(f"registered node [bold]{info.node}[/bold] (status {info.status}, payout {info.payout}) in {result.tx_hash}"),
@@ -164,7 +164,7 @@ def update(
         current.metadata_uri if metadata_uri is None else metadata_uri,
     )
     result = cx.send(signer, call, f"update node {node_address}", kind="update", node=node_address)
-    info = get_node(client, node_address)
+    info = ops().get_node(client, node_address)
     cx.emit({"tx": result.to_json(), "node": info.to_json()}, lambda c: c.print(f"updated node {node_address} in {result.tx_hash}"))
 
 
@@ -185,7 +185,7 @@ def rotate_key(
     signer = cx.signer()
     _check_operator(cx, node_address, signer.address)
     new_key = _node_signer(cx, node_account, node_keystore, node_password_file)
-    signature = sign_node_key(client, new_key, node_address, signer.address)
+    signature = ops().sign_node_key(client, new_key, node_address, signer.address)
     call = client.contract("NodeRegistry").functions.rotateKey(node_address, new_key.address, signature)
     result = cx.send(signer, call, f"rotate key of node {node_address} to {new_key.address}", kind="rotate", node=node_address)
     cx.emit({"tx": result.to_json(), "node": node_address, "newKey": new_key.address},
@@ -206,7 +206,7 @@ def exit_(cx: CliContext, node_address: str) -> None:
     signer = cx.signer()
     _check_operator(cx, node_address, signer.address)
     result = cx.send(signer, client.contract("NodeRegistry").functions.requestExit(node_address), f"exit node {node_address}", kind="exit", node=node_address)
-    cx.emit({"tx": result.to_json(), "node": get_node(client, node_address).to_json()},
+    cx.emit({"tx": result.to_json(), "node": ops().get_node(client, node_address).to_json()},
             lambda c: c.print(f"node {node_address} is exiting ({result.tx_hash})"))
 
 
@@ -221,7 +221,7 @@ def withdraw_earnings(cx: CliContext, node_address: str) -> None:
     """Pay NODE's escrow credit (net settlements) to its payout address."""
     node_address = parse_address("node", node_address)
     client = cx.client()
-    info = get_node(client, node_address)
+    info = ops().get_node(client, node_address)
     if info.credit == 0:
         raise RefusedError(f"node {node_address} has no credit to withdraw")
     signer = cx.signer()
@@ -245,8 +245,8 @@ def status(cx: CliContext, nodes: tuple[str, ...]) -> None:
     else:
         operator = cx.account_info().address
         addresses = list(client.call(client.contract("NodeRegistry").functions.nodesOf(operator), "nodesOf()"))
-    infos = [get_node(client, a) for a in addresses]
-    token = token_info(client, "PaymentToken", client.deployment.address("PaymentEscrow"))
+    infos = [ops().get_node(client, a) for a in addresses]
+    token = ops().token_info(client, "PaymentToken", client.deployment.address("PaymentEscrow"))
 
     def human(c):  # type: ignore[no-untyped-def]
         if not infos:

@@ -38,6 +38,7 @@ __all__ = [
     "pass_cx",
     "table",
     "eth",
+    "ops",
 ]
 
 
@@ -297,3 +298,11 @@ def pass_cx(fn: Callable[..., Any]) -> Callable[..., Any]:
         return fn(cx, *args, **kwargs)
 
     return wrapper
+
+
+def ops() -> Any:
+    """``nodeclient.chain.ops``, imported on first use: web3 takes a second to import on small
+    devices, and ``kuota --help`` or ``kuota account …`` never need it."""
+    from nodeclient.chain import ops as module
+
+    return module

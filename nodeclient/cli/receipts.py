@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from nodeclient._utils.values import format_amount, parse_address, parse_amount, parse_uint
-from nodeclient.chain.ops import get_node, token_info
 from nodeclient.cli.options import (
+    ops,
     CliContext,
     account_options,
     json_option,
@@ -85,9 +85,9 @@ def sign(
     if amount_units is not None:
         cumulative_amount = parse_uint("amount-units", amount_units, 128, allow_zero=False)
     else:
-        decimals = token_info(client, "PaymentToken", client.deployment.address("PaymentEscrow")).decimals
+        decimals = ops().token_info(client, "PaymentToken", client.deployment.address("PaymentEscrow")).decimals
         cumulative_amount = parse_amount("amount", amount or "", decimals, maximum=2**128 - 1)
-    get_node(client, node)  # refuse to sign for a node that is not registered
+    ops().get_node(client, node)  # refuse to sign for a node that is not registered
     info = cx.account_info()
     session_id = session or "0x" + hashlib.sha256(f"{info.address}:{node}".encode()).hexdigest()
     receipt = Receipt(
@@ -134,7 +134,7 @@ def import_(cx: CliContext, files: tuple[Path, ...], node_address: str) -> None:
             raise NotFoundError(f"receipt file {path} does not exist")
     parsed = [(path, load_receipts(path)) for path in files]  # every file parses before anything is stored
     client = cx.client()
-    get_node(client, node)
+    ops().get_node(client, node)
     domain = deployment_domain(client)
     results = []
     with open_store(client) as store:
@@ -257,7 +257,7 @@ def settle(cx: CliContext, node_address: str | None, force: bool) -> None:
             with cx.status(f"settling {len(plan.channels)} receipts of {node}") as update:
                 result = execute_plan(client, store, signer, plan, progress=update)
             entry["result"] = result.to_json()
-    decimals = token_info(client, "PaymentToken", client.deployment.address("PaymentEscrow")).decimals
+    decimals = ops().token_info(client, "PaymentToken", client.deployment.address("PaymentEscrow")).decimals
 
     def human(c):  # type: ignore[no-untyped-def]
         if report.confirmed or report.failed or report.skipped:

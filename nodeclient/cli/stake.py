@@ -10,8 +10,8 @@ import time
 import click
 
 from nodeclient._utils.values import format_amount, parse_address, parse_amount
-from nodeclient.chain.ops import stake_info, token_info
 from nodeclient.cli.options import (
+    ops,
     CliContext,
     account_options,
     json_option,
@@ -31,7 +31,7 @@ def stake() -> None:
 
 
 def _amount(cx: CliContext, text: str, units: bool) -> tuple[int, int, str]:
-    info = token_info(cx.client(), "KuotaToken", cx.client().deployment.address("Staking"))
+    info = ops().token_info(cx.client(), "KuotaToken", cx.client().deployment.address("Staking"))
     value = parse_amount("amount", text, 0 if units else info.decimals)
     return value, info.decimals, info.symbol
 
@@ -49,7 +49,7 @@ def add(cx: CliContext, amount: str, units: bool) -> None:
     value, decimals, symbol = _amount(cx, amount, units)
     client = cx.client()
     signer = cx.signer()
-    balance = token_info(client, "KuotaToken", signer.address).balance
+    balance = ops().token_info(client, "KuotaToken", signer.address).balance
     if balance < value:
         raise InsufficientFundsError(
             f"account {signer.address} holds {format_amount(balance, decimals, symbol)}, "
@@ -57,7 +57,7 @@ def add(cx: CliContext, amount: str, units: bool) -> None:
         )
     cx.ensure_allowance(signer, "KuotaToken", "Staking", value)
     result = cx.send(signer, client.contract("Staking").functions.stake(value), f"stake {format_amount(value, decimals, symbol)}", kind="stake")
-    info = stake_info(client, signer.address)
+    info = ops().stake_info(client, signer.address)
     cx.emit(
         {"tx": result.to_json(), "stake": info.to_json()},
         lambda c: c.print(f"staked {format_amount(value, decimals, symbol)} in {result.tx_hash}; bonded now {format_amount(info.bonded, decimals, symbol)}"),
@@ -78,7 +78,7 @@ def unbond(cx: CliContext, amount: str, units: bool) -> None:
     client = cx.client()
     signer = cx.signer()
     result = cx.send(signer, client.contract("Staking").functions.requestUnbond(value), f"unbond {format_amount(value, decimals, symbol)}", kind="unbond")
-    info = stake_info(client, signer.address)
+    info = ops().stake_info(client, signer.address)
     cx.emit(
         {"tx": result.to_json(), "stake": info.to_json()},
         lambda c: c.print(
@@ -98,7 +98,7 @@ def withdraw(cx: CliContext) -> None:
     """Withdraw stake whose unbonding period is over."""
     client = cx.client()
     signer = cx.signer()
-    before = stake_info(client, signer.address)
+    before = ops().stake_info(client, signer.address)
     result = cx.send(signer, client.contract("Staking").functions.withdraw(), "withdraw unbonded stake", kind="unstake")
     cx.emit({"tx": result.to_json(), "withdrawn": before.unbonding}, lambda c: c.print(f"withdrew {before.unbonding} base units in {result.tx_hash}"))
 
@@ -113,8 +113,8 @@ def show(cx: CliContext, address: str | None) -> None:
     """Show the stake of ADDRESS (default: your account)."""
     who = parse_address("address", address) if address else cx.account_info().address
     client = cx.client()
-    info = stake_info(client, who)
-    token = token_info(client, "KuotaToken", who)
+    info = ops().stake_info(client, who)
+    token = ops().token_info(client, "KuotaToken", who)
 
     def human(c):  # type: ignore[no-untyped-def]
         f = lambda v: format_amount(v, token.decimals, token.symbol)  # noqa: E731
