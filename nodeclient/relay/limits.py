@@ -58,12 +58,11 @@ class TokenBucket:
                 self._refill()
 
 
-def _day_key(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d")
-
-
-def _month_key(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m")
+def _period_keys(ts: float) -> tuple[str, str, float]:
+    """("d:YYYY-MM-DD", "m:YYYY-MM", next UTC midnight) of ``ts``."""
+    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() + 86_400
+    return "d:" + moment.strftime("%Y-%m-%d"), "m:" + moment.strftime("%Y-%m"), midnight
 
 
 class UsageLedger:
@@ -80,20 +79,30 @@ class UsageLedger:
         self._pending: dict[str, int] = {}
         self._totals: dict[str, int] = {}
         self._db: sqlite3.Connection | None = None
+        self._keys = ("", "", 0.0)
         if path is not None:
             try:
                 self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
+                # Counters, not money: losing the last second of counts on power loss is acceptable,
+                # an fsync per flush is not worth it (receipts have their own FULL-synchronous store).
+                self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("CREATE TABLE IF NOT EXISTS usage (period TEXT PRIMARY KEY, bytes INTEGER NOT NULL)")
                 for period, nbytes in self._db.execute("SELECT period, bytes FROM usage"):
                     self._totals[period] = int(nbytes)
             except sqlite3.Error as exc:
                 raise StoreError(f"relay usage ledger {path} cannot be opened: {exc}") from None
 
-    def used(self, now: float | None = None) -> tuple[int, int]:
+    def _current_keys(self) -> tuple[str, str]:
+        # Called per carried chunk: format the period keys once per UTC day, not per call.
+        now = time.time()
+        if now >= self._keys[2]:
+            self._keys = _period_keys(now)
+        return self._keys[0], self._keys[1]
+
+    def used(self) -> tuple[int, int]:
         """(bytes today, bytes this month), UTC."""
-        ts = time.time() if now is None else now
-        day, month = "d:" + _day_key(ts), "m:" + _month_key(ts)
+        day, month = self._current_keys()
         return self._totals.get(day, 0), self._totals.get(month, 0)
 
     def check(self, nbytes: int, session_bytes: int) -> None:
@@ -109,9 +118,9 @@ class UsageLedger:
 
     def charge(self, nbytes: int) -> None:
         """Count ``nbytes`` carried now."""
-        ts = time.time()
+        keys = self._current_keys()
         with self._lock:
-            for key in ("d:" + _day_key(ts), "m:" + _month_key(ts)):
+            for key in keys:
                 self._totals[key] = self._totals.get(key, 0) + nbytes
                 self._pending[key] = self._pending.get(key, 0) + nbytes
 

@@ -80,11 +80,11 @@ class RelayConfig:
 
     host: str = "127.0.0.1"
     port: int = 0
-    credit_bytes: int = 8 * 1024 * 1024
+    credit_bytes: int = 16 * 1024 * 1024
     """Most unpaid bytes the node carries for one session (its exposure per consumer)."""
-    receipt_interval_bytes: int = 1024 * 1024
+    receipt_interval_bytes: int = 4 * 1024 * 1024
     """The consumer is asked to sign at least this often; must not exceed ``credit_bytes``."""
-    chunk_bytes: int = 64 * 1024
+    chunk_bytes: int = 128 * 1024
     max_frame: int = DEFAULT_MAX_FRAME
     max_sessions: int = 64
     max_streams_per_session: int = 32
@@ -155,7 +155,7 @@ class RelayServer:
         self._channels: dict[str, _Session] = {}
         self._node_info: tuple[float, NodeInfo] | None = None
         self._stats_task: asyncio.Task[None] | None = None
-        self._background: list[Callable[[], Any]] = []
+        self._usage_flushed = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -206,6 +206,14 @@ class RelayServer:
                 await self._stats_task
         await asyncio.to_thread(self.usage.flush)
         self._write_stats()
+
+    async def flush_usage(self, force: bool = False) -> None:
+        """Persist the day/month counters, at most once a second unless ``force``."""
+        now = time.monotonic()
+        if not force and now - self._usage_flushed < 1.0:
+            return
+        self._usage_flushed = now
+        await asyncio.to_thread(self.usage.flush)
 
     def snapshot(self) -> dict[str, Any]:
         """Counters plus the current unpaid exposure of every open session."""
@@ -272,7 +280,7 @@ class _Stream:
     def __init__(self, stream_id: int, target: str) -> None:
         self.id = stream_id
         self.target = target
-        self.up: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.up: asyncio.Queue[memoryview | None] = asyncio.Queue()
         self.queued = 0
         self.writer: asyncio.StreamWriter | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -312,7 +320,12 @@ class _Session:
         self._closing = False
         self._end_reason = "closed"
         self._closed: set[int] = set()
-        self._prev_amount = 0
+        self._last_verified: SignedReceipt | None = None
+        self._pending: SignedReceipt | None = None
+        self._pending_event = asyncio.Event()
+        self._store_idle = asyncio.Event()
+        self._store_idle.set()
+        self._store_task: asyncio.Task[None] | None = None
         self._escrow_available = 0
         self._settled_amount = 0
 
@@ -397,7 +410,7 @@ class _Session:
             stats.sessions_active -= 1
             stats.sessions_ended[self._end_reason] += 1
             await self._teardown()
-            await asyncio.to_thread(self.server.usage.flush)
+            await self.server.flush_usage(force=True)
             log.info(
                 "%s ended (%s): carried %d bytes, paid %d, unpaid %d",
                 self._tag(), self._end_reason, self.carried, self.paid, self.unpaid,
@@ -502,7 +515,6 @@ class _Session:
             raise InsufficientEscrowError(hello.consumer, available, needed)
         self._escrow_available = available
         self._settled_amount = settled_amount
-        self._prev_amount = self.base_amount
 
     async def _serve(self) -> None:
         reader_task = asyncio.create_task(self._read_loop())
@@ -537,6 +549,13 @@ class _Session:
             reader_task.cancel()
             with contextlib.suppress(BaseException):
                 await reader_task
+            # Receipts verified before the end are still worth storing (they are the consumer's signed
+            # debt); wait for the store task briefly, then stop it.
+            await self.drain_receipts(self.cfg.close_grace)
+            if self._store_task is not None:
+                self._store_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._store_task
 
     async def _send_error(self, code: str, message: str) -> None:
         with contextlib.suppress(Exception):
@@ -608,7 +627,7 @@ class _Session:
         else:
             raise ProtocolError(f"unexpected {t.name} frame from a consumer")
 
-    def _on_data(self, stream_id: int, data: bytes) -> None:
+    def _on_data(self, stream_id: int, data: memoryview) -> None:
         stream = self.streams.get(stream_id)
         if stream is None:
             # A stream the node already closed may still have frames in flight: count and drop them
@@ -763,6 +782,12 @@ class _Session:
             await self.server.bucket.take(nbytes)
 
     async def _on_receipt(self, body: dict[str, Any]) -> None:
+        """Check a receipt as it arrives (cheap, in order) and hand it to the store task.
+
+        Receipts are cumulative, so when several arrive while the previous one is being fsynced only
+        the newest needs storing: the store task always takes the latest verified receipt. Nothing
+        moves the credit window or is acknowledged before ``ReceiptSink.accept`` returned for it.
+        """
         server = self.server
         assert self.hello is not None
         try:
@@ -776,7 +801,8 @@ class _Session:
         if receipt.session_id != self.hello.session_id:
             raise self._reject(f"sessionId {receipt.session_id} is not this session's {self.hello.session_id}")
         session_bytes = receipt.cumulative_bytes - self.base_bytes
-        prev_bytes = self.latest.cumulative_bytes if self.latest is not None else self.base_bytes
+        last = self._last_verified
+        prev_bytes = last.cumulative_bytes if last is not None else self.base_bytes
         if receipt.cumulative_bytes <= prev_bytes:
             raise self._reject(f"cumulativeBytes {receipt.cumulative_bytes} does not exceed the last accepted {prev_bytes}")
         metered = self.down_sent + self.up_received
@@ -794,13 +820,43 @@ class _Session:
         now = int(time.time())
         if abs(receipt.issued_at - now) > self.cfg.receipt_skew_s:
             raise self._reject(f"issuedAt {receipt.issued_at} is {receipt.issued_at - now:+d} s from the node's clock")
-        prev_amount = self.latest.cumulative_amount if self.latest is not None else self.base_amount
+        if last is not None and receipt.issued_at < last.issued_at:
+            raise self._reject(f"issuedAt {receipt.issued_at} is before the previous receipt's {last.issued_at}")
         try:
             verify_receipt(receipt, server.domain)
+        except ReceiptError as exc:
+            raise self._reject(str(exc)) from None
+        self._last_verified = receipt
+        if self._pending is not None:
+            server.stats.receipts_coalesced += 1
+        self._pending = receipt
+        self._pending_event.set()
+        if self._store_task is None:
+            self._store_task = asyncio.create_task(self._store_loop())
+
+    async def _store_loop(self) -> None:
+        try:
+            while True:
+                await self._pending_event.wait()
+                self._pending_event.clear()
+                receipt, self._pending = self._pending, None
+                if receipt is not None:
+                    await self._store(receipt)
+                self._store_idle.set()
+        except RelayError as exc:
+            self.fail(exc)
+
+    async def _store(self, receipt: SignedReceipt) -> None:
+        server = self.server
+        self._store_idle.clear()
+        prev_amount = self.latest.cumulative_amount if self.latest is not None else self.base_amount
+        prev_bytes = self.latest.cumulative_bytes if self.latest is not None else self.base_bytes
+        try:
             # A receipt that adds bytes but not a whole payment unit is worth nothing on chain (settle
             # pays by amount) and the store refuses it as stale: it moves the byte window, it is not stored.
             if receipt.cumulative_amount > prev_amount:
                 await asyncio.to_thread(server.sink.accept, receipt)
+                server.stats.receipts_stored += 1
         except ReceiptError as exc:
             raise self._reject(str(exc)) from None
         except KuotaError as exc:
@@ -811,21 +867,28 @@ class _Session:
         # Durable from here on: move the window, wake gated carriers, then acknowledge.
         self.latest = receipt
         async with self._credit:
-            self.paid = max(self.paid, min(session_bytes, self.carried))
+            self.paid = max(self.paid, receipt.cumulative_bytes - self.base_bytes)
             self._pause_sent = False
             self._credit.notify_all()
-        server.stats.receipts_stored += 1
-        server.stats.paid_bytes += session_bytes - (prev_bytes - self.base_bytes)
-        server.stats.amount_receipted += receipt.cumulative_amount - self._prev_amount
-        self._prev_amount = receipt.cumulative_amount
-        await self.send(
-            encode_control(
-                FrameType.ACK,
-                {"cumulativeBytes": receipt.cumulative_bytes, "cumulativeAmount": receipt.cumulative_amount},
+        server.stats.paid_bytes += receipt.cumulative_bytes - prev_bytes
+        server.stats.amount_receipted += receipt.cumulative_amount - prev_amount
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.send(
+                encode_control(
+                    FrameType.ACK,
+                    {"cumulativeBytes": receipt.cumulative_bytes, "cumulativeAmount": receipt.cumulative_amount},
+                )
             )
-        )
-        await asyncio.to_thread(server.usage.flush)
+        await server.flush_usage()
         await self._check_headroom(receipt)
+
+    async def drain_receipts(self, timeout: float) -> None:
+        """Wait (bounded) until every verified receipt is stored and acknowledged."""
+        deadline = time.monotonic() + timeout
+        while (self._pending is not None or not self._store_idle.is_set()) and self._store_task is not None:
+            if self._store_task.done() or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.01)
 
     def _reject(self, reason: str) -> ReceiptRejectedError:
         self.server.stats.receipts_rejected += 1

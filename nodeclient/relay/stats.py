@@ -32,6 +32,8 @@ class RelayStats:
     paid_bytes: int = 0
     receipts_stored: int = 0
     receipts_rejected: int = 0
+    receipts_coalesced: int = 0
+    """Receipts superseded by a newer one of the same session before they were stored."""
     amount_receipted: int = 0
     pauses: int = 0
     cutoffs: int = 0
@@ -59,6 +61,7 @@ class RelayStats:
             "receipts": {
                 "stored": self.receipts_stored,
                 "rejected": self.receipts_rejected,
+                "coalesced": self.receipts_coalesced,
                 "amount": self.amount_receipted,
             },
             "pauses": self.pauses,
