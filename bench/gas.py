@@ -24,6 +24,7 @@ calls, ECRECOVER, LOG, KECCAK256, calldata, the rest — so a missed target poin
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import sys
@@ -256,7 +257,8 @@ def local_system(
                 params["treasury"] = accounts[1].address
                 params["slasher"] = accounts[2].address
                 started = time.monotonic()
-                system = deploy_system(accounts[0], params, manifest_path=None)
+                with contextlib.redirect_stdout(io.StringIO()):  # Brownie prints every deploy transaction
+                    system = deploy_system(accounts[0], params, manifest_path=None)
                 log(f"deployed in {time.monotonic() - started:.1f} s ({system.gas_used:,} gas)")
                 yield BenchContext(
                     system=system,
@@ -295,6 +297,74 @@ class _Channel:
         self.amount = 0
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """A mined transaction: what the figures need from its receipt, and its decoded events."""
+
+    txid: str
+    gas_used: int
+    input: str
+    events: dict[str, list[dict[str, Any]]]
+
+
+class _AbiIndex:
+    """Decodes the system's events and custom errors from the contracts' ABIs."""
+
+    _NAMES = ("KuotaToken", "NodeRegistry", "Staking", "PaymentEscrow", "ReceiptSettlement", "RewardPool",
+              "PaymentToken")  # fmt: skip
+
+    def __init__(self, web3: Any, system: Any) -> None:
+        from eth_utils import keccak
+
+        self._events: dict[tuple[str, bytes], Any] = {}
+        self._errors: dict[bytes, tuple[str, list[str]]] = {}
+        for name in self._NAMES:
+            contract = system.contract(name)
+            w3c = web3.eth.contract(address=contract.address, abi=contract.abi)
+            for item in contract.abi:
+                types = [i["type"] for i in item.get("inputs", [])]
+                signature = f"{item.get('name')}({','.join(types)})"
+                if item["type"] == "event" and not item.get("anonymous"):
+                    self._events[(contract.address.lower(), keccak(text=signature))] = w3c.events[
+                        item["name"]
+                    ]()
+                elif item["type"] == "error":
+                    self._errors[keccak(text=signature)[:4]] = (item["name"], types)
+        self._errors[bytes.fromhex("08c379a0")] = ("Error", ["string"])
+        self._errors[bytes.fromhex("4e487b71")] = ("Panic", ["uint256"])
+
+    def events(self, receipt: Any) -> dict[str, list[dict[str, Any]]]:
+        """Event name → the decoded arguments of each occurrence, in log order."""
+        out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for log in receipt["logs"]:
+            if not log["topics"]:
+                continue
+            event = self._events.get((str(log["address"]).lower(), bytes(log["topics"][0])))
+            if event is not None:
+                decoded = event.process_log(log)
+                out[decoded["event"]].append(dict(decoded["args"]))
+        return dict(out)
+
+    def decode_revert(self, exc: Exception) -> str:
+        """``Name(arg, ...)`` for a custom error in the exception's revert data, else its message."""
+        from eth_abi import decode
+
+        data = getattr(exc, "data", None)
+        if isinstance(data, dict):
+            data = data.get("data")
+        if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
+            raw = bytes.fromhex(data[2:])
+            known = self._errors.get(raw[:4])
+            if known is not None:
+                name, types = known
+                try:
+                    values = decode(types, raw[4:])
+                    return f"{name}({', '.join(str(v) for v in values)})"
+                except Exception:  # noqa: BLE001 - fall back to the raw data
+                    return f"{name}(<undecodable {raw[4:].hex()}>)"
+        return f"{type(exc).__name__}: {exc}"
+
+
 class GasBench:
     """The gas scenarios, run in order on one deployed system (`run_all`)."""
 
@@ -312,6 +382,7 @@ class GasBench:
 
         self.ctx = ctx
         self.s = ctx.system
+        self._abi = _AbiIndex(web3, ctx.system)
         self.web3 = web3
         self.sizes = tuple(sizes)
         self.trace = trace
@@ -340,7 +411,7 @@ class GasBench:
         self,
         key: str,
         label: str,
-        txs: Sequence[Any],
+        txs: Sequence[_Sent],
         *,
         count: int = 1,
         unit: str = "tx",
@@ -353,23 +424,44 @@ class GasBench:
             count=count,
             unit=unit,
             conditions=conditions,
-            tx_hashes=[str(tx.txid) for tx in txs],
-            calldata_bytes=sum(len(bytes.fromhex(str(tx.input)[2:])) for tx in txs),
+            tx_hashes=[tx.txid for tx in txs],
+            calldata_bytes=sum(len(bytes.fromhex(tx.input[2:])) for tx in txs),
         )
         self.figures[key] = figure
         per = f" ({figure.per_unit:,} per {unit})" if count > 1 else ""
         self.log(f"  {key:<28} {figure.gas_used:>10,}{per}")
         return figure
 
-    def _send(self, scenario: str, fn: Any, *args: Any, sender: Any) -> Any:
-        """A Brownie transaction; a revert becomes a `GasScenarioError` naming the scenario."""
+    def _send(self, scenario: str, fn: Any, *args: Any, sender: Any) -> _Sent:
+        """Send one transaction (estimated first, so a revert is decoded) and return its receipt.
+
+        web3 directly rather than Brownie's ``transact``: Brownie's confirmation loop sometimes
+        reports an instantly mined Anvil transaction as "dropped"; a receipt cannot.
+        """
+        data = fn.encode_input(*args)
+        tx: dict[str, Any] = {
+            "from": sender.address,
+            "to": fn._address,
+            "data": data,
+            "maxFeePerGas": 100 * 10**9,
+            "maxPriorityFeePerGas": 10**9,
+        }
         try:
-            tx = fn(*args, {"from": sender}, silent=True)
-        except Exception as exc:  # noqa: BLE001 - Brownie raises VirtualMachineError, ValueError, ...
-            raise GasScenarioError(scenario, f"{type(exc).__name__}: {exc}") from None
-        if int(tx.status) != 1:
-            raise GasScenarioError(scenario, f"transaction {tx.txid} has status {tx.status}")
-        return tx
+            estimate = int(self.web3.eth.estimate_gas(tx))
+        except Exception as exc:  # noqa: BLE001 - web3 raises several revert classes
+            raise GasScenarioError(scenario, f"reverts: {self._abi.decode_revert(exc)}") from None
+        # Headroom only: gasUsed does not depend on the limit once every call frame has enough.
+        tx["gas"] = estimate * 5 // 4 + 20_000
+        tx_hash = self.web3.eth.send_transaction(tx)
+        receipt = self.web3.eth.wait_for_transaction_receipt(tx_hash, timeout=300)
+        if int(receipt["status"]) != 1:
+            raise GasScenarioError(scenario, f"transaction {tx_hash.hex()} reverted (status 0)")
+        return _Sent(
+            txid="0x" + bytes(tx_hash).hex().removeprefix("0x"),
+            gas_used=int(receipt["gasUsed"]),
+            input=data,
+            events=self._abi.events(receipt),
+        )
 
     def _bulk(
         self,
@@ -427,7 +519,7 @@ class GasBench:
     def _usage_epoch(tx: Any) -> int | None:
         if "UsageRecorded" not in tx.events:
             return None
-        return int(tx.events["UsageRecorded"]["epoch"])
+        return int(tx.events["UsageRecorded"][0]["epoch"])
 
     # --- actors --------------------------------------------------------------------------------
 
@@ -499,7 +591,7 @@ class GasBench:
         tx = self._send(
             scenario, self.s.settlement.settleMany, receipts, signatures, root, sender=self.submitter
         )
-        settled = int(tx.events["BatchSettled"]["settledCount"])
+        settled = int(tx.events["BatchSettled"][0]["settledCount"])
         if settled != len(receipts):
             raise GasScenarioError(scenario, f"settled {settled} of {len(receipts)} receipts")
         return tx
@@ -851,7 +943,7 @@ def _classify(op: str, cost: int, enters_frame: bool) -> str:
         if cost >= 20_000:
             return "SSTORE new slot (0→x, 20,000 + 2,100 cold)"
         if cost >= 2_900:
-            return "SSTORE update (x→y, 2,900 + 2,100 cold)"
+            return "SSTORE update x→y (2,900; +2,100 if cold)"
         return "SSTORE dirty/no-op (100)"
     if op == "SLOAD":
         return "SLOAD cold (2,100)" if cost >= 2_100 else "SLOAD warm (100)"
@@ -884,41 +976,30 @@ def _calldata_gas(data: bytes) -> int:
     return zeros * 4 + (len(data) - zeros) * 16
 
 
-def _flatten_calls(
-    frame: dict[str, Any],
-    names: dict[str, str],
-    selectors: dict[str, str],
-    out: dict[str, dict[str, int]],
-    depth: int = 0,
-) -> None:
+def _label(frame: dict[str, Any], names: dict[str, str], selectors: dict[str, str]) -> str:
+    to = str(frame.get("to") or "").lower()
+    name = names.get(to)
+    if name is None:
+        return "ecrecover (0x01)" if to and int(to, 16) == 1 else (to or "?")
+    selector = str(frame.get("input", "0x"))[:10].lower()
+    return f"{name}.{selectors.get(selector, selector)}"
+
+
+def _frames(frame: dict[str, Any], names: dict[str, str], selectors: dict[str, str], out: list[str]) -> None:
+    """Labels of the call frames that run code, in the order the opcode trace enters them (pre-order)."""
     for child in frame.get("calls", []) or []:
-        to = str(child.get("to", "")).lower()
-        name = names.get(to)
-        if name is None:
-            name = "ecrecover (0x01)" if to and int(to, 16) == 1 else (to or "?")
-            label = name
-        else:
-            selector = str(child.get("input", "0x"))[:10].lower()
-            label = f"{name}.{selectors.get(selector, selector)}"
-        entry = out.setdefault(label, {"calls": 0, "gasUsed": 0})
-        entry["calls"] += 1
-        entry["gasUsed"] += _int(child.get("gasUsed", 0))
-        _flatten_calls(child, names, selectors, out, depth + 1)
+        to = str(child.get("to") or "")
+        if to and int(to, 16) <= 0x100:
+            continue  # precompiles run no opcodes: no frame in the step trace
+        out.append(_label(child, names, selectors))
+        _frames(child, names, selectors, out)
 
 
-def _contract_names(system: Any) -> dict[str, Any]:
-    """address → name and selector → function name, for the call-tree part of the breakdown."""
+def _contract_names(system: Any) -> dict[str, dict[str, str]]:
+    """address → contract name and selector → function name, to label call frames."""
     names: dict[str, str] = {}
     selectors: dict[str, str] = {}
-    for name in (
-        "KuotaToken",
-        "NodeRegistry",
-        "Staking",
-        "PaymentEscrow",
-        "ReceiptSettlement",
-        "RewardPool",
-        "PaymentToken",
-    ):
+    for name in _AbiIndex._NAMES:
         contract = system.contract(name)
         names[contract.address.lower()] = name
         for fn_name, selector in getattr(contract, "signatures", {}).items():
@@ -926,19 +1007,32 @@ def _contract_names(system: Any) -> dict[str, Any]:
     return {"names": names, "selectors": selectors}
 
 
-def trace_breakdown(rpc_url: str, tx_hash: str, names: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Sum a transaction's gas by opcode class, from ``debug_traceTransaction`` on Anvil.
+def _add(table: dict[str, dict[str, int]], bucket: str, cost: int) -> None:
+    entry = table.setdefault(bucket, {"gas": 0, "count": 0})
+    entry["gas"] += cost
+    entry["count"] += 1
 
-    Each opcode step's own cost is the drop in remaining gas to the next step of the same frame; for
-    a step that opens a frame (a call into a contract), the callee's consumption is subtracted so the
-    call's own overhead (cold/warm account access) and the callee's opcodes are counted separately.
-    Returns the classes, the intrinsic and calldata gas, the refund that reconciles the sum with
-    ``gasUsed``, and (with ``names``) the call tree aggregated by callee function.
+
+def trace_breakdown(
+    rpc_url: str, tx_hash: str, names: dict[str, dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """Sum a transaction's gas by opcode class and by contract function, from Anvil's traces.
+
+    ``debug_traceTransaction`` (opcode steps; Anvil must run with ``--steps-tracing``): each step's
+    own cost is the drop in remaining gas to the next step of the same frame; for a step that opens a
+    frame, the callee's consumption is subtracted, so the call's own overhead (cold/warm account
+    access) and the callee's opcodes are counted once each. The frames are labelled from the
+    ``callTracer`` tree (pre-order). The sum of the classes plus 21,000 and the calldata gas
+    reconciles with ``gasUsed``; the difference is reported as ``refund`` (0 when nothing is refunded).
     """
+    names = names or {"names": {}, "selectors": {}}
     receipt = _rpc(rpc_url, "eth_getTransactionReceipt", [tx_hash])
     tx = _rpc(rpc_url, "eth_getTransactionByHash", [tx_hash])
     gas_used = _int(receipt["gasUsed"])
     data = bytes.fromhex(tx["input"][2:])
+    calls = _rpc(rpc_url, "debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}], timeout=600)
+    order: list[str] = []
+    _frames(calls, names["names"], names["selectors"], order)
     trace = _rpc(
         rpc_url,
         "debug_traceTransaction",
@@ -946,60 +1040,77 @@ def trace_breakdown(rpc_url: str, tx_hash: str, names: dict[str, Any] | None = N
         timeout=600,
     )
     steps = trace.get("structLogs", [])
-    classes: dict[str, dict[str, int]] = defaultdict(lambda: {"gas": 0, "count": 0})
-    by_depth: dict[int, int] = defaultdict(int)
-    call_stack: list[int] = []
+    if not steps:
+        raise ChainError("the node returned no opcode steps (Anvil needs --steps-tracing)")
+    classes: dict[str, dict[str, int]] = {}
+    by_frame: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    frame_calls: dict[str, int] = defaultdict(int)
+    top = _label(calls, names["names"], names["selectors"])
+    frame_calls[top] += 1
+    labels = [top]
+    next_frame = iter(order)
+    opened: list[int] = []
     n = len(steps)
     for i, step in enumerate(steps):
-        op = step["op"]
         depth = int(step["depth"])
         nxt = steps[i + 1] if i + 1 < n else None
-        if nxt is not None and int(nxt["depth"]) > depth:
-            call_stack.append(i)  # settled when the frame returns
+        nxt_depth = int(nxt["depth"]) if nxt is not None else depth - 1
+        if nxt_depth > depth:
+            opened.append(i)  # the call's own cost is settled when its frame returns
+            label = next(next_frame, "?")
+            labels.append(label)
+            frame_calls[label] += 1
             continue
-        if nxt is not None and int(nxt["depth"]) == depth:
-            cost = _int(step["gas"]) - _int(nxt["gas"])
-            enters = False
-        else:
-            cost = _int(step.get("gasCost", 0))
-            enters = False
-        bucket = _classify(op, cost, enters)
-        classes[bucket]["gas"] += cost
-        classes[bucket]["count"] += 1
-        by_depth[depth] += cost
-        if nxt is not None and int(nxt["depth"]) < depth and call_stack:
-            # Frame ends at step i: settle the call that opened it.
-            c = call_stack.pop()
+        cost = _int(step["gas"]) - _int(nxt["gas"]) if nxt_depth == depth else _int(step.get("gasCost", 0))
+        bucket = _classify(step["op"], cost, False)
+        _add(classes, bucket, cost)
+        _add(by_frame[labels[-1]], bucket, cost)
+        if nxt is not None and nxt_depth < depth and opened:
+            labels.pop()
+            c = opened.pop()
             child_given = _int(steps[c + 1]["gas"])
             child_left = _int(step["gas"]) - _int(step.get("gasCost", 0))
-            total = _int(steps[c]["gas"]) - _int(nxt["gas"])
-            own = total - (child_given - child_left)
-            cop = steps[c]["op"]
-            cbucket = _classify(cop, own, True)
-            classes[cbucket]["gas"] += own
-            classes[cbucket]["count"] += 1
-            by_depth[int(steps[c]["depth"])] += own
+            own = _int(steps[c]["gas"]) - _int(nxt["gas"]) - (child_given - child_left)
+            bucket = _classify(steps[c]["op"], own, True)
+            _add(classes, bucket, own)
+            _add(by_frame[labels[-1]], bucket, own)
     execution = sum(v["gas"] for v in classes.values())
     calldata = _calldata_gas(data)
-    refund = 21_000 + calldata + execution - gas_used
-    out: dict[str, Any] = {
+    precompiles: dict[str, dict[str, int]] = {}
+
+    def _walk(frame: dict[str, Any]) -> None:
+        for child in frame.get("calls", []) or []:
+            to = str(child.get("to") or "")
+            if to and int(to, 16) <= 0x100:
+                entry = precompiles.setdefault(
+                    _label(child, names["names"], names["selectors"]), {"calls": 0, "gas": 0}
+                )
+                entry["calls"] += 1
+                entry["gas"] += _int(child.get("gasUsed", 0))
+            _walk(child)
+
+    _walk(calls)
+    frames = {
+        label: {
+            "calls": frame_calls[label],
+            "gas": sum(v["gas"] for v in table.values()),
+            "classes": dict(sorted(table.items(), key=lambda kv: -kv[1]["gas"])),
+        }
+        for label, table in by_frame.items()
+    }
+    return {
         "txHash": tx_hash,
         "gasUsed": gas_used,
         "intrinsic": 21_000,
         "calldataGas": calldata,
         "calldataBytes": len(data),
         "executionGas": execution,
-        "refund": refund,
+        "refund": 21_000 + calldata + execution - gas_used,
         "steps": n,
-        "classes": {k: dict(v) for k, v in sorted(classes.items(), key=lambda kv: -kv[1]["gas"])},
-        "byDepth": {str(k): v for k, v in sorted(by_depth.items())},
+        "classes": dict(sorted(classes.items(), key=lambda kv: -kv[1]["gas"])),
+        "frames": dict(sorted(frames.items(), key=lambda kv: -kv[1]["gas"])),
+        "precompiles": precompiles,
     }
-    if names is not None:
-        calls = _rpc(rpc_url, "debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}], timeout=600)
-        tree: dict[str, dict[str, int]] = {}
-        _flatten_calls(calls, names["names"], names["selectors"], tree)
-        out["calls"] = dict(sorted(tree.items(), key=lambda kv: -kv[1]["gasUsed"]))
-    return out
 
 
 def run(*, quick: bool = False, trace: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
