@@ -31,6 +31,7 @@ __all__ = [
     "custom_error_pattern",
     "set_next_timestamp",
     "recovered_address",
+    "mine_at",
 ]
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -167,3 +168,11 @@ def recovered_address(digest: bytes, signature: str) -> str:
     from nodeclient.receipts.signing import recover_signer
 
     return recover_signer(digest, signature)
+
+
+def mine_at(timestamp: int) -> None:
+    """Mine one empty block at exactly ``timestamp``."""
+    from brownie import chain
+
+    set_next_timestamp(timestamp)
+    chain.mine()
