@@ -1,8 +1,11 @@
 """Fixtures for the stateful tests: one deployed system with funded actors and registered nodes.
 
-The system is deployed with the local parameters except for the reward schedule, which is made
-small and odd (3000 KUOTA + 7 wei per epoch, a node may take half of it) so that a few settlements
-hit the per-node cap, the pro-rata scaling and the rounding dust within a short run.
+The system is deployed with the local parameters except for the reward schedule: an odd emission
+(1000 KUOTA + 7 wei per epoch) of which one node may take 75 %, in 2-minute epochs. Anvil's clock is
+wall time and empty epochs carry their schedule over, so with the defaults (10000 KUOTA, 1-minute
+epochs) the budget would cover every node and the pro-rata scaling would never run; with these, two
+or three settlements of a few thousand USD in one epoch hit the per-node cap and the scaling (with
+its rounding dust), while ``rule_advance_time`` crosses epoch, thaw and unbonding boundaries.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from typing import Any
 import pytest
 from brownie import chain
 
-from integration.support import Actor, NodeKey, anvil_key, node_key, register_node
+from integration.support import Actor, BatchReader, NodeKey, anvil_key, node_key, register_node
 
-STATEFUL_EMISSION = 3_000 * 10**18 + 7
-STATEFUL_MAX_NODE_SHARE_BPS = 5_000
+STATEFUL_EMISSION = 1_000 * 10**18 + 7
+STATEFUL_MAX_NODE_SHARE_BPS = 7_500
+STATEFUL_EPOCH_LENGTH = 120
+INITIAL_DEPOSIT = 2_000 * 10**6
 
 
 @dataclass
@@ -35,6 +40,7 @@ class World:
     nodes: list[NodeKey]
     node_operator: list[int]
     payouts: list[Any]
+    read: BatchReader
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +48,12 @@ def stateful_params(local_params) -> dict:
     params = dict(local_params)
     params["emissionPerEpoch"] = STATEFUL_EMISSION
     params["maxNodeShareBps"] = STATEFUL_MAX_NODE_SHARE_BPS
+    params["epochLength"] = STATEFUL_EPOCH_LENGTH
     return params
 
 
 @pytest.fixture(scope="module")
-def world(accounts, deployer, treasury, slasher, auditor, stranger, operator, operator2, stateful_params) -> World:
+def world(accounts, rpc_url, deployer, treasury, slasher, auditor, stranger, operator, operator2, stateful_params) -> World:
     from scripts.deploy import deploy_system
 
     system = deploy_system(deployer, stateful_params, manifest_path=None)
@@ -68,6 +75,9 @@ def world(accounts, deployer, treasury, slasher, auditor, stranger, operator, op
         register_node(system, operators[op_index], key, payout.address, chain.id)
     for consumer in consumers:
         system.payment_token.approve(system.escrow, 2**256 - 1, {"from": consumer.account})
+        # Every consumer starts with escrow, so settlements pay from the first step on.
+        system.payment_token.mint(consumer.account, INITIAL_DEPOSIT, {"from": consumer.account})
+        system.escrow.deposit(INITIAL_DEPOSIT, {"from": consumer.account})
     return World(
         system=system,
         chain_id=chain.id,
@@ -81,4 +91,5 @@ def world(accounts, deployer, treasury, slasher, auditor, stranger, operator, op
         nodes=nodes,
         node_operator=node_operator,
         payouts=payouts,
+        read=BatchReader(rpc_url),
     )

@@ -20,14 +20,18 @@ after every step:
   amount the consumer signed for the channel;
 - per-node reward ≤ rewardPerFeeUnit × fee and ≤ the epoch's per-node cap.
 
-Size: ``KUOTA_STATEFUL_EXAMPLES`` examples × ``KUOTA_STATEFUL_STEPS`` steps (default 8 × 30, about
-2–3 minutes on a shared 2-core machine); raise them for a longer soak, e.g.
+Size: ``KUOTA_STATEFUL_EXAMPLES`` examples × up to ``KUOTA_STATEFUL_STEPS`` steps, default 20 × 25
+(about a minute on a shared 2-core machine). Hypothesis keeps its first ~10 examples deliberately
+tiny (1–3 steps) before it generates full-length runs, so the default yields about 250 steps; the
+test prints the examples, steps and outcomes it actually ran (``-s``). Raise both for a soak, e.g.
 ``KUOTA_STATEFUL_EXAMPLES=200 KUOTA_STATEFUL_STEPS=100``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections import Counter
 from dataclasses import dataclass, field
 
 from brownie import chain
@@ -37,11 +41,13 @@ from eth_utils import keccak
 
 from integration.support import BPS, Receipt, event_list, latency_multiplier_bps, sign_receipt
 
-EXAMPLES = int(os.environ.get("KUOTA_STATEFUL_EXAMPLES", "8"))
-STEPS = int(os.environ.get("KUOTA_STATEFUL_STEPS", "30"))
+EXAMPLES = int(os.environ.get("KUOTA_STATEFUL_EXAMPLES", "20"))
+STEPS = int(os.environ.get("KUOTA_STATEFUL_STEPS", "25"))
 
 MAX_DEPOSIT = 5 * 10**9  # 5000 USD (6 decimals)
 MAX_RECEIPT_STEP = 3 * 10**9  # big enough to hit the per-node cap in one receipt
+# What ran, by rule name (plus "examples"): reported by the test and checked to be non-trivial.
+STATS: Counter[str] = Counter()
 # Calls whose outcome depends on a deadline are kept this far from it (Anvil's clock is wall time).
 TIME_MARGIN = 3
 
@@ -117,6 +123,7 @@ class SystemMachine:
     def setup(self) -> None:
         """Per example: read the starting state (the chain was reverted to the fixture's snapshot)."""
         s, w = self.s, self.world
+        STATS["examples"] += 1
         self.escrow_base = int(s.payment_token.balanceOf(s.escrow))
         self.deposited = self.withdrawn = self.earnings_paid = self.fees_swept = 0
         self.accounts = [list(s.escrow.accountOf(c.address)) for c in w.consumers]
@@ -140,10 +147,15 @@ class SystemMachine:
         self.dust = 0
         self.dust_pairs = 0
 
+    def _count(self) -> None:
+        """Tally the calling rule, so the test can state (and check) what actually ran."""
+        STATS[sys._getframe(1).f_code.co_name] += 1
+
     # ------------------------------------------------------------------ escrow
 
     def rule_deposit(self, st_consumer, st_deposit) -> None:
         """A consumer mints mock USD and deposits it."""
+        self._count()
         consumer = self.world.consumers[st_consumer].account
         self.s.payment_token.mint(consumer, st_deposit, {"from": consumer})
         tx = self.s.escrow.deposit(st_deposit, {"from": consumer})
@@ -153,6 +165,7 @@ class SystemMachine:
 
     def rule_deposit_for(self, st_consumer, st_deposit) -> None:
         """A third party funds a consumer's escrow."""
+        self._count()
         payer = self.world.stranger
         self.s.payment_token.mint(payer, st_deposit, {"from": payer})
         self.s.payment_token.approve(self.s.escrow, st_deposit, {"from": payer})
@@ -163,6 +176,7 @@ class SystemMachine:
 
     def rule_request_thaw(self, st_consumer, st_bps) -> None:
         """A consumer moves a share of its available balance to thawing (restarting the timer)."""
+        self._count()
         consumer = self.world.consumers[st_consumer].account
         available = self.accounts[st_consumer][0]
         amount = available * st_bps // BPS
@@ -178,6 +192,7 @@ class SystemMachine:
 
     def rule_request_thaw_too_much(self, st_consumer) -> None:
         """Asking to thaw more than is available is refused with the balance in the error."""
+        self._count()
         consumer = self.world.consumers[st_consumer].account
         available = self.accounts[st_consumer][0]
         expect_error(
@@ -190,6 +205,7 @@ class SystemMachine:
 
     def rule_cancel_thaw(self, st_consumer) -> None:
         """A consumer cancels its thaw: thawing goes back to available."""
+        self._count()
         consumer = self.world.consumers[st_consumer].account
         account = self.accounts[st_consumer]
         if account[1] == 0:
@@ -202,6 +218,7 @@ class SystemMachine:
 
     def rule_withdraw(self, st_consumer) -> None:
         """A consumer withdraws what is still thawing once the thawing period is over."""
+        self._count()
         consumer = self.world.consumers[st_consumer].account
         account = self.accounts[st_consumer]
         if account[1] == 0:
@@ -221,6 +238,7 @@ class SystemMachine:
 
     def rule_withdraw_earnings(self, st_node) -> None:
         """Anyone pushes a node's credited earnings to its payout address."""
+        self._count()
         node = self.world.nodes[st_node].address
         caller = self.world.stranger
         if self.credits[st_node] == 0:
@@ -235,6 +253,7 @@ class SystemMachine:
 
     def rule_sweep_fees(self) -> None:
         """Anyone sweeps the accrued protocol fees to the treasury."""
+        self._count()
         if self.fees == 0:
             expect_error(self.s.escrow.sweepFees, (), self.world.stranger, "EscrowZeroAmount")
             return
@@ -315,11 +334,13 @@ class SystemMachine:
 
     def rule_settle_fresh(self, st_consumer, st_node, st_step, st_bytes, st_latency) -> None:
         """The consumer signs a higher cumulative receipt and the node settles it (maybe under-funded)."""
+        self._count()
         receipt, signature = self._sign_next(st_consumer, st_node, st_step, st_bytes, st_latency)
         self._settle_one(st_consumer, st_node, receipt, signature)
 
     def rule_resettle_latest(self, st_consumer, st_node) -> None:
         """A stranger resubmits the channel's latest receipt: pays the rest after a top-up, else stale."""
+        self._count()
         channel = self.channels[st_consumer, st_node]
         if not channel.receipts:
             return
@@ -328,6 +349,7 @@ class SystemMachine:
 
     def rule_settle_lower_bytes(self, st_consumer, st_node, st_step) -> None:
         """A receipt with a higher amount but fewer bytes than settled is refused as stale."""
+        self._count()
         channel = self.channels[st_consumer, st_node]
         if channel.settled_bytes == 0:
             return
@@ -348,15 +370,19 @@ class SystemMachine:
                 "SettlementStaleReceipt",
                 (receipt.consumer, receipt.node, receipt.cumulative_amount, before),
             )
+            STATS["~stale receipts refused"] += 1
             return
         tx = self.s.settlement.settle(receipt.as_tuple(), signature, {"from": self.world.stranger})
         event = tx.events["ReceiptSettled"]
         assert (event["paid"], event["fee"]) == (paid, fee)
         assert event["cumulativeAmount"] == receipt.cumulative_amount
         self._book(n, tx, paid, fee, weight)
+        STATS["~settled receipts"] += 1
+        STATS["~partially funded receipts"] += paid < receipt.cumulative_amount - before
 
     def rule_settle_many(self, st_node, st_kinds, st_step, st_bytes, st_latency) -> None:
         """A batch for one node mixing fresh, resubmitted, old (stale) and lower-bytes receipts."""
+        self._count()
         receipts, signatures, owners = [], [], []
         for i, kind in enumerate(st_kinds):
             c = (st_node + i) % self.n_consumers
@@ -393,9 +419,12 @@ class SystemMachine:
         assert (batch["paid"], batch["fee"]) == (total_paid, total_fee)
         assert bytes(batch["bundleRoot"]) == root
         self._book(st_node, tx, total_paid, total_fee, total_weight)
+        STATS["~batch receipts settled"] += settled
+        STATS["~batch receipts skipped"] += expected_skips
 
     def rule_jail_toggle(self, st_node) -> None:
         """The jailer jails an active node or unjails a jailed one (jailed usage pays but earns no weight)."""
+        self._count()
         node = self.world.nodes[st_node].address
         if self.jailed[st_node]:
             self.s.registry.unjail(node, {"from": self.world.slasher})
@@ -410,11 +439,13 @@ class SystemMachine:
 
     def rule_stake(self, st_operator, st_stake) -> None:
         """An operator bonds more stake."""
+        self._count()
         self.s.staking.stake(st_stake, {"from": self.world.operators[st_operator]})
         self.bonded[st_operator] += st_stake
 
     def rule_stake_for(self, st_operator, st_stake) -> None:
         """A stranger bonds stake for an operator: it never touches the unbonding bucket or timer."""
+        self._count()
         op = self.world.operators[st_operator]
         self.s.staking.stakeFor(op, st_stake, {"from": self.world.stranger})
         self.bonded[st_operator] += st_stake
@@ -422,6 +453,7 @@ class SystemMachine:
 
     def rule_request_unbond(self, st_operator, st_stake) -> None:
         """An operator unbonds; refused if what stays bonded is below what its nodes require."""
+        self._count()
         op = self.world.operators[st_operator]
         bonded, required = self.bonded[st_operator], self._required(st_operator)
         if st_stake > bonded:
@@ -445,6 +477,7 @@ class SystemMachine:
 
     def rule_withdraw_stake(self, st_operator) -> None:
         """An operator withdraws its unbonded stake once the unbonding period is over."""
+        self._count()
         op = self.world.operators[st_operator]
         amount, ends = self.unbonding[st_operator]
         if amount == 0:
@@ -462,6 +495,7 @@ class SystemMachine:
 
     def rule_slash(self, st_operator, st_stake) -> None:
         """The slasher slashes an operator: bonded first, then unbonding; reporter share, rest burned."""
+        self._count()
         op = self.world.operators[st_operator]
         bonded, (unbonding, ends) = self.bonded[st_operator], self.unbonding[st_operator]
         if bonded + unbonding == 0:
@@ -486,11 +520,13 @@ class SystemMachine:
 
     def rule_advance_time(self, st_seconds) -> None:
         """Time passes (across thaw, unbonding and epoch boundaries)."""
+        self._count()
         chain.sleep(st_seconds)
         chain.mine()
 
     def rule_finalize(self, st_count) -> None:
         """Anyone finalises up to ``st_count`` finished epochs, in order."""
+        self._count()
         before = self.finalized
         tx = self.s.rewards.finalizeEpochs(st_count, {"from": self.world.stranger})
         epoch_at_tx = (tx.timestamp - self.genesis) // self.epoch_length
@@ -500,6 +536,7 @@ class SystemMachine:
 
     def rule_claim(self, st_node, st_count) -> None:
         """Anyone claims a node's rewards for its finished, unclaimed epochs (minted to the payout)."""
+        self._count()
         n = st_node
         node = self.world.nodes[n].address
         current = int(self.s.rewards.currentEpoch())
@@ -527,6 +564,7 @@ class SystemMachine:
             assert self.s.rewards.nodeEpoch(node, e)[3], f"epoch {e} not marked claimed"
             self.claimed.add((n, e))
         self.claimed_total += expected
+        STATS["~epoch rewards claimed"] += len(epochs)
         # A second claim of the same epoch is refused.
         expect_error(
             self.s.rewards.claim, (node, epochs[:1]), self.world.stranger, "RewardsAlreadyClaimed", (node, epochs[0])
@@ -534,6 +572,7 @@ class SystemMachine:
 
     def rule_set_emission(self, st_emission) -> None:
         """Governance changes the emission: past epochs are finalised and the current one keeps its schedule."""
+        self._count()
         tx = self.s.rewards.setEmissionPerEpoch(st_emission, {"from": self.world.deployer})
         self._sync_finalized()
         epoch = (tx.timestamp - self.genesis) // self.epoch_length
@@ -546,9 +585,12 @@ class SystemMachine:
 
     def _sync_finalized(self) -> None:
         """Check every newly finalised epoch against the model and record each node's reward."""
-        now_finalized = int(self.s.rewards.finalizedThrough())
-        for e in range(self.finalized, now_finalized):
-            scheduled, total_capped, budget, paid, carry, finalized = self.s.rewards.epochInfo(e)
+        rewards, read = self.s.rewards, self.world.read
+        now_finalized = int(rewards.finalizedThrough())
+        new_epochs = list(range(self.finalized, now_finalized))
+        infos = read([(rewards.epochInfo, (e,)) for e in new_epochs])
+        to_check: list[tuple[int, int]] = []
+        for e, (scheduled, total_capped, budget, paid, carry, finalized) in zip(new_epochs, infos):
             assert finalized
             record = self.epochs.get(e)
             capped = {n: self._capped(record, n) for n in record.fee} if record else {}
@@ -569,23 +611,35 @@ class SystemMachine:
                 # The wash-trading bound and the per-node cap.
                 assert reward <= self.rpfu * record.fee[n]
                 assert reward <= record.scheduled * self.max_share_bps // BPS
-                node = self.world.nodes[n].address
-                if (n, e) not in self.claimed and not self.s.rewards.nodeEpoch(node, e)[3]:
-                    assert self.s.rewards.claimable(node, e) == reward
+                to_check.append((n, e))
             dust = paid - rewarded
             assert 0 <= dust <= len([v for v in capped.values() if v > 0])
             self.dust += dust
         self.finalized = max(self.finalized, now_finalized)
+        STATS["~epochs finalised"] += len(new_epochs)
+        STATS["~epochs scaled pro rata"] += sum(1 for info in infos if info[1] > info[2])
+        # What the chain says each node may claim equals the model (pairs claimed in this very
+        # transaction read 0 and are checked against their RewardClaimed events by rule_claim).
+        nodes = [self.world.nodes[n].address for n, _ in to_check]
+        records = read([(rewards.nodeEpoch, (node, e)) for node, (_, e) in zip(nodes, to_check)])
+        claimables = read([(rewards.claimable, (node, e)) for node, (_, e) in zip(nodes, to_check)])
+        for (n, e), record, claimable in zip(to_check, records, claimables):
+            assert claimable == (0 if record[3] else self.rewards[n, e]), (n, e)
 
     # ------------------------------------------------------------------ invariants
 
     def invariant_escrow_conservation(self) -> None:
         """Escrow's token balance equals its liabilities, and deposits minus everything paid out."""
         s, w = self.s, self.world
-        balance = int(s.payment_token.balanceOf(s.escrow))
-        chain_accounts = [list(s.escrow.accountOf(c.address)) for c in w.consumers]
-        chain_credits = [int(s.escrow.creditOf(n.address)) for n in w.nodes]
-        chain_fees = int(s.escrow.accruedFees())
+        consumers, nodes = w.consumers, w.nodes
+        values = w.read(
+            [(s.payment_token.balanceOf, (s.escrow.address,)), (s.escrow.accruedFees, ())]
+            + [(s.escrow.accountOf, (c.address,)) for c in consumers]
+            + [(s.escrow.creditOf, (n.address,)) for n in nodes]
+        )
+        balance, chain_fees = values[0], values[1]
+        chain_accounts = [list(a) for a in values[2 : 2 + len(consumers)]]
+        chain_credits = list(values[2 + len(consumers) :])
         assert chain_accounts == self.accounts
         assert chain_credits == self.credits
         assert chain_fees == self.fees
@@ -597,10 +651,15 @@ class SystemMachine:
     def invariant_stake_conservation(self) -> None:
         """Staking holds exactly the bonded plus unbonding stake; slashes split into reward plus burn."""
         s, w = self.s, self.world
-        held = int(s.token.balanceOf(s.staking))
-        total_bonded, total_unbonding = int(s.staking.totalBonded()), int(s.staking.totalUnbonding())
-        bonded = [int(s.staking.bondedOf(op)) for op in w.operators]
-        unbonding = [list(s.staking.unbondingOf(op)) for op in w.operators]
+        ops = w.operators
+        values = w.read(
+            [(s.token.balanceOf, (s.staking.address,)), (s.staking.totalBonded, ()), (s.staking.totalUnbonding, ())]
+            + [(s.staking.bondedOf, (op.address,)) for op in ops]
+            + [(s.staking.unbondingOf, (op.address,)) for op in ops]
+        )
+        held, total_bonded, total_unbonding = values[:3]
+        bonded = list(values[3 : 3 + len(ops)])
+        unbonding = [list(u) for u in values[3 + len(ops) :]]
         assert bonded == self.bonded
         assert unbonding == self.unbonding
         assert held == total_bonded + total_unbonding
@@ -612,21 +671,32 @@ class SystemMachine:
         """Σ claimed + Σ claimable + carry + dust == Σ emitted; KUOTA supply moves only by claims and burns."""
         s = self.s
         self._sync_finalized()
+        emitted, paid, claimed, carry, supply = self.world.read(
+            [
+                (s.rewards.totalEmitted, ()),
+                (s.rewards.totalPaid, ()),
+                (s.rewards.totalClaimed, ()),
+                (s.rewards.carry, ()),
+                (s.token.totalSupply, ()),
+            ]
+        )
         unclaimed = sum(r for pair, r in self.rewards.items() if pair not in self.claimed)
-        assert int(s.rewards.totalEmitted()) == self.emitted
-        assert int(s.rewards.totalPaid()) == self.paid_total
-        assert int(s.rewards.totalClaimed()) == self.claimed_total
-        assert int(s.rewards.carry()) == self.carry
+        assert emitted == self.emitted
+        assert paid == self.paid_total
+        assert claimed == self.claimed_total
+        assert carry == self.carry
         assert self.claimed_total + unclaimed + self.carry + self.dust == self.emitted
         assert self.dust <= len(self.rewards)
-        assert int(s.token.totalSupply()) == self.supply_base + self.claimed_total - self.burned
+        assert supply == self.supply_base + self.claimed_total - self.burned
 
     def invariant_channel_monotonicity(self) -> None:
         """settledAmount never decreases and never exceeds what the consumer signed."""
-        for (c, n), channel in self.channels.items():
-            if not channel.receipts:
-                continue
-            amount, nbytes = self.s.settlement.channelOf(self.world.consumers[c].address, self.world.nodes[n].address)
+        w = self.world
+        used = [(key, channel) for key, channel in self.channels.items() if channel.receipts]
+        values = w.read(
+            [(self.s.settlement.channelOf, (w.consumers[c].address, w.nodes[n].address)) for (c, n), _ in used]
+        )
+        for ((c, n), channel), (amount, nbytes) in zip(used, values):
             assert amount == channel.settled_amount
             assert nbytes == channel.settled_bytes
             assert amount <= channel.max_signed_amount
@@ -636,4 +706,14 @@ class SystemMachine:
 
 def test_system_invariants(state_machine, world):
     settings = {"max_examples": EXAMPLES, "stateful_step_count": STEPS}
+    STATS.clear()
     state_machine(SystemMachine, world, settings=settings)
+    stats = STATS
+    steps = sum(count for name, count in stats.items() if name.startswith("rule_"))
+    print(f"\n[stateful] {stats['examples']} examples (max {EXAMPLES}), {steps} steps (max {STEPS} each):")
+    for name, count in sorted(stats.items()):
+        print(f"[stateful]   {name}: {count}")
+    # The run must have exercised the system, not just passed vacuously.
+    assert stats["examples"] >= EXAMPLES
+    assert steps > 0
+    assert stats["~settled receipts"] + stats["~batch receipts settled"] > 0
