@@ -28,11 +28,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coincurve import PublicKey  # noqa: E402
-from eth_account import Account  # noqa: E402
-from eth_account.messages import encode_typed_data  # noqa: E402
+from coincurve import PublicKey
+from eth_account import Account
+from eth_account.messages import encode_typed_data
 
-from nodeclient.receipts import (  # noqa: E402
+from nodeclient.receipts import (
     Receipt,
     ReceiptSigner,
     ReceiptStore,
@@ -43,7 +43,7 @@ from nodeclient.receipts import (  # noqa: E402
     typed_data,
     verify_many,
 )
-from nodeclient.receipts._keccak import KECCAK_BACKEND, keccak256  # noqa: E402
+from nodeclient.receipts._keccak import KECCAK_BACKEND, keccak256
 
 # Public, test-only keys (keccak256 of labels); never fund them.
 CONSUMER_KEY = keccak256(b"kuota-bench:consumer")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["keccak256", "KECCAK_BACKEND"]
+__all__ = ["KECCAK_BACKEND", "keccak256"]
 
 keccak256: Callable[[bytes], bytes]
 

@@ -40,18 +40,19 @@ from nodeclient.receipts.verify import verify_many
 __all__ = [
     "BUNDLE_VERSION",
     "Bundle",
-    "BundleProblem",
     "BundleCheck",
+    "BundleProblem",
     "PreparedBatch",
-    "canonical_json",
-    "bundle_sort_key",
-    "build_bundle",
-    "write_bundle",
     "atomic_write_bytes",
-    "prepare_batch",
-    "check_bundle_bytes",
+    "atomic_write_chunks",
+    "build_bundle",
+    "bundle_sort_key",
+    "canonical_json",
     "check_bundle",
+    "check_bundle_bytes",
     "load_bundle",
+    "prepare_batch",
+    "write_bundle",
 ]
 
 BUNDLE_VERSION = 1
@@ -137,7 +138,12 @@ def build_bundle(receipts: Iterable[SignedReceipt | StoredReceipt], domain: Rece
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the whole new one.
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the whole new one."""
+    atomic_write_chunks(path, (data,))
+
+
+def atomic_write_chunks(path: Path, chunks: Iterable[bytes]) -> None:
+    """Stream ``chunks`` into ``path`` atomically.
 
     Temporary file in the same directory, fsync, rename over the target, fsync the directory (the
     rename itself is only durable once the directory entry is).
@@ -147,7 +153,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -10,23 +10,23 @@ from __future__ import annotations
 from nodeclient.errors import EXIT_AUDIT_EVIDENCE, EXIT_NOT_FOUND, ReceiptError, StoreError
 
 __all__ = [
-    "ReceiptFieldError",
-    "ReceiptFileError",
-    "SignatureError",
-    "InvalidSignerError",
-    "NodeMismatchError",
-    "DomainMismatchError",
-    "StaleReceiptError",
-    "PrivateKeyError",
+    "BatchConflictError",
+    "BatchNotFoundError",
+    "BatchStateError",
     "BundleError",
     "BundleRecordError",
+    "DomainMismatchError",
+    "InvalidSignerError",
+    "NodeMismatchError",
+    "NothingOwedError",
+    "PrivateKeyError",
+    "ReceiptFieldError",
+    "ReceiptFileError",
+    "ReceiptNotFoundError",
+    "SignatureError",
+    "StaleReceiptError",
     "StoreCorruptError",
     "StoreSchemaError",
-    "BatchStateError",
-    "BatchConflictError",
-    "NothingOwedError",
-    "ReceiptNotFoundError",
-    "BatchNotFoundError",
 ]
 
 

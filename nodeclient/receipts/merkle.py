@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from nodeclient.errors import ReceiptError
 from nodeclient.receipts._keccak import keccak256
 
-__all__ = ["hash_pair", "merkle_root", "merkle_proof", "verify_proof"]
+__all__ = ["hash_pair", "merkle_proof", "merkle_root", "verify_proof"]
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:

@@ -28,25 +28,25 @@ from nodeclient.receipts._keccak import keccak256
 from nodeclient.receipts.errors import ReceiptFieldError, ReceiptFileError, SignatureError
 
 __all__ = [
+    "JSON_FIELDS",
+    "SECP256K1_HALF_N",
+    "SECP256K1_N",
     "UINT32_MAX",
     "UINT64_MAX",
     "UINT128_MAX",
     "UINT256_MAX",
-    "SECP256K1_N",
-    "SECP256K1_HALF_N",
     "ZERO_ADDRESS",
-    "JSON_FIELDS",
     "RawReceipt",
     "Receipt",
     "SignedReceipt",
-    "to_checksum_address",
-    "parse_address",
-    "parse_signature",
-    "parse_raw_receipt",
-    "raw_to_json_dict",
-    "parse_receipts_text",
-    "load_receipts",
     "iter_receipts_jsonl",
+    "load_receipts",
+    "parse_address",
+    "parse_raw_receipt",
+    "parse_receipts_text",
+    "parse_signature",
+    "raw_to_json_dict",
+    "to_checksum_address",
 ]
 
 UINT32_MAX = 2**32 - 1
@@ -274,8 +274,12 @@ class Receipt(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _check(cls, data: Any) -> Any:
-        if isinstance(data, Receipt):
+        if isinstance(data, cls):
             return data
+        if isinstance(data, Receipt):
+            # e.g. an unsigned Receipt given where a SignedReceipt is expected: validate its fields,
+            # so the missing signature is reported like any other missing field.
+            data = data.to_json_dict()
         if isinstance(data, Mapping):
             # Accept Python names too (code constructs models with them); both spellings at once is ambiguous.
             json_shaped: dict[Any, Any] = {}

@@ -29,26 +29,26 @@ from nodeclient.receipts.model import (
 )
 
 __all__ = [
-    "RECEIPT_TYPE",
-    "RECEIPT_TYPEHASH",
-    "EIP712_DOMAIN_TYPE",
-    "EIP712_DOMAIN_TYPEHASH",
     "DOMAIN_NAME",
     "DOMAIN_VERSION",
+    "EIP712_DOMAIN_TYPE",
+    "EIP712_DOMAIN_TYPEHASH",
+    "RECEIPT_TYPE",
+    "RECEIPT_TYPEHASH",
     "ReceiptDomain",
     "ReceiptSigner",
+    "address_of_key",
+    "digest_raw",
+    "receipt_digest",
     "receipt_domain",
     "receipt_struct_hash",
-    "receipt_digest",
-    "digest_raw",
-    "typed_data",
-    "sign_digest",
-    "sign_receipt",
     "recover_signer",
     "recover_signer_bytes",
     "recover_signer_eth_keys",
+    "sign_digest",
+    "sign_receipt",
+    "typed_data",
     "verify_receipt",
-    "address_of_key",
 ]
 
 RECEIPT_TYPE = (
@@ -265,7 +265,7 @@ def recover_signer_bytes(digest: bytes, signature: bytes) -> bytes:
         raise SignatureError(signature, "has high s (s > n/2): a malleable signature")
     try:
         public = PublicKey.from_signature_and_message(signature[:64] + bytes((v - 27,)), digest, hasher=None)
-    except Exception as exc:  # coincurve raises a bare Exception when no point recovers
+    except ValueError as exc:  # no point recovers (r is not the x of a curve point for this v)
         raise SignatureError(signature, f"does not recover to any public key ({exc})") from None
     return _address_of_public(public)
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Self
 
 from nodeclient.errors import ReceiptError, StoreError
 from nodeclient.receipts.errors import (
@@ -47,15 +47,15 @@ from nodeclient.receipts.model import SignedReceipt, parse_address, to_checksum_
 from nodeclient.receipts.signing import ReceiptDomain, verify_receipt
 
 __all__ = [
-    "SCHEMA_VERSION",
     "APPLICATION_ID",
-    "BatchState",
-    "StoredReceipt",
-    "ChannelState",
-    "ReceiptOutcome",
+    "SCHEMA_VERSION",
     "BatchItem",
     "BatchRecord",
+    "BatchState",
+    "ChannelState",
+    "ReceiptOutcome",
     "ReceiptStore",
+    "StoredReceipt",
 ]
 
 #: Current schema version (PRAGMA user_version). Older files are migrated on open.
@@ -310,7 +310,7 @@ class ReceiptStore:
     def __repr__(self) -> str:
         return f"ReceiptStore({str(self.path)!r})"
 
-    def __enter__(self) -> ReceiptStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -961,11 +961,11 @@ class ReceiptStore:
                 destination.write(line)
                 count += 1
             return count
-        from nodeclient.receipts.bundles import atomic_write_bytes
+        from nodeclient.receipts.bundles import atomic_write_chunks
 
-        data = "".join(lines)
-        atomic_write_bytes(Path(destination), data.encode("utf-8"))
-        return data.count("\n")
+        counted = _Counter(lines)
+        atomic_write_chunks(Path(destination), (line.encode("utf-8") for line in counted))
+        return counted.count
 
     def integrity_problems(self) -> list[str]:
         """Everything wrong with the store (empty list: healthy). SQLite's own checks plus invariants."""
@@ -1083,6 +1083,19 @@ def _at_index(exc: ReceiptError, index: int, total: int) -> ReceiptError:
     if total > 1:
         exc.args = (f"Receipt {index}: {exc}",)
     return exc
+
+
+class _Counter:
+    """Iterator wrapper that counts what passed through (an export streams, it is never held whole)."""
+
+    def __init__(self, inner: Iterator[str]) -> None:
+        self._inner = inner
+        self.count = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for item in self._inner:
+            self.count += 1
+            yield item
 
 
 def _tx_hash(value: bytes | str) -> str:

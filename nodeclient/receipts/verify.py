@@ -18,7 +18,7 @@ from nodeclient.errors import ReceiptError
 from nodeclient.receipts.model import RawReceipt, Receipt, parse_raw_receipt, to_checksum_address
 from nodeclient.receipts.signing import ReceiptDomain, digest_raw, recover_signer_bytes
 
-__all__ = ["RecordCheck", "check_record", "verify_many", "first_failure", "DEFAULT_CHUNK"]
+__all__ = ["DEFAULT_CHUNK", "RecordCheck", "check_record", "first_failure", "verify_many"]
 
 #: Records per task sent to a worker: large enough that pickling is amortised, small enough to balance.
 DEFAULT_CHUNK = 2048

@@ -33,16 +33,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from receipt_helpers import NODE, SETTLEMENT, make_receipt, make_test_key  # noqa: E402
+from receipt_helpers import NODE, SETTLEMENT, make_receipt, make_test_key
 
-from nodeclient.receipts import (  # noqa: E402
+from nodeclient.receipts import (
     ReceiptOutcome,
     ReceiptSigner,
     ReceiptStore,
     prepare_batch,
     receipt_domain,
 )
-from nodeclient.receipts._keccak import keccak256  # noqa: E402
+from nodeclient.receipts._keccak import keccak256
 
 DOMAIN = receipt_domain(31337, SETTLEMENT)
 SIGNERS = [ReceiptSigner(make_test_key(f"crash-consumer-{i}"), DOMAIN) for i in range(4)]
@@ -99,7 +99,7 @@ def _outcomes(store: ReceiptStore, batch) -> list[ReceiptOutcome]:
     for item in batch.items:
         channel = store.channel(item.receipt.receipt.consumer, item.receipt.receipt.node)
         owed = item.receipt.receipt.cumulative_amount - channel.settled_amount
-        paid = owed if owed > 0 else 0
+        paid = max(0, owed)
         out.append(ReceiptOutcome("settled", paid, paid * 5 // 100) if paid else ReceiptOutcome("skipped"))
     return out
 

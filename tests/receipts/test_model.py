@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pydantic
 import pytest
+from receipt_helpers import CONSUMER, CONSUMER_KEY, NODE, make_receipt
 
 from nodeclient.errors import ReceiptError
 from nodeclient.receipts import (
@@ -21,8 +23,6 @@ from nodeclient.receipts import (
     sign_receipt,
 )
 from nodeclient.receipts.model import SECP256K1_N
-
-from receipt_helpers import CONSUMER, CONSUMER_KEY, NODE, make_receipt
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_session_id_is_normalised_to_lower_case():
 
 def test_model_is_frozen():
     receipt = make_receipt()
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         receipt.cumulative_amount = 5  # type: ignore[misc]
     assert receipt.cumulative_amount == 1000
 
@@ -265,3 +265,41 @@ def test_huge_number_text_is_a_clean_error(signed_json):
     text = json.dumps(signed_json).replace(str(signed_json["cumulativeAmount"]), "9" * 5000, 1)
     with pytest.raises(ReceiptFileError):
         parse_receipts_text(text)
+
+
+def test_unsigned_model_where_signed_expected_reports_missing_signature():
+    with pytest.raises(ReceiptFieldError, match="'signature' is missing"):
+        SignedReceipt.model_validate(make_receipt())
+
+
+def test_fuzzed_receipt_text_only_ever_raises_receipt_errors(signed_json):
+    # Truncations, byte flips and splices of valid input: each either parses to a valid receipt or
+    # raises a ReceiptError (never a KeyError, TypeError, pydantic error, or a crash).
+    import random
+
+    rng = random.Random(1234)
+    text = json.dumps(signed_json)
+    outcomes = {"parsed": 0, "refused": 0}
+    for _ in range(1500):
+        mutated = list(text)
+        kind = rng.randrange(4)
+        if kind == 0:
+            mutated = mutated[: rng.randrange(len(mutated))]
+        elif kind == 1:
+            for _ in range(rng.randint(1, 3)):
+                mutated[rng.randrange(len(mutated))] = rng.choice('0123456789abcdefABCDEF"{}[],:-. xe')
+        elif kind == 2:
+            i = rng.randrange(len(mutated))
+            mutated[i:i] = list(rng.choice(['"x":1,', "-", "1e999", "null", "true", "[]", "{}", '"', "\n"]))
+        else:
+            mutated = list("\n".join([text] * rng.randint(2, 3)))
+            mutated[rng.randrange(len(mutated))] = rng.choice("}{,\n")
+        try:
+            parsed = parse_receipts_text("".join(mutated), source="fuzz")
+        except ReceiptError as exc:
+            assert str(exc).startswith("fuzz")
+            outcomes["refused"] += 1
+        else:
+            assert all(isinstance(r, SignedReceipt) for r in parsed)
+            outcomes["parsed"] += 1
+    assert outcomes["refused"] > 1000 and outcomes["parsed"] > 0

@@ -8,6 +8,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak
+from receipt_helpers import CONSUMER, CONSUMER2_KEY, CONSUMER_KEY, NODE, SETTLEMENT, make_receipt
 
 from nodeclient.receipts import (
     UINT128_MAX,
@@ -24,8 +25,6 @@ from nodeclient.receipts import (
     verify_receipt,
 )
 from nodeclient.receipts.model import SECP256K1_HALF_N, SECP256K1_N
-
-from receipt_helpers import CONSUMER, CONSUMER2_KEY, CONSUMER_KEY, NODE, SETTLEMENT, make_receipt
 
 
 def _random_receipt(rng: random.Random):

@@ -261,7 +261,7 @@ def test_concurrent_threads_and_two_connections(tmp_path, signer, signer2):
         try:
             for amount in range(1, 41):
                 _accept(store, s, amount)
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001 - collected and asserted empty below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(a, signer)), threading.Thread(target=run, args=(b, signer2))]
@@ -335,6 +335,7 @@ def test_bundle_receipts_span_since_previous_settlement(store, signer, two_chann
 
 def test_channel_cannot_be_in_two_open_batches(store, signer, two_channels):
     latest1, latest2 = two_channels
+    assert latest2.receipt.consumer == CONSUMER2
     first = store.begin_batch([latest1])
     _accept(store, signer, 99)
     snap = db_snapshot(store.path)
@@ -345,7 +346,7 @@ def test_channel_cannot_be_in_two_open_batches(store, signer, two_channels):
 
 @pytest.mark.parametrize("bad", ["empty", "two_nodes", "same_channel", "unknown", "settled"])
 def test_begin_batch_refuses_bad_batches(store, signer, two_channels, bad):
-    latest1, latest2 = two_channels
+    latest1 = two_channels[0]
     if bad == "settled":
         b = store.begin_batch([latest1])
         store.mark_submitted(b, TX1, 1)
@@ -418,7 +419,7 @@ def test_outcome_values_are_validated():
 
 
 def test_failed_and_skipped_batches_release_channels(store, two_channels):
-    latest1, latest2 = two_channels
+    latest1 = two_channels[0]
     b1 = store.begin_batch([latest1])
     store.mark_skipped(b1, "gas too high")
     b2 = store.begin_batch([latest1])

@@ -21,7 +21,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 
 OUT = Path(__file__).resolve().parent / "receipts.json"
 RECEIPT_TYPE = (

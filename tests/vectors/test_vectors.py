@@ -34,7 +34,8 @@ def _domain(index: int):
 
 
 def test_file_is_what_the_generator_produces():
-    result = subprocess.run([sys.executable, str(HERE / "make_vectors.py"), "--check"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(HERE / "make_vectors.py"), "--check"],
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
 
 

@@ -31,7 +31,7 @@ def _as_tuple(receipt: Receipt) -> tuple:
 
 def test_eip712_domain_of_the_contract(settlement, deployed_domain):
     # ERC-5267 (OpenZeppelin EIP712): the domain wallets will be shown.
-    fields, name, version, chain_id, verifying_contract, _salt, _ext = settlement.eip712Domain()
+    _fields, name, version, chain_id, verifying_contract, _salt, _ext = settlement.eip712Domain()
     assert (name, version, chain_id, verifying_contract) == ("Kuota", "1", deployed_domain.chain_id,
                                                              deployed_domain.verifying_contract)
 
