@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,13 +142,23 @@ class TxJournal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # One connection shared by threads (the relay settles in the background) under a lock.
+            self._lock = threading.RLock()
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"transaction journal {self.path} cannot be opened: {exc}") from None
+
+    def _execute(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """Run one statement under the lock and return all its rows (fetched under the lock too)."""
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"transaction journal {self.path}: {exc}") from None
 
     def close(self) -> None:
         """Close the database."""
@@ -180,7 +191,7 @@ class TxJournal:
     ) -> None:
         """Record a freshly signed transaction (status ``signed``), durably, before it is broadcast."""
         now = time.time()
-        self._db.execute(
+        self._execute(
             "INSERT OR IGNORE INTO txs (tx_hash, chain_id, sender, nonce, kind, description, node, raw, to_address,"
             " data, value, gas_limit, max_fee, priority_fee, status, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'signed', ?, ?)",
@@ -200,7 +211,7 @@ class TxJournal:
         effective_gas_price: int | None = None,
     ) -> None:
         """Move a transaction to ``status`` (with its receipt figures once mined)."""
-        self._db.execute(
+        self._execute(
             "UPDATE txs SET status = ?, block_number = COALESCE(?, block_number), gas_used = COALESCE(?, gas_used),"
             " effective_gas_price = COALESCE(?, effective_gas_price), updated_at = ? WHERE tx_hash = ?",
             (status, block_number, gas_used, effective_gas_price, time.time(), tx_hash),
@@ -209,7 +220,7 @@ class TxJournal:
     def resolve_group(self, winner: str | None, chain_id: int, sender: str, nonce: int) -> None:
         """Mark every other pending member of a nonce group ``replaced`` (or ``dropped`` if none won)."""
         other = "replaced" if winner else "dropped"
-        self._db.execute(
+        self._execute(
             "UPDATE txs SET status = ?, updated_at = ? WHERE chain_id = ? AND sender = ? AND nonce = ?"
             " AND tx_hash != ? AND status IN ('signed', 'sent')",
             (other, time.time(), chain_id, sender, nonce, winner or ""),
@@ -217,32 +228,32 @@ class TxJournal:
 
     def get(self, tx_hash: str) -> TxRecord | None:
         """The record of ``tx_hash``, if journaled."""
-        row = self._db.execute("SELECT * FROM txs WHERE tx_hash = ?", (tx_hash,)).fetchone()
-        return self._record(row) if row else None
+        rows = self._execute("SELECT * FROM txs WHERE tx_hash = ?", (tx_hash,))
+        return self._record(rows[0]) if rows else None
 
     def group(self, chain_id: int, sender: str, nonce: int) -> list[TxRecord]:
         """Every transaction at (chain, sender, nonce), oldest first."""
-        rows = self._db.execute(
+        rows = self._execute(
             "SELECT * FROM txs WHERE chain_id = ? AND sender = ? AND nonce = ? ORDER BY created_at, rowid",
             (chain_id, sender, nonce),
-        ).fetchall()
+        )
         return [self._record(r) for r in rows]
 
     def pending_nonces(self, chain_id: int, sender: str) -> list[int]:
         """Nonces of ``sender`` with a transaction whose fate is unknown, ascending."""
-        rows = self._db.execute(
+        rows = self._execute(
             "SELECT DISTINCT nonce FROM txs WHERE chain_id = ? AND sender = ? AND status IN ('signed', 'sent')"
             " ORDER BY nonce",
             (chain_id, sender),
-        ).fetchall()
+        )
         return [r[0] for r in rows]
 
     def max_nonce(self, chain_id: int, sender: str) -> int | None:
         """Highest nonce ever journaled for ``sender`` that was not dropped."""
-        row = self._db.execute(
+        rows = self._execute(
             "SELECT MAX(nonce) FROM txs WHERE chain_id = ? AND sender = ? AND status != 'dropped'", (chain_id, sender)
-        ).fetchone()
-        return row[0]
+        )
+        return rows[0][0]
 
     def records(self, chain_id: int, *, node: str | None = None, sender: str | None = None) -> list[TxRecord]:
         """Journaled transactions on ``chain_id``, optionally for one node or sender, oldest first."""
@@ -254,5 +265,5 @@ class TxJournal:
         if sender is not None:
             query += " AND sender = ?"
             params.append(sender)
-        rows = self._db.execute(query + " ORDER BY created_at, rowid", params).fetchall()
+        rows = self._execute(query + " ORDER BY created_at, rowid", params)
         return [self._record(r) for r in rows]

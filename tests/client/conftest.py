@@ -77,6 +77,15 @@ class KuotaEnv:
             env=env, cwd=str(self.home), capture_output=True, text=True, timeout=timeout, **kwargs,
         )
 
+    def subprocess_popen(self, *args: str) -> subprocess.Popen:
+        """Start ``kuota ARGS`` in a subprocess without waiting (for kill tests)."""
+        env = {**os.environ, **self.env}
+        env.pop("KUOTA_PASSWORD", None)
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "kuota"), *args], env=env, cwd=str(self.home),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
     def pw(self) -> list[str]:
         """``--password-file`` flags."""
         return ["--password-file", str(self.password_file)]
@@ -117,6 +126,12 @@ def funded(kuota, kenv, accounts):
     for role in ("consumer", "consumer2"):
         kuota.payment_token.mint(kenv.addresses[role], 1_000 * 10**6, {"from": deployer})
     return kenv
+
+
+@pytest.fixture
+def fresh(funded, kuota, rpc_url, tmp_path) -> KuotaEnv:
+    """A new client home (empty journal and store) against the module's funded deployment."""
+    return make_home(tmp_path / "fresh", rpc_url, kuota.manifest)
 
 
 def anvil_key(index: int) -> str:

@@ -1,0 +1,146 @@
+"""The chain client's transaction machinery on a real Anvil: fee-bump replacement at the same nonce,
+a journal that survives a killed process, gas funds checks and decoded reverts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+
+import pytest
+from eth_account import Account
+
+from nodeclient.chain import ChainClient, ContractRevertError, NotEnoughGasFundsError
+from nodeclient.config import NetworkProfile
+from nodeclient.keys import KeyManager, Secret
+from tests.client.conftest import PASSWORD
+
+
+def client_for(k, **profile) -> ChainClient:
+    prof = NetworkProfile(name="test", rpc_url=k.rpc_url, chain_id=k.chain_id, manifest=k.manifest, **profile)
+    return ChainClient.connect(prof, k.home / "data")
+
+
+def unlock(k, alias: str):
+    keys = KeyManager(k.home / "data")
+    return keys.unlock(keys.find(alias), Secret(PASSWORD))
+
+
+def set_automine(client: ChainClient, on: bool) -> None:
+    client.w3.provider.make_request("evm_setAutomine", [on])
+
+
+def test_stuck_transaction_is_replaced_at_the_same_nonce_with_a_fee_bump(fresh):
+    k = fresh
+    client = client_for(k, stuck_after=1.0, tx_timeout=60, fee_bump_percent=12)
+    signer = unlock(k, "operator")
+    token = client.contract("KuotaToken")
+    staking = client.deployment.address("Staking")
+    nonce_before = client.w3.eth.get_transaction_count(signer.address)
+    signed: list[tuple[str, int]] = []
+    outcome: dict = {}
+
+    def send():
+        try:
+            outcome["result"] = client.transact(
+                signer, token.functions.approve(staking, 123), "approve for the test", on_signed=lambda h, n: signed.append((h, n))
+            )
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+
+    set_automine(client, False)
+    try:
+        thread = threading.Thread(target=send)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while len(signed) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(signed) >= 2, "no replacement was signed for a stuck transaction"
+        client.w3.provider.make_request("evm_mine", [])
+    finally:
+        set_automine(client, True)
+    thread.join(timeout=60)
+    assert "error" not in outcome, outcome.get("error")
+    result = outcome["result"]
+    assert {n for _, n in signed} == {nonce_before}, "a replacement used another nonce"
+    assert result.nonce == nonce_before and result.replacements >= 1
+    assert client.w3.eth.get_transaction_count(signer.address) == nonce_before + 1
+    assert token.functions.allowance(signer.address, staking).call() == 123
+    group = client.journal.group(client.chain_id, signer.address, nonce_before)
+    assert [r.status for r in group].count("mined") == 1
+    assert all(r.status in ("mined", "replaced") for r in group)
+    for old, new in zip(group, group[1:]):
+        assert new.max_fee * 100 >= old.max_fee * 110 and new.priority_fee * 100 >= old.priority_fee * 110
+    mined = next(r for r in group if r.status == "mined")
+    assert mined.tx_hash == result.tx_hash
+
+
+def test_journal_survives_a_killed_process_and_the_nonce_is_reused_once(fresh):
+    k = fresh
+    client = client_for(k)
+    operator = k.addresses["operator"]
+    bonded_before = client.contract("Staking").functions.bondedOf(operator).call()
+    nonce_before = client.w3.eth.get_transaction_count(operator)
+    set_automine(client, False)
+    try:
+        # Nothing mines while automine is off: the command waits on its approve until it is killed.
+        proc = k.subprocess_popen("stake", "add", "7", "--account", "operator", *k.pw(), "--yes")
+        journal = k.home / "data" / "txjournal.sqlite"
+        deadline = time.monotonic() + 60
+        rows = []
+        while time.monotonic() < deadline and not rows:
+            time.sleep(0.2)
+            if journal.exists():
+                with sqlite3.connect(journal) as db:
+                    rows = db.execute("SELECT tx_hash, nonce, status FROM txs WHERE nonce = ?", (nonce_before,)).fetchall()
+        assert rows, "the approve transaction was never journaled"
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        set_automine(client, True)
+        client.w3.provider.make_request("evm_mine", [])  # the killed run's broadcast approve, if any
+    # A new process (same data dir) resumes the journaled approve at its nonce, then stakes.
+    result = k.run("stake", "add", "7", "--account", "operator", *k.pw(), "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    staking = client.contract("Staking")
+    # The killed run's approve (7) was finished at its own nonce, not re-sent; this run staked 7 once.
+    assert staking.functions.bondedOf(operator).call() == bonded_before + 7 * 10**18
+    group = client.journal.group(client.chain_id, operator, nonce_before)
+    assert [r.status for r in group].count("mined") == 1
+    nonces = sorted(r.nonce for r in client.journal.records(client.chain_id, sender=operator) if r.status == "mined")
+    assert nonces == list(range(nonces[0], nonces[0] + len(nonces))), "nonces must be consecutive with no gap or reuse"
+
+
+def test_no_gas_funds_is_an_insufficient_funds_error(fresh, tmp_path):
+    k = fresh
+    client = client_for(k)
+    keys = KeyManager(tmp_path, kdf_iterations=2**10)
+    fresh = Account.create()
+    info = keys.import_private_key("poor", Secret(fresh.key.hex()), Secret(PASSWORD))
+    signer = keys.unlock(info, Secret(PASSWORD))
+    call = client.contract("KuotaToken").functions.approve(client.deployment.address("Staking"), 1)
+    with pytest.raises(NotEnoughGasFundsError) as caught:
+        client.transact(signer, call, "approve from an empty account")
+    assert caught.value.exit_code == 5 and fresh.address in str(caught.value)
+    assert client.w3.eth.get_transaction_count(fresh.address) == 0
+
+
+def test_revert_is_decoded_with_names_and_values(fresh):
+    k = fresh
+    client = client_for(k)
+    signer = unlock(k, "operator")
+    with pytest.raises(ContractRevertError) as caught:
+        client.transact(signer, client.contract("Staking").functions.withdraw(), "withdraw")
+    assert caught.value.error is not None
+    assert str(caught.value.error) == f"StakingNothingToWithdraw(operator={signer.address})"
+    assert caught.value.exit_code == 4
+    zero = client.contract("Staking").functions.stake(0)
+    with pytest.raises(ContractRevertError) as caught:
+        client.estimate(signer.address, zero, "stake 0")
+    assert caught.value.error.name == "StakingZeroAmount"
+    assert json.dumps(caught.value.error.to_json())
