@@ -1,6 +1,29 @@
 """Proof-of-bandwidth receipts: model, EIP-712 signing and recovery, durable store, bundles.
 
-The public API others call is re-exported here; see each module for details.
+Consumer (signs)::
+
+    domain = receipt_domain(chain_id, settlement_address)
+    signer = ReceiptSigner(private_key, domain)          # repr shows the address only
+    signed = signer.sign(Receipt(consumer=signer.address, node=node, session_id=sid,
+                                 cumulative_bytes=b, cumulative_amount=a, latency_ms=l, issued_at=t))
+
+Node (stores, acks after `accept` returns, settles)::
+
+    store = ReceiptStore(path, domain=domain)
+    stored = store.accept(signed, expected_domain=domain, expected_node=node)   # durable now: ack
+    prepared = prepare_batch(store, [c.latest for c in store.unsettled_channels(node=node)], domain, bundle_dir)
+    store.mark_submitted(prepared.batch_id, tx_hash, nonce)      # before broadcasting
+    store.mark_confirmed(prepared.batch_id, outcomes)            # from ReceiptSettled / ReceiptSkipped
+    store.pending_batches()                                      # after a restart: reconcile these
+
+Auditor (verifies)::
+
+    check = check_bundle(path, expected_domain=domain, expected_root=committed_root)
+    for problem in check.problems: print(problem)                # "receipt 17 field 'signature': ..."
+    verify_many(records, domain, processes=4)                    # RecordCheck per record
+
+Errors are `nodeclient.errors.ReceiptError` / `StoreError` subclasses from `nodeclient.receipts.errors`,
+each naming the offending field and value.
 """
 
 from __future__ import annotations

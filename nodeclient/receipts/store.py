@@ -616,10 +616,11 @@ class ReceiptStore:
         sql = (
             "SELECT c.consumer, c.node, c.settled_amount, c.settled_bytes, c.settled_receipt_id, "
             "c.chain_settled_amount, c.chain_settled_bytes, "
-            "(SELECT b.id FROM batch_items bi JOIN batches b ON b.id = bi.batch_id JOIN receipts rr ON rr.id = bi.receipt_id "
-            " WHERE rr.consumer = c.consumer AND rr.node = c.node AND b.state IN ('pending', 'submitted') LIMIT 1), "
+            "ob.batch_id, "
             + _RECEIPT_COLUMNS
-            + " FROM channels c JOIN receipts r ON r.id = c.latest_receipt_id "
+            + " FROM channels c JOIN receipts r ON r.id = c.latest_receipt_id LEFT JOIN ("
+            + _OPEN_BATCH_CHANNELS
+            + ") ob ON ob.consumer = c.consumer AND ob.node = c.node "
             + where
             + " ORDER BY c.node, c.consumer"
         )
@@ -719,9 +720,7 @@ class ReceiptStore:
                     raise StoreError(f"Batch receipt {index} repeats channel ({receipt.consumer}, {node}).")
                 seen.add(receipt.channel)
                 open_batch = cur.execute(
-                    "SELECT b.id FROM batch_items bi JOIN batches b ON b.id = bi.batch_id "
-                    "JOIN receipts r ON r.id = bi.receipt_id WHERE r.consumer = ? AND r.node = ? "
-                    "AND b.state IN ('pending', 'submitted') LIMIT 1",
+                    "SELECT batch_id FROM (" + _OPEN_BATCH_CHANNELS + ") WHERE consumer = ? AND node = ?",
                     receipt.channel,
                 ).fetchone()
                 if open_batch is not None:
@@ -1051,6 +1050,14 @@ _RECEIPT_COLUMNS = (
     "r.latency_ms, r.issued_at, r.signature, r.accepted_at"
 )
 _RECEIPT_SELECT = "SELECT " + _RECEIPT_COLUMNS + " FROM receipts r"
+# Channels in open batches. CROSS JOIN fixes the join order: start from the few open batches (partial
+# index batches_open), never from a channel's possibly millions of receipts.
+_OPEN_BATCH_CHANNELS = (
+    "SELECT rr.consumer AS consumer, rr.node AS node, min(b.id) AS batch_id "
+    "FROM batches b CROSS JOIN batch_items bi CROSS JOIN receipts rr "
+    "WHERE b.state IN ('pending', 'submitted') AND bi.batch_id = b.id AND rr.id = bi.receipt_id "
+    "GROUP BY rr.consumer, rr.node"
+)
 
 
 def _stored(row: Sequence[Any], created: bool = True) -> StoredReceipt:

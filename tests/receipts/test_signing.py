@@ -138,3 +138,27 @@ def test_domain_rejects_bad_values():
         receipt_domain(0, SETTLEMENT)
     with pytest.raises(ReceiptFieldError, match="verifyingContract"):
         receipt_domain(1, "0x" + "0" * 40)
+
+
+def test_private_key_never_appears_in_errors_or_tracebacks(domain):
+    import traceback
+
+    from eth_account import Account as EthAccount
+
+    key_hex = CONSUMER_KEY.hex()
+    failures = [
+        lambda: sign_receipt(make_receipt(consumer=NODE), CONSUMER_KEY, domain),  # wrong consumer
+        lambda: sign_receipt(make_receipt(consumer=NODE), "0x" + key_hex, domain),
+        lambda: sign_receipt(make_receipt(consumer=NODE), EthAccount.from_key(CONSUMER_KEY), domain),
+        lambda: sign_receipt(make_receipt(), key_hex[:-1] + "g", domain),  # not hex
+        lambda: sign_receipt(make_receipt(), key_hex + "00", domain),  # too long
+        lambda: ReceiptSigner(CONSUMER_KEY, domain).sign(make_receipt(consumer=NODE)),
+    ]
+    for fail in failures:
+        try:
+            fail()
+        except Exception:  # noqa: BLE001 - every failure's full traceback is inspected
+            text = traceback.format_exc()
+        else:  # pragma: no cover
+            pytest.fail("expected a failure")
+        assert key_hex not in text.lower() and key_hex[:-1] not in text.lower()

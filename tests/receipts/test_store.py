@@ -472,3 +472,22 @@ def test_sync_channel_records_chain_view_separately(store, two_channels):
     with pytest.raises(StoreError, match="no receipts"):
         store.sync_channel(CONSUMER, OTHER_NODE, 1, 1)
     assert store.integrity_problems() == []
+
+
+def test_failed_migration_leaves_the_file_at_its_old_version(tmp_path, monkeypatch, signer):
+    # A migration that breaks half-way (here: its last statement is invalid SQL) must not leave a
+    # half-built schema behind: the DDL and the user_version bump share one transaction.
+    from nodeclient.receipts import store as store_module
+
+    path = tmp_path / "m.db"
+    broken = (store_module._MIGRATIONS[0] + "\nCREATE TABLE broken (;\n",)
+    monkeypatch.setattr(store_module, "_MIGRATIONS", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        ReceiptStore(path)
+    conn = sqlite3.connect(str(path))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    conn.close()
+    monkeypatch.undo()
+    with ReceiptStore(path) as store:
+        assert _accept(store, signer, 1).created and store.integrity_problems() == []
