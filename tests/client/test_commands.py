@@ -1,0 +1,110 @@
+"""The remaining commands end to end: node update/rotate-key/exit/status, stake unbond/withdraw/show,
+escrow show/thaw/cancel-thaw, receipts list/export, dry runs; and the gas-aware policy rule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from brownie import chain
+
+from nodeclient._utils.policy import decide
+from nodeclient.config import PolicySettings
+
+
+def test_operator_lifecycle_commands(fresh, kuota):
+    k = fresh
+    node, operator = k.addresses["node"], k.addresses["operator"]
+    # A dry run of a spend prints the plan (fee included) and sends nothing.
+    dry = k.ok("stake", "add", "1000", "--account", "operator", *k.pw(), "--dry-run", "--json")
+    assert dry["dryRun"] is True and dry["fee"]["gasLimit"] > 0 and dry["from"] == operator
+    assert kuota.staking.bondedOf(operator) == 0 and kuota.token.allowance(operator, kuota.staking) == 0
+    k.ok("stake", "add", "2000", "--account", "operator", *k.pw(), "--yes")
+    k.ok("node", "register", "--account", "operator", "--node-account", "node", "--price", "0.1", "--capacity", "50",
+         "--region", "us-east", *k.pw(), "--yes")
+    status = k.ok("node", "status", "--account", "operator", "--json")
+    assert [n["node"] for n in status["nodes"]] == [node] and status["nodes"][0]["pricePerGiB"] == 100_000
+
+    updated = k.ok("node", "update", node, "--price", "0.2", "--region", "eu-north", "--account", "operator", *k.pw(), "--yes", "--json")
+    assert updated["node"]["pricePerGiB"] == 200_000 and updated["node"]["region"] == "eu-north"
+    assert updated["node"]["capacityMbps"] == 50  # fields not given stay
+
+    newkey = k.addresses["newkey"]
+    rotated = k.ok("node", "rotate-key", node, "--node-account", "newkey", "--account", "operator", *k.pw(), "--yes", "--json")
+    assert rotated["newKey"] == newkey and kuota.registry.getNode(node)[2] == newkey
+
+    shown = k.ok("stake", "show", "--account", "operator", "--json")
+    assert shown["bonded"] == 2000 * 10**18 and shown["required"] == 1000 * 10**18
+    k.ok("stake", "unbond", "1000", "--account", "operator", *k.pw(), "--yes")
+    k.ok("node", "exit", node, "--account", "operator", *k.pw(), "--yes")
+    assert kuota.registry.statusOf(node) == 2  # Exiting
+    chain.sleep(kuota.staking.unbondingPeriod() + 1)
+    chain.mine()
+    before = kuota.token.balanceOf(operator)
+    k.ok("stake", "withdraw", "--account", "operator", *k.pw(), "--yes")
+    assert kuota.token.balanceOf(operator) == before + 1000 * 10**18
+
+
+def test_consumer_escrow_commands_and_receipt_listing(fresh, kuota, tmp_path):
+    k = fresh
+    consumer = k.addresses["consumer"]
+    k.ok("escrow", "deposit", "20", "--account", "consumer", *k.pw(), "--yes")
+    k.ok("escrow", "thaw", "5", "--account", "consumer", *k.pw(), "--yes")
+    shown = k.ok("escrow", "show", "--account", "consumer", "--json")
+    assert (shown["available"], shown["thawing"]) == (15 * 10**6, 5 * 10**6) and shown["thawEndsAt"] > 0
+    # Withdrawing before the thaw ends is refused before any gas is spent.
+    early = k.run("escrow", "withdraw", "--account", "consumer", *k.pw(), "--yes")
+    assert early.exit_code == 8 and "s to go" in early.stderr
+    k.ok("escrow", "cancel-thaw", "--account", "consumer", *k.pw(), "--yes")
+    assert [int(v) for v in kuota.escrow.accountOf(consumer)[:2]] == [20 * 10**6, 0]
+
+    k.ok("stake", "add", "1000", "--account", "operator", *k.pw(), "--yes")
+    k.ok("node", "register", "--account", "operator", "--node-account", "node", "--price", "1", "--capacity", "1",
+         "--region", "x", *k.pw(), "--yes")
+    node = k.addresses["node"]
+    f = tmp_path / "r.jsonl"
+    for amount in ("0.5", "1.25"):
+        k.ok("receipts", "sign", "--node", node, "--amount", amount, "--bytes", str(int(float(amount) * 1e9)),
+             "--out", str(f), "--account", "consumer", *k.pw())
+    # Signing a receipt that does not advance the channel is refused (cumulative values only grow).
+    stale = k.run("receipts", "sign", "--node", node, "--amount", "1", "--bytes", "1", "--out", str(f), "--account", "consumer", *k.pw())
+    assert stale.exit_code == 2 and "does not advance" in stale.stderr
+    k.ok("receipts", "import", str(f), "--node", node)
+    listed = k.ok("receipts", "list", "--json")
+    assert listed["channels"][0]["latestAmount"] == 1_250_000 and listed["channels"][0]["unsettledAmount"] == 1_250_000
+    assert listed["stats"]["receipts"] == 2
+    out = tmp_path / "export.jsonl"
+    exported = k.ok("receipts", "export", "--out", str(out), "--json")
+    assert exported["receipts"] == 2
+    assert [json.loads(line)["cumulativeAmount"] for line in out.read_text().splitlines()] == [500_000, 1_250_000]
+    # The consumer starts thawing: the policy settles now (urgent) although 1.25 USD is near the threshold.
+    k.ok("escrow", "thaw", "19", "--account", "consumer", *k.pw(), "--yes")
+    settled = k.ok("receipts", "settle", "--account", "operator", *k.pw(), "--yes", "--json")
+    plan = settled["nodes"][0]["plan"]
+    assert "thawing" in plan["decision"]["reason"] and settled["nodes"][0]["result"]["paid"] == 1_250_000
+    batches = k.ok("receipts", "list", "--batches", "--json")["batches"]
+    assert [(b["state"], b["receipts"]) for b in batches] == [("confirmed", 1)]
+
+
+POLICY = PolicySettings(min_value=1_000_000, max_gas_share_bps=500, force_value=100_000_000, max_age_seconds=3600,
+                        native_price=3_000_000_000)
+GWEI = 10**9
+
+
+@pytest.mark.parametrize(
+    "value, gas_wei, kwargs, act, reason",
+    [
+        (0, 0, {}, False, "nothing to collect"),
+        (500_000, 0, {}, False, "below the threshold"),
+        (2_000_000, 150_000 * GWEI, {}, False, "would exceed 500 bps"),  # 0.45 USD of gas for 2 USD
+        (20_000_000, 150_000 * GWEI, {}, True, "threshold"),  # 0.45 USD for 20 USD: 2.25 %
+        (150_000_000, 10**18, {}, True, "ceiling"),
+        (500_000, 0, {"age_seconds": 7200}, True, "old"),
+        (500_000, 1 * GWEI, {"urgent": "consumer started thawing"}, True, "thawing"),
+        (500_000, 10**18, {"urgent": "consumer started thawing"}, False, "cost more than the value"),
+        (1, 10**18, {"force": True}, True, "forced"),
+    ],
+)
+def test_gas_aware_policy(value, gas_wei, kwargs, act, reason):
+    decision = decide(value, gas_wei, POLICY, **kwargs)
+    assert decision.act is act and reason in decision.reason
