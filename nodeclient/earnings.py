@@ -149,7 +149,7 @@ def node_earnings(client: ChainClient, node: str) -> NodeEarnings:
 
     def when(block: int) -> int:
         if block not in timestamps:
-            timestamps[block] = int(client._guard(lambda: client.w3.eth.get_block(block))["timestamp"])
+            timestamps[block] = client.block_timestamp(block)
         return timestamps[block]
 
     entries: list[LedgerEntry] = []

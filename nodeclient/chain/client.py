@@ -280,6 +280,10 @@ class ChainClient:
         """Latest block (header fields)."""
         return self._guard(lambda: self.w3.eth.get_block("latest"))
 
+    def block_timestamp(self, block: int) -> int:
+        """Timestamp (unix seconds) of block number ``block``."""
+        return int(self._guard(lambda: self.w3.eth.get_block(block))["timestamp"])
+
     def balance(self, address: str) -> int:
         """Native balance in wei."""
         return int(self._guard(lambda: self.w3.eth.get_balance(address)))
