@@ -9,6 +9,8 @@ either way the contract's ``ecrecover`` must agree, so nothing here can make a b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,9 @@ __all__ = [
     "latency_multiplier_bps",
     "event_list",
     "BatchReader",
+    "ints",
+    "check_error",
+    "reverts_with",
 ]
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -220,6 +225,11 @@ def latency_multiplier_bps(latency_ms: int, low_ms: int, high_ms: int, floor_bps
     return BPS - (BPS - floor_bps) * (latency_ms - low_ms) // (high_ms - low_ms)
 
 
+def ints(values: Any) -> tuple[int, ...]:
+    """A view's tuple of integers as plain ints (Brownie's ReturnValue refuses to compare with ints)."""
+    return tuple(int(v) for v in values)
+
+
 def event_list(tx: Any, name: str) -> list[Any]:
     """The ``name`` events a transaction emitted (an empty list when there are none)."""
     return list(tx.events[name]) if name in tx.events else []
@@ -262,3 +272,28 @@ class BatchReader:
                 raise AssertionError(f"view {fn._name}{args} reverted: {item['error']}")
             results.append(fn.decode_output(item["result"]))
         return results
+
+
+def check_error(message: str, name: str, values: tuple | None = None) -> None:
+    """Assert that Brownie's decoded revert ``message`` is custom error ``name`` with ``values``.
+
+    Brownie renders a decoded custom error as ``"Name: v1, v2"``; addresses compare case-insensitively.
+    """
+    got_name, _, got_values = message.partition(": ")
+    assert got_name == name, f"expected {name}{values or ''}, got {message!r}"
+    if values is not None:
+        expected = ", ".join(str(v) for v in values)
+        assert got_values.lower() == expected.lower(), f"expected {name}: {expected}, got {message!r}"
+
+
+@contextmanager
+def reverts_with(name: str, *values: Any) -> Iterator[None]:
+    """The block must revert with custom error ``name`` (and exactly ``values``, when given)."""
+    from brownie.exceptions import VirtualMachineError
+
+    try:
+        yield
+    except VirtualMachineError as exc:
+        check_error(str(exc.revert_msg), name, values if values else None)
+    else:
+        raise AssertionError(f"expected a revert with {name}, nothing reverted")

@@ -39,7 +39,7 @@ from brownie.exceptions import VirtualMachineError
 from brownie.test import strategy
 from eth_utils import keccak
 
-from integration.support import BPS, Receipt, event_list, latency_multiplier_bps, sign_receipt
+from integration.support import BPS, Receipt, check_error, event_list, latency_multiplier_bps, sign_receipt
 
 EXAMPLES = int(os.environ.get("KUOTA_STATEFUL_EXAMPLES", "20"))
 STEPS = int(os.environ.get("KUOTA_STATEFUL_STEPS", "25"))
@@ -57,12 +57,7 @@ def expect_error(call, args: tuple, sender, name: str, values: tuple | None = No
     try:
         call.call(*args, {"from": sender})
     except VirtualMachineError as exc:
-        message = str(exc.revert_msg)
-        got_name, _, got_values = message.partition(": ")
-        assert got_name == name, f"expected {name}{values or ''}, got {message!r}"
-        if values is not None:
-            expected = ", ".join(str(v) for v in values)
-            assert got_values.lower() == expected.lower(), f"expected {name}: {expected}, got {message!r}"
+        check_error(str(exc.revert_msg), name, values)
     else:
         raise AssertionError(f"expected the call to revert with {name}, it succeeded")
 
