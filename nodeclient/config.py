@@ -293,8 +293,12 @@ def _read_local_chain_state() -> dict[str, Any] | None:
 
 
 def _default_manifest(chain_id: int, data: Path) -> Path:
-    """First existing ``<chain_id>.json`` in ./deployments then <data dir>/deployments; else the former."""
-    candidates = [Path.cwd() / "deployments" / f"{chain_id}.json", data / "deployments" / f"{chain_id}.json"]
+    """First existing ``<chain_id>.json`` in ./deployments, <data dir>/deployments, <home>/deployments."""
+    candidates = [
+        Path.cwd() / "deployments" / f"{chain_id}.json",
+        data / "deployments" / f"{chain_id}.json",
+        config_dir() / "deployments" / f"{chain_id}.json",
+    ]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -20,17 +20,15 @@ One run of :func:`settle_node`:
    collects is Σ min(owed, escrow). Apply the gas-aware policy (:mod:`nodeclient._utils.policy`):
    threshold and gas share, a channel whose consumer is thawing (settle before the funds leave),
    a value ceiling, or an age limit.
-3. **Settle** through ``settleMany`` with the root of the batch's receipt bundle, written first to
-   ``<data dir>/bundles/<sha256>.json`` for auditors, and record each receipt's outcome from the
-   ``ReceiptSettled`` / ``ReceiptSkipped`` events.
+3. **Settle** through ``settleMany`` with the root of the batch's receipt bundle (built and written
+   to ``<data dir>/bundles/<sha256>.json`` for auditors by :func:`nodeclient.receipts.bundles.prepare_batch`
+   before the batch is recorded), and record each receipt's outcome from the ``ReceiptSettled`` /
+   ``ReceiptSkipped`` events.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,13 +38,13 @@ from typing import Any
 from web3.logs import DISCARD
 
 from nodeclient._utils.policy import Decision, decide
-from nodeclient.abi import canonical_json
 from nodeclient.chain.client import ChainClient, NonceConsumedError, TxResult
 from nodeclient.chain.errors import ContractRevertError, TxTimeoutError
 from nodeclient.config import PolicySettings
 from nodeclient.errors import KuotaError
-from nodeclient.receipts.merkle import merkle_root
-from nodeclient.receipts.signing import ReceiptDomain, receipt_digest, receipt_domain
+from nodeclient.receipts.bundles import build_bundle, prepare_batch
+from nodeclient.receipts.model import SignedReceipt
+from nodeclient.receipts.signing import ReceiptDomain, receipt_domain
 from nodeclient.receipts.store import BatchRecord, ChannelState, ReceiptOutcome, ReceiptStore, StoredReceipt
 
 __all__ = [
@@ -61,7 +59,6 @@ __all__ = [
     "plan_settlement",
     "execute_plan",
     "settle_node",
-    "write_bundle",
     "nodes_in_store",
 ]
 
@@ -175,48 +172,6 @@ def open_store(client: ChainClient) -> ReceiptStore:
     return ReceiptStore(path, domain=deployment_domain(client))
 
 
-# -- bundles ----------------------------------------------------------------------------------------
-
-
-def write_bundle(client: ChainClient, node: str, receipts: list[StoredReceipt], directory: Path) -> tuple[bytes, Path]:
-    """Write the canonical bundle of ``receipts`` (BRIEF format) and return (root, file path).
-
-    Receipts are ordered by (consumer lower-case, cumulativeAmount, issuedAt); the root is the
-    OpenZeppelin-convention Merkle root of their EIP-712 digests in that order; the file is named by
-    the SHA-256 of its bytes and written atomically (temp file, fsync, rename) before any settlement
-    transaction commits to the root.
-    """
-    domain = deployment_domain(client)
-    ordered = sorted(
-        receipts, key=lambda s: (s.receipt.consumer.lower(), s.receipt.cumulative_amount, s.receipt.issued_at)
-    )
-    root = merkle_root([receipt_digest(s.receipt, domain) for s in ordered])
-    body = canonical_json(
-        {
-            "version": 1,
-            "chainId": client.chain_id,
-            "settlement": client.deployment.address("ReceiptSettlement"),
-            "node": node,
-            "root": "0x" + root.hex(),
-            "receipts": [s.receipt.to_json_dict() for s in ordered],
-        }
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{hashlib.sha256(body).hexdigest()}.json"
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(body)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return root, path
-
-
 # -- reconciliation ---------------------------------------------------------------------------------
 
 
@@ -308,11 +263,10 @@ def _channel_plan(client: ChainClient, store: ReceiptStore, channel: ChannelStat
     return ChannelPlan(channel.consumer, channel.latest, owed, collectible, int(thawing) > 0, oldest), None
 
 
-def _settle_call(client: ChainClient, node: str, channels: list[ChannelPlan], root: bytes) -> Any:
+def _settle_call(client: ChainClient, signed: list[SignedReceipt], root: bytes) -> Any:
     receipts = []
     signatures = []
-    for c in channels:
-        r = c.receipt.receipt
+    for r in signed:
         receipts.append(
             (r.consumer, r.node, bytes.fromhex(r.session_id[2:]), r.cumulative_bytes, r.cumulative_amount, r.latency_ms, r.issued_at)
         )
@@ -320,11 +274,9 @@ def _settle_call(client: ChainClient, node: str, channels: list[ChannelPlan], ro
     return client.contract("ReceiptSettlement").functions.settleMany(receipts, signatures, root)
 
 
-def _provisional_root(client: ChainClient, store: ReceiptStore, channels: list[ChannelPlan]) -> bytes:
-    domain = deployment_domain(client)
-    receipts = store.bundle_receipts([c.receipt for c in channels])
-    ordered = sorted(receipts, key=lambda s: (s.receipt.consumer.lower(), s.receipt.cumulative_amount, s.receipt.issued_at))
-    return merkle_root([receipt_digest(s.receipt, domain) for s in ordered])
+def _provisional_root(client: ChainClient, store: ReceiptStore, node: str, channels: list[ChannelPlan]) -> bytes:
+    # The root the batch will commit to, for an accurate gas estimate (nothing is written yet).
+    return build_bundle(store.bundle_receipts([c.receipt for c in channels]), deployment_domain(client), node).root
 
 
 def plan_settlement(
@@ -355,7 +307,8 @@ def plan_settlement(
         notes.append(f"{len(candidates) - len(chosen)} more channels wait for the next batch (max_batch {policy.max_batch})")
     if not chosen:
         return SettlementPlan(node, [], decide(0, 0, policy, force=force), None, notes)
-    quote = client.estimate(sender, _settle_call(client, node, chosen, _provisional_root(client, store, chosen)), f"settle {len(chosen)} receipts of {node}")
+    call = _settle_call(client, [c.receipt.receipt for c in chosen], _provisional_root(client, store, node, chosen))
+    quote = client.estimate(sender, call, f"settle {len(chosen)} receipts of {node}")
     thawing = [c.consumer for c in chosen if c.thawing]
     urgent = f"consumer(s) {', '.join(thawing)} started thawing their escrow" if thawing else None
     age = int(time.time() - min(c.oldest_unsettled_at for c in chosen))
@@ -379,10 +332,10 @@ def execute_plan(
     """Settle ``plan``: bundle, ``begin_batch``, send ``settleMany``, record outcomes."""
     if not plan.channels:
         raise KuotaError(f"nothing to settle for node {plan.node}")
-    receipts = store.bundle_receipts([c.receipt for c in plan.channels])
-    root, bundle_file = write_bundle(client, plan.node, receipts, client.data_dir / "bundles")
-    batch_id = store.begin_batch([c.receipt for c in plan.channels], bundle_root=root, bundle_file=str(bundle_file))
-    call = _settle_call(client, plan.node, plan.channels, root)
+    # The bundle file is durable before the batch that names it (receipts.bundles.prepare_batch).
+    prepared = prepare_batch(store, [c.receipt for c in plan.channels], deployment_domain(client), client.data_dir / "bundles")
+    batch_id, bundle_file = prepared.batch_id, prepared.path
+    call = _settle_call(client, list(prepared.receipts), prepared.bundle.root)
     try:
         result = client.transact(
             signer,
