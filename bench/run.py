@@ -169,34 +169,120 @@ def collect_environment() -> dict[str, Any]:
 # --- off-chain -------------------------------------------------------------------------------------
 
 
-def _rate(fn: Callable[[int], Any], count: int) -> float:
-    start = time.perf_counter()
-    for i in range(count):
-        fn(i)
-    return count / (time.perf_counter() - start)
+def _paired(
+    kuota: Callable[[int], Any], baseline: Callable[[int], Any], count: int, rounds: int
+) -> dict[str, float]:
+    """Rates of ``kuota(i)`` and ``baseline(i)``, measured in alternating blocks.
 
-
-def measure_baselines(quick: bool) -> dict[str, Any]:
-    """Raw baselines the area benchmarks do not measure: libsecp256k1 signing and SQLite inserts.
-
-    - ``raw_coincurve_sign_per_s``: ``PrivateKey.sign_recoverable`` of precomputed 32-byte digests
-      (no EIP-712 encoding, no model): the floor under any receipt signer.
-    - ``raw_sqlite_insert_per_s``: one receipt-sized row per transaction (``BEGIN IMMEDIATE`` …
-      ``COMMIT``) into a WAL database with ``synchronous=FULL``: the floor under a durable store.
-      ``raw_sqlite_insert_100_per_s``: the same, 100 rows per transaction.
+    The machine is shared and its load drifts by the second: interleaving blocks of the two puts both
+    under the same conditions, so their ratio is meaningful even when the absolute rates move.
     """
-    from coincurve import PrivateKey
-
-    from nodeclient.receipts._keccak import keccak256
-
-    count = 2_000 if quick else 8_000
-    key = PrivateKey(keccak256(b"kuota-bench:baseline-key"))
-    digests = [keccak256(i.to_bytes(8, "big")) for i in range(count)]
-    out: dict[str, Any] = {
-        "raw_coincurve_sign_per_s": _rate(lambda i: key.sign_recoverable(digests[i], hasher=None), count)
+    block = max(1, count // rounds)
+    spent = {"kuota": 0.0, "baseline": 0.0}
+    done = 0
+    for r in range(rounds):
+        lo, hi = r * block, (r + 1) * block if r < rounds - 1 else count
+        for name, fn in (
+            (("kuota", kuota), ("baseline", baseline))
+            if r % 2 == 0
+            else (("baseline", baseline), ("kuota", kuota))
+        ):
+            start = time.perf_counter()
+            for i in range(lo, hi):
+                fn(i)
+            spent[name] += time.perf_counter() - start
+        done += hi - lo
+    return {
+        "kuota_per_s": round(done / spent["kuota"], 1),
+        "baseline_per_s": round(done / spent["baseline"], 1),
+        "ratio": round(spent["baseline"] / spent["kuota"], 3),
+        "samples": done,
     }
-    rows = 100 if quick else 400
-    with tempfile.TemporaryDirectory(prefix="kuota-bench-sqlite-") as tmp:
+
+
+def measure_paired(quick: bool) -> dict[str, Any]:
+    """The issue-7 off-chain rates, each paired with its raw baseline in alternating blocks.
+
+    - ``sign_client``: ``nodeclient.receipts.signing.sign_receipt`` (EIP-712 digest + libsecp256k1,
+      the signer consumers run) vs ``PrivateKey.sign_recoverable`` of a precomputed digest.
+    - ``sign_eth_account``: eth-account ``sign_message(encode_typed_data(...))`` vs the same raw sign.
+    - ``verify_client``: ``verify_receipt`` (digest, coincurve recovery with low-s/v checks, signer
+      compare) vs raw coincurve recovery of a precomputed digest (+ address).
+    - ``verify_eth_account``: eth-account ``recover_message(encode_typed_data(...))`` + compare vs raw.
+    - ``store_accept``: ``ReceiptStore.accept`` (verify + one durable transaction, WAL,
+      ``synchronous=FULL``) vs a raw SQLite insert of a receipt-sized row, one transaction each, same
+      pragmas, same directory.
+    """
+    from coincurve import PrivateKey, PublicKey
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    from nodeclient.receipts import Receipt, ReceiptStore
+    from nodeclient.receipts._keccak import keccak256
+    from nodeclient.receipts.signing import (
+        receipt_digest,
+        receipt_domain,
+        sign_receipt,
+        typed_data,
+        verify_receipt,
+    )
+
+    key_bytes = keccak256(b"kuota-bench:paired-consumer")
+    key = PrivateKey(key_bytes)
+    consumer = Account.from_key(key_bytes).address
+    node = Account.from_key(keccak256(b"kuota-bench:paired-node")).address
+    domain = receipt_domain(31337, "0x" + "5e" * 20)
+    n_sign = 1_000 if quick else 4_000
+    n_slow = 200 if quick else 600  # eth-account is ~10x slower
+    n_store = 100 if quick else 300
+    receipts = [
+        Receipt(
+            consumer=consumer,
+            node=node,
+            session_id="0x" + "ab" * 32,
+            cumulative_bytes=(i + 1) * 1024 * 1024,
+            cumulative_amount=(i + 1) * 1_000,
+            latency_ms=40,
+            issued_at=1_750_000_000 + i,
+        )
+        for i in range(n_sign)
+    ]
+    digests = [receipt_digest(r, domain) for r in receipts]
+    signed = [sign_receipt(r, key, domain) for r in receipts]
+    sigs = [s.signature_bytes for s in signed]
+    messages = [typed_data(r, domain) for r in receipts[:n_slow]]
+    out: dict[str, Any] = {}
+    out["sign_client"] = _paired(
+        lambda i: sign_receipt(receipts[i], key, domain),
+        lambda i: key.sign_recoverable(digests[i], hasher=None),
+        n_sign,
+        8,
+    )
+
+    def raw_recover(i: int) -> bytes:
+        public = PublicKey.from_signature_and_message(
+            sigs[i][:64] + bytes((sigs[i][64] - 27,)), digests[i], hasher=None
+        )
+        return keccak256(public.format(compressed=False)[1:])[12:]
+
+    out["sign_eth_account"] = _paired(
+        lambda i: Account.sign_message(encode_typed_data(full_message=messages[i]), key_bytes),
+        lambda i: key.sign_recoverable(digests[i], hasher=None),
+        n_slow,
+        4,
+    )
+    out["verify_client"] = _paired(lambda i: verify_receipt(signed[i], domain), raw_recover, n_sign, 8)
+
+    def eth_verify(i: int) -> None:
+        if (
+            Account.recover_message(encode_typed_data(full_message=messages[i]), signature=sigs[i])
+            != consumer
+        ):
+            raise RuntimeError("eth-account recovered another signer: the benchmark is invalid")
+
+    out["verify_eth_account"] = _paired(eth_verify, raw_recover, n_slow, 4)
+    with tempfile.TemporaryDirectory(prefix="kuota-bench-store-") as tmp:
+        store = ReceiptStore(Path(tmp) / "store.db")
         conn = sqlite3.connect(str(Path(tmp) / "raw.db"), isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -205,43 +291,44 @@ def measure_baselines(quick: bool) -> dict[str, Any]:
                 "CREATE TABLE r (id INTEGER PRIMARY KEY, digest TEXT UNIQUE, consumer TEXT, node TEXT, session TEXT, "
                 "nbytes TEXT, amount TEXT, latency INTEGER, issued TEXT, signature TEXT, accepted REAL)"
             )
+            sql = (
+                "INSERT INTO r (digest, consumer, node, session, nbytes, amount, latency, issued, signature, accepted) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            )
 
-            def row(i: int) -> tuple[Any, ...]:
-                h = keccak256(b"row" + i.to_bytes(8, "big")).hex()
-                return (
-                    "0x" + h,
-                    "0x" + h[:40],
-                    "0x" + h[24:],
-                    "0x" + h,
-                    str(i),
-                    str(i),
-                    40,
-                    str(i),
-                    "0x" + h * 4,
-                    time.time(),
+            def raw_insert(i: int) -> None:
+                r = signed[i]
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    sql,
+                    (
+                        "0x" + digests[i].hex(),
+                        r.consumer,
+                        r.node,
+                        r.session_id,
+                        str(r.cumulative_bytes),
+                        str(r.cumulative_amount),
+                        r.latency_ms,
+                        str(r.issued_at),
+                        r.signature,
+                        time.time(),
+                    ),
                 )
-
-            sql = "INSERT INTO r (digest, consumer, node, session, nbytes, amount, latency, issued, signature, accepted) "
-            sql += "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-
-            def one(i: int) -> None:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute(sql, row(i))
                 conn.execute("COMMIT")
 
-            out["raw_sqlite_insert_per_s"] = _rate(one, rows)
-            batches = 4 if quick else 16
-            start = time.perf_counter()
-            for b in range(batches):
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(sql, [row(rows + b * 100 + j) for j in range(100)])
-                conn.execute("COMMIT")
-            out["raw_sqlite_insert_100_per_s"] = batches * 100 / (time.perf_counter() - start)
+            out["store_accept"] = _paired(
+                lambda i: store.accept(signed[i], expected_domain=domain, expected_node=node),
+                raw_insert,
+                n_store,
+                6,
+            )
+            if store.count() != n_store or store.integrity_problems():
+                raise RuntimeError("the store benchmark left an inconsistent store: the benchmark is invalid")
         finally:
             conn.close()
-        out["sqlite_dir"] = str(Path(tmp).parent)
-    out["samples"] = {"sign": count, "sqlite_rows": rows}
-    return {k: (round(v, 1) if isinstance(v, float) else v) for k, v in out.items()}
+            store.close()
+        out["directory"] = str(Path(tmp).parent)
+    return out
 
 
 def _call_area_bench(
@@ -290,6 +377,11 @@ def _call_area_bench(
 def run_offchain(quick: bool, skip: set[str], log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every off-chain measurement, each area's failure isolated."""
     out: dict[str, Any] = {}
+    log("off-chain: sign / verify / store, each interleaved with its raw baseline")
+    try:
+        out["paired"] = {"status": "ok", "figures": measure_paired(quick)}
+    except Exception as exc:  # noqa: BLE001 - reported as not available; the run goes on
+        out["paired"] = {"status": "not available", "reason": f"{type(exc).__name__}: {exc}"}
     plan: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
         ("receipts", "receipts_bench", {"quick": True}, {"quick": False}),
         ("audit", "audit_bench", {"quick": True}, {"quick": False}),
@@ -303,11 +395,6 @@ def run_offchain(quick: bool, skip: set[str], log: Callable[[str], None] = print
         out[name] = _call_area_bench(module, quick, quick_kwargs, full_kwargs)
         if out[name]["status"] != "ok":
             log(f"  not available: {out[name]['reason']}")
-    log("off-chain: raw baselines (coincurve signing, SQLite synchronous=FULL)")
-    try:
-        out["baselines"] = {"status": "ok", "figures": measure_baselines(quick)}
-    except Exception as exc:  # noqa: BLE001
-        out["baselines"] = {"status": "not available", "reason": f"{type(exc).__name__}: {exc}"}
     return out
 
 
@@ -433,7 +520,7 @@ def _get(section: dict[str, Any], name: str) -> dict[str, Any] | None:
 def offchain_table(section: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the off-chain table: each rate beside its raw baseline from the same run."""
     rows: list[dict[str, Any]] = []
-    receipts, base, audit, relay = (_get(section, n) for n in ("receipts", "baselines", "audit", "relay"))
+    paired, receipts, audit, relay = (_get(section, n) for n in ("paired", "receipts", "audit", "relay"))
 
     def add(
         measure: str,
@@ -442,6 +529,7 @@ def offchain_table(section: dict[str, Any]) -> list[dict[str, Any]]:
         baseline: str,
         base_value: float | None,
         reason: str | None = None,
+        source: str = "",
     ) -> None:
         ratio = round(value / base_value, 3) if value and base_value else None
         rows.append(
@@ -453,106 +541,94 @@ def offchain_table(section: dict[str, Any]) -> list[dict[str, Any]]:
                 "baselineValue": base_value,
                 "ratio": ratio,
                 "reason": reason,
+                "source": source,
             }
         )
 
     def why(name: str) -> str:
-        return (section.get(name) or {}).get("reason", "not measured")
+        return str((section.get(name) or {}).get("reason", "not measured"))
 
-    raw_sign = base.get("raw_coincurve_sign_per_s") if base else None
-    raw_recover = receipts.get("recover_coincurve_raw_per_s") if receipts else None
+    pairs = [
+        ("sign_client", "receipts signed/s, client sign_receipt (coincurve)", "raw coincurve sign"),
+        ("sign_eth_account", "receipts signed/s, eth-account sign_message", "raw coincurve sign"),
+        ("verify_client", "receipts verified/s, client verify_receipt (coincurve)", "raw coincurve recovery"),
+        ("verify_eth_account", "receipts verified/s, eth-account recover_message", "raw coincurve recovery"),
+        (
+            "store_accept",
+            "store inserts/s, ReceiptStore.accept (FULL, 1/tx)",
+            "raw SQLite insert (WAL, FULL, 1/tx)",
+        ),
+    ]
+    if paired:
+        for key, label, baseline in pairs:
+            p = paired[key]
+            add(label, p["kuota_per_s"], "/s", baseline, p["baseline_per_s"], source="paired")
+    else:
+        add("receipts sign / verify / store", None, "", "—", None, why("paired"))
     if receipts:
+        raw = receipts.get("recover_coincurve_raw_per_s")
         add(
-            "receipts signed/s, client (coincurve)",
-            receipts.get("sign_fast_per_s"),
-            "/s",
-            "raw coincurve sign",
-            raw_sign,
-        )
-        add(
-            "receipts signed/s, eth-account path",
-            receipts.get("sign_eth_account_per_s"),
-            "/s",
-            "raw coincurve sign",
-            raw_sign,
-        )
-        add(
-            "receipts verified/s, client (coincurve recover)",
-            receipts.get("recover_fast_per_s"),
-            "/s",
-            "raw coincurve recovery",
-            raw_recover,
-        )
-        add(
-            "receipts verified/s, eth-account recover_message",
-            receipts.get("recover_eth_account_per_s"),
-            "/s",
-            "raw coincurve recovery",
-            raw_recover,
-        )
-        add(
-            "verify_many (parse+digest+recover), 1 process",
+            "verify_many (JSON parse+digest+recover), 1 process",
             receipts.get("verify_many_1proc_per_s"),
             "/s",
             "raw coincurve recovery",
-            raw_recover,
+            raw,
+            source="receipts_bench",
         )
         add(
             f"verify_many, {receipts.get('verify_many_processes', '?')} processes",
             receipts.get("verify_many_parallel_per_s"),
             "/s",
             "raw coincurve recovery (1 core)",
-            raw_recover,
-        )
-        add(
-            "store inserts/s, ReceiptStore.accept (FULL, 1/tx)",
-            receipts.get("store_accept_per_s"),
-            "/s",
-            "raw SQLite insert (WAL, FULL, 1/tx)",
-            base.get("raw_sqlite_insert_per_s") if base else None,
+            raw,
+            source="receipts_bench",
         )
         add(
             "store inserts/s, accept_many (100/tx)",
             receipts.get("store_accept_many100_per_s"),
             "/s",
-            "raw SQLite insert (100/tx)",
-            base.get("raw_sqlite_insert_100_per_s") if base else None,
+            "ReceiptStore.accept (1/tx)",
+            receipts.get("store_accept_per_s"),
+            source="receipts_bench",
         )
     else:
-        add("receipts sign/verify/store", None, "", "—", None, why("receipts"))
+        add("verify_many / accept_many (receipts bench)", None, "", "—", None, why("receipts"))
     if audit:
         value = _first(
             audit, ("replay_per_s", "receipts_replayed_per_s", "replayed_per_s", "bundle_replay_per_s")
         )
         baseline = _first(
-            audit, ("raw_coincurve_recover_per_s", "raw_recover_per_s", "recover_coincurve_raw_per_s")
+            audit,
+            (
+                "raw_coincurve_recover_per_s",
+                "raw_recover_per_s",
+                "recover_coincurve_raw_per_s",
+                "raw_coincurve_per_s",
+                "baseline_per_s",
+            ),
         )
         if value is None:
-            add(
-                "audit replay",
-                None,
-                "",
-                "—",
-                None,
-                f"audit_bench returned no replay rate (keys: {sorted(audit)[:8]})",
-            )
+            keys = ", ".join(sorted(audit)[:10])
+            add("audit replay/s", None, "", "—", None, f"audit_bench returned no replay rate (keys: {keys})")
         else:
             add(
                 "audit replay/s (bundle receipts)",
                 value,
                 "/s",
                 "raw coincurve recovery",
-                baseline or raw_recover,
+                baseline,
+                source="audit_bench",
             )
     else:
         add("audit replay/s", None, "", "—", None, why("audit"))
     if relay:
         add(
-            "relay throughput, metered (MiB/s)",
+            "relay throughput, metered",
             relay.get("metered_mib_s"),
             "MiB/s",
             "unmetered asyncio relay",
             relay.get("unmetered_mib_s"),
+            source="relay_bench",
         )
     else:
         add("relay throughput metered/unmetered", None, "", "—", None, why("relay"))
