@@ -337,7 +337,7 @@ class RelaySession:
             while True:
                 frame = await read_frame(self._reader, max_frame=self.config.max_frame, idle_timeout=self.config.idle_timeout)
                 if frame is None:
-                    raise RelayError("the node closed the connection")
+                    raise self.remote_error or RelayError("the node closed the connection")
                 await self._dispatch(frame)
         except asyncio.CancelledError:
             raise
@@ -346,15 +346,19 @@ class RelaySession:
                 exc = RelayError(f"the node sent nothing for {self.config.idle_timeout:g} s")
             self._die(exc)
 
+    def _fail_streams(self, exc: BaseException) -> None:
+        error = exc if isinstance(exc, RelayError) else RelayError(str(exc))
+        for stream in self._streams.values():
+            if not stream.opened.done():
+                stream.opened.set_exception(error)
+            stream.reader.set_exception(error)
+
     def _die(self, exc: BaseException) -> None:
         if self._dead is None:
             self._dead = exc
             if not isinstance(exc, RemoteError) and not self._closed:
                 log.info("session %s with %s ended: %s", self.session_id[:10], self.node, exc)
-        for stream in self._streams.values():
-            if not stream.opened.done():
-                stream.opened.set_exception(exc if isinstance(exc, RelayError) else RelayError(str(exc)))
-            stream.reader.set_exception(exc if isinstance(exc, Exception) else RelayError(str(exc)))
+        self._fail_streams(exc)
         self._ack_event.set()
         for waiter in self._ping_waiters.values():
             if not waiter.done():
@@ -404,10 +408,14 @@ class RelaySession:
             error = RemoteError(str(body.get("code", "?"))[:64], str(body.get("message", ""))[:500])
             self.remote_error = error
             log.warning("node %s ended session %s: %s", self.node, self.session_id[:10], error)
-            # Pay for what was received before the node stopped: the final receipt.
+            self._fail_streams(error)
+            # Pay for what was received before the node stopped (the final receipt), then keep reading
+            # until the node acknowledges it or hangs up, so the consumer knows where the channel stands.
+            signed = None
             with contextlib.suppress(Exception):
-                await self._sign(force=True)
-            raise error
+                signed = await self._sign(force=True)
+            if signed is None:
+                raise error
         else:
             raise ProtocolError(f"unexpected {t.name} frame from the node")
 
@@ -420,6 +428,8 @@ class RelaySession:
         if not self.acked or self.acked[-1].cumulative_bytes < match.cumulative_bytes:
             self.acked.append(match)
         self._ack_event.set()
+        if self.remote_error is not None and self.acked_bytes >= self.signed_bytes:
+            raise self.remote_error  # the final receipt after the node's ERROR is acknowledged
 
     async def _maybe_sign(self) -> None:
         if self.metered_bytes - self.signed_bytes >= self.receipt_interval_bytes:

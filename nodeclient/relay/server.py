@@ -542,8 +542,14 @@ class _Session:
                 # A cooperative consumer answers an ERROR with its final receipt: accept it for a
                 # short grace time, carrying nothing more.
                 self._closing = True
-                with contextlib.suppress(asyncio.TimeoutError, Exception):
+                try:
                     await asyncio.wait_for(asyncio.shield(reader_task), self.cfg.close_grace)
+                except asyncio.TimeoutError:
+                    log.info("%s: no final receipt within %g s", self._tag(), self.cfg.close_grace)
+                except RelayError as exc:
+                    log.warning("%s: final receipt refused: %s", self._tag(), exc)
+                except (ConnectionError, OSError):
+                    pass
         finally:
             end_task.cancel()
             reader_task.cancel()
@@ -587,15 +593,23 @@ class _Session:
                     f"no complete frame within {self.cfg.idle_timeout:g} s idle / {self.cfg.frame_timeout:g} s per frame"
                 ) from None
             if frame is None:
-                if self._failure is None:
+                if self._failure is None and not self._end.is_set():
                     self._end_reason = "peer_closed"
                 self._end.set()
                 return
             if self._closing and frame.type != FrameType.RECEIPT:
                 continue
             await self._dispatch(frame)
-            if self._closing and frame.type == FrameType.RECEIPT:
+            if frame.type == FrameType.BYE:
                 return
+            if self._closing and frame.type == FrameType.RECEIPT and self._receipted_all():
+                return
+
+    def _receipted_all(self) -> bool:
+        """True when the latest verified receipt covers every byte metered in this session."""
+        last = self._last_verified
+        covered = last.cumulative_bytes - self.base_bytes if last is not None else 0
+        return covered >= self.down_sent + self.up_received
 
     async def _dispatch(self, frame: Frame) -> None:
         t = frame.type

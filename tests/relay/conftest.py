@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,15 @@ class RelayThread:
             return self.server.snapshot()
 
         return self.call(_snap())
+
+    def wait_idle(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until no session is open (the node's teardown may trail the consumer's close); snapshot."""
+        deadline = time.monotonic() + timeout
+        snap = self.snapshot()
+        while snap["sessions"]["active"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            snap = self.snapshot()
+        return snap
 
     def stop(self) -> None:
         try:

@@ -61,7 +61,7 @@ def test_consumer_that_stops_signing_is_cut_off_within_the_credit_limit(world, r
     assert error is not None, "the fetch of 40 MiB must fail once the node cuts the session off"
     assert time.monotonic() - started < 20
     assert session.remote_error is not None and session.remote_error.code == "credit_exhausted"
-    snap = node.snapshot()
+    snap = node.wait_idle()
     carried = snap["bytes"]["down"] + snap["bytes"]["up"]
     stored = node.store.latest(world.consumer, world.node.address)
     paid_bytes = stored.cumulative_bytes if stored is not None else 0

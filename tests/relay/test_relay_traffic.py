@@ -58,7 +58,7 @@ def test_100_mib_final_receipt_equals_delivered_bytes_and_settles_exactly(world,
     # The store keeps the latest receipt that raised the amount (a byte-only top-up is worth nothing on chain).
     assert stored.cumulative_amount == final.cumulative_amount
     verify_receipt(stored, receipt_domain(world.chain_id, world.system.settlement.address))
-    snap = node.snapshot()
+    snap = node.wait_idle()
     assert snap["bytes"]["down"] + snap["bytes"]["up"] == origin.delivered
     # Receipts that arrive while the previous one is being fsynced are superseded by the newest
     # (cumulative) one; every receipt the node acknowledged is in the store.
@@ -66,7 +66,7 @@ def test_100_mib_final_receipt_equals_delivered_bytes_and_settles_exactly(world,
     domain = receipt_domain(world.chain_id, world.system.settlement.address)
     assert all(node.store.store.contains(receipt_digest(r, domain)) for r in session.acked)
     assert len(session.acked) >= snap["receipts"]["stored"] >= 1
-    assert snap["unpaidExposureBytes"] == 0 or snap["sessions"]["active"] == 0
+    assert snap["unpaidExposureBytes"] == 0 and snap["sessions"]["ended"] == {"bye": 1}
     assert elapsed < 60
 
     escrow = world.system.escrow
