@@ -218,7 +218,7 @@ def sign_receipt(
         raise InvalidSignerError(receipt.consumer, signer)
     sig = sign_digest(receipt_digest(receipt, domain), key)
     base = receipt.receipt if isinstance(receipt, SignedReceipt) else receipt
-    return SignedReceipt.model_construct(**base.model_dump(), signature="0x" + sig.hex())
+    return SignedReceipt.model_construct(**base.__dict__, signature="0x" + sig.hex())
 
 
 class ReceiptSigner:
@@ -243,7 +243,7 @@ class ReceiptSigner:
             raise InvalidSignerError(receipt.consumer, self.address)
         sig = sign_digest(receipt_digest(receipt, self.domain), self._key)
         base = receipt.receipt if isinstance(receipt, SignedReceipt) else receipt
-        return SignedReceipt.model_construct(**base.model_dump(), signature="0x" + sig.hex())
+        return SignedReceipt.model_construct(**base.__dict__, signature="0x" + sig.hex())
 
 
 def recover_signer_bytes(digest: bytes, signature: bytes) -> bytes:

@@ -325,6 +325,9 @@ class ReceiptStore:
         conn = self._conn
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            # Missing directory, a directory given as the file, no permission, disk full.
+            raise StoreSchemaError(str(self.path), f"cannot be opened: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise StoreSchemaError(str(self.path), f"is not a SQLite database ({exc})") from None
         if str(mode).lower() != "wal":

@@ -491,3 +491,10 @@ def test_failed_migration_leaves_the_file_at_its_old_version(tmp_path, monkeypat
     monkeypatch.undo()
     with ReceiptStore(path) as store:
         assert _accept(store, signer, 1).created and store.integrity_problems() == []
+
+
+@pytest.mark.parametrize("where", ["missing_dir", "directory"])
+def test_unopenable_path_is_a_clear_store_error(tmp_path, where):
+    path = tmp_path / "absent" / "r.db" if where == "missing_dir" else tmp_path
+    with pytest.raises(StoreSchemaError, match="cannot be opened"):
+        ReceiptStore(path)
