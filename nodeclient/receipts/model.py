@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -302,6 +302,20 @@ class Receipt(BaseModel):
         if raw.signature is not None:
             out["signature"] = "0x" + raw.signature.hex()
         return out
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **_: Any) -> Self:  # type: ignore[override]
+        """Parse one receipt from JSON text with the same rules as the file parsers.
+
+        Overrides pydantic's parser, which keeps the last of duplicated keys: a receipt that states
+        two amounts is refused (`ReceiptFileError`), never read one way here and another elsewhere.
+        """
+        text = json_data if isinstance(json_data, str) else bytes(json_data).decode("utf-8", errors="replace")
+        try:
+            data = _json_loads(text)
+        except ValueError as exc:
+            raise _decode_error("<json>", exc) from None
+        return cls.model_validate(data)
 
     @classmethod
     def from_raw(cls, raw: RawReceipt) -> Receipt:

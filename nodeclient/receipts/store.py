@@ -38,6 +38,7 @@ from nodeclient.receipts.errors import (
     DomainMismatchError,
     NodeMismatchError,
     NothingOwedError,
+    ReceiptFieldError,
     ReceiptNotFoundError,
     StaleReceiptError,
     StoreCorruptError,
@@ -426,7 +427,14 @@ class ReceiptStore:
 
     # ------------------------------------------------------------------ accepting receipts
 
-    def accept(self, signed: SignedReceipt, *, expected_domain: ReceiptDomain, expected_node: str) -> StoredReceipt:
+    def accept(
+        self,
+        signed: SignedReceipt,
+        *,
+        expected_domain: ReceiptDomain,
+        expected_node: str,
+        max_future_seconds: int | None = None,
+    ) -> StoredReceipt:
         """Verify ``signed`` and store it durably; return the stored record.
 
         Checks, in order: the receipt names ``expected_node`` (`NodeMismatchError`), the signature is
@@ -435,22 +443,36 @@ class ReceiptStore:
         returns the existing record with ``created=False`` — that it advances its channel: amount
         strictly up, bytes and issuedAt not down (`StaleReceiptError`). A refused receipt leaves the
         store unchanged. Returns only after the transaction is on disk: acknowledge after this.
+
+        ``max_future_seconds``: refuse an issuedAt more than this far ahead of the local clock. A
+        consumer whose clock runs years ahead would otherwise pin the channel's issuedAt floor there
+        (later receipts may not go back) and every bundle would carry a future timestamp.
         """
-        return self._accept_many([signed], expected_domain, expected_node)[0]
+        return self._accept_many([signed], expected_domain, expected_node, max_future_seconds)[0]
 
     def accept_many(
-        self, receipts: Sequence[SignedReceipt], *, expected_domain: ReceiptDomain, expected_node: str
+        self,
+        receipts: Sequence[SignedReceipt],
+        *,
+        expected_domain: ReceiptDomain,
+        expected_node: str,
+        max_future_seconds: int | None = None,
     ) -> list[StoredReceipt]:
         """`accept` for several receipts in one transaction (one fsync): all are stored or none.
 
         An error names the failing receipt's index (``exc.index``); nothing of the call is stored.
         """
-        return self._accept_many(receipts, expected_domain, expected_node)
+        return self._accept_many(receipts, expected_domain, expected_node, max_future_seconds)
 
     def _accept_many(
-        self, receipts: Sequence[SignedReceipt], domain: ReceiptDomain, expected_node: str
+        self,
+        receipts: Sequence[SignedReceipt],
+        domain: ReceiptDomain,
+        expected_node: str,
+        max_future_seconds: int | None = None,
     ) -> list[StoredReceipt]:
         node = to_checksum_address(parse_address("expected_node", expected_node))
+        horizon = None if max_future_seconds is None else int(time.time()) + max_future_seconds
         verified: list[tuple[SignedReceipt, str]] = []
         # Signature checks are the expensive part: do them before taking the write lock.
         for index, signed in enumerate(receipts):
@@ -459,6 +481,11 @@ class ReceiptStore:
                     raise ReceiptError(f"Expected a SignedReceipt, got {type(signed).__name__}.")
                 if signed.node != node:
                     raise NodeMismatchError(node, signed.node)
+                if horizon is not None and signed.issued_at > horizon:
+                    raise ReceiptFieldError(
+                        "issuedAt", signed.issued_at,
+                        f"is more than {max_future_seconds} s ahead of this node's clock ({horizon - max_future_seconds})",
+                    )
                 verified.append((signed, _hex(verify_receipt(signed, domain))))
             except ReceiptError as exc:
                 raise _at_index(exc, index, len(receipts)) from None

@@ -303,3 +303,13 @@ def test_fuzzed_receipt_text_only_ever_raises_receipt_errors(signed_json):
             assert all(isinstance(r, SignedReceipt) for r in parsed)
             outcomes["parsed"] += 1
     assert outcomes["refused"] > 1000 and outcomes["parsed"] > 0
+
+
+def test_model_validate_json_refuses_duplicate_keys_and_bad_json(signed_json):
+    text = json.dumps(signed_json)
+    assert SignedReceipt.model_validate_json(text).to_json_dict() == signed_json
+    assert SignedReceipt.model_validate_json(text.encode()).to_json_dict() == signed_json
+    with pytest.raises(ReceiptFileError, match="duplicate key 'cumulativeAmount'"):
+        SignedReceipt.model_validate_json(text[:-1] + ', "cumulativeAmount": 1}')
+    with pytest.raises(ReceiptFileError, match="invalid JSON"):
+        SignedReceipt.model_validate_json(text[:-5])

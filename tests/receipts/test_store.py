@@ -29,6 +29,7 @@ from nodeclient.receipts import (
     DomainMismatchError,
     InvalidSignerError,
     NodeMismatchError,
+    ReceiptFieldError,
     ReceiptNotFoundError,
     ReceiptOutcome,
     ReceiptSigner,
@@ -498,3 +499,15 @@ def test_unopenable_path_is_a_clear_store_error(tmp_path, where):
     path = tmp_path / "absent" / "r.db" if where == "missing_dir" else tmp_path
     with pytest.raises(StoreSchemaError, match="cannot be opened"):
         ReceiptStore(path)
+
+
+def test_receipt_from_the_future_is_refused_when_a_limit_is_set(store, signer):
+    import time as _time
+
+    now = int(_time.time())
+    future = signer.sign(make_receipt(10, issued_at=now + 3600))
+    snap = db_snapshot(store.path)
+    with pytest.raises(ReceiptFieldError, match="'issuedAt'.*ahead of this node's clock"):
+        store.accept(future, expected_domain=signer.domain, expected_node=NODE, max_future_seconds=300)
+    assert db_snapshot(store.path) == snap
+    assert store.accept(future, expected_domain=signer.domain, expected_node=NODE, max_future_seconds=7200).created
