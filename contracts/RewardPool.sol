@@ -140,7 +140,7 @@ contract RewardPool is IRewardPool, AccessControl, Pausable {
         uint256 count = epochs.length;
         if (count == 0) revert RewardsNothingToClaim(node);
         uint256 current = currentEpoch();
-        uint256 last;
+        uint256 last = 0;
         for (uint256 i; i < count; ++i) {
             uint256 epoch = epochs[i];
             if (epoch >= current) revert RewardsEpochNotFinished(epoch, current);
@@ -235,7 +235,7 @@ contract RewardPool is IRewardPool, AccessControl, Pausable {
     function epochInfo(uint256 epoch)
         external
         view
-        returns (uint256 scheduled, uint256 totalCapped, uint256 budget, uint256 paid, uint256 carry_, bool finalized)
+        returns (uint256 scheduled, uint256 totalCapped, uint256 budget, uint256 paid, uint256 carryOut, bool finalized)
     {
         Epoch storage ep = _epochs[epoch];
         totalCapped = ep.totalCapped;

@@ -85,7 +85,7 @@ interface INodeRegistry {
     function unjail(address node) external;
 
     /// @notice PARAMETER_ROLE: stake per node, 1 wei to 1e27 wei. Applies to later registrations and unbonds.
-    function setMinStakePerNode(uint256 minStakePerNode) external;
+    function setMinStakePerNode(uint256 newMinStakePerNode) external;
 
     /// @notice EIP-712 digest a key signs to prove possession: NodeKey(node, key, operator).
     function nodeKeyDigest(address node, address key, address operator) external view returns (bytes32);

@@ -24,7 +24,7 @@ interface IPaymentEscrow {
     event NodeCredited(address indexed node, uint256 net, uint256 fee);
     event EarningsWithdrawn(address indexed node, address indexed payout, uint256 amount);
     event FeesSwept(address indexed treasury, uint256 amount);
-    event TreasuryUpdated(address oldTreasury, address newTreasury);
+    event TreasuryUpdated(address indexed oldTreasury, address indexed newTreasury);
     event ParameterUpdated(string name, uint256 oldValue, uint256 newValue);
 
     /// @notice Deposits `amount` for the caller; credits what the escrow actually received.
@@ -59,10 +59,10 @@ interface IPaymentEscrow {
     function sweepFees() external returns (uint256 amount);
 
     /// @notice DEFAULT_ADMIN_ROLE: the fee receiver.
-    function setTreasury(address treasury) external;
+    function setTreasury(address newTreasury) external;
 
     /// @notice PARAMETER_ROLE: thawing period in seconds, at most 30 days. Applies to later thaw requests.
-    function setThawingPeriod(uint64 thawingPeriod) external;
+    function setThawingPeriod(uint64 newThawingPeriod) external;
 
     function accountOf(address consumer) external view returns (uint256 available, uint256 thawing, uint64 thawEndsAt);
     function availableOf(address consumer) external view returns (uint256);

@@ -68,7 +68,7 @@ interface IReceiptSettlement {
         returns (uint256 paid);
 
     /// @notice PARAMETER_ROLE: protocol fee in bps, at most MAX_FEE_BPS (2000).
-    function setFeeBps(uint16 feeBps) external;
+    function setFeeBps(uint16 newFeeBps) external;
 
     /// @notice PAUSER_ROLE: pauses settle and settleMany.
     function pause() external;

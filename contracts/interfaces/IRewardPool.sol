@@ -43,13 +43,13 @@ interface IRewardPool {
     function claim(address node, uint256[] calldata epochs) external returns (uint256 amount);
 
     /// @notice PARAMETER_ROLE: reward-token emission per epoch (≤ 1e30); from the next epoch on.
-    function setEmissionPerEpoch(uint256 emissionPerEpoch) external;
+    function setEmissionPerEpoch(uint256 newEmissionPerEpoch) external;
 
     /// @notice PARAMETER_ROLE: reward wei per payment-token base unit of fee (1 to 1e24); from the next epoch on.
-    function setRewardPerFeeUnit(uint256 rewardPerFeeUnit) external;
+    function setRewardPerFeeUnit(uint256 newRewardPerFeeUnit) external;
 
     /// @notice PARAMETER_ROLE: a node's maximum share of an epoch's schedule (1 to 10000 bps); from the next epoch on.
-    function setMaxNodeShareBps(uint16 maxNodeShareBps) external;
+    function setMaxNodeShareBps(uint16 newMaxNodeShareBps) external;
 
     /// @notice PARAMETER_ROLE: the latency curve; applies to settlements from now on.
     function setLatencyCurve(uint32 lowMs, uint32 highMs, uint16 floorBps) external;
@@ -78,7 +78,14 @@ interface IRewardPool {
     function epochInfo(uint256 epoch)
         external
         view
-        returns (uint256 scheduled, uint256 totalCapped, uint256 budget, uint256 paid, uint256 carry, bool finalized);
+        returns (
+            uint256 scheduled,
+            uint256 totalCapped,
+            uint256 budget,
+            uint256 paid,
+            uint256 carryOut,
+            bool finalized
+        );
 
     /// @notice Number of epochs finalised (epochs `0 .. count-1`).
     function finalizedThrough() external view returns (uint256 count);

@@ -54,13 +54,13 @@ interface IStaking {
     function slash(address operator, uint256 amount, address reporter) external;
 
     /// @notice DEFAULT_ADMIN_ROLE, once: the NodeRegistry whose `requiredStake` locks bonded stake.
-    function setRegistry(address registry) external;
+    function setRegistry(address newRegistry) external;
 
     /// @notice PARAMETER_ROLE: unbonding period in seconds, at most 90 days. Applies to later requests.
-    function setUnbondingPeriod(uint64 unbondingPeriod) external;
+    function setUnbondingPeriod(uint64 newUnbondingPeriod) external;
 
     /// @notice PARAMETER_ROLE: reporter share of slashed stake, at most 5000 bps.
-    function setSlashReporterBps(uint16 slashReporterBps) external;
+    function setSlashReporterBps(uint16 newSlashReporterBps) external;
 
     function bondedOf(address operator) external view returns (uint256);
     function unbondingOf(address operator) external view returns (uint256 amount, uint64 withdrawableAt);
