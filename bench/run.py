@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -796,6 +797,8 @@ def main(argv: list[str] | None = None) -> int:
         "--update-docs", action="store_true", help="rewrite the measured block of docs/GAS.md"
     )
     args = parser.parse_args(argv)
+    # A SIGTERM (make's timeout, a CI cancel) must unwind through the `finally` that stops the chain.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     raw_argv = " ".join(argv if argv is not None else sys.argv[1:])
 
     started = time.monotonic()
