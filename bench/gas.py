@@ -152,6 +152,14 @@ def _rpc(url: str, method: str, params: list[Any], timeout: float = 120.0) -> An
     return body["result"]
 
 
+def _hard_fork(url: str) -> str:
+    """The chain's gas schedule (Anvil's ``anvil_nodeInfo``): recorded beside the figures."""
+    try:
+        return str(_rpc(url, "anvil_nodeInfo", []).get("hardFork", "unknown"))
+    except Exception as exc:  # noqa: BLE001 - informational
+        return f"unknown ({type(exc).__name__})"
+
+
 def _anvil_version() -> str:
     import subprocess
 
@@ -1098,14 +1106,17 @@ def trace_breakdown(
         }
         for label, table in by_frame.items()
     }
+    residual = 21_000 + calldata + execution - gas_used
     return {
         "txHash": tx_hash,
         "gasUsed": gas_used,
+        # Negative would mean Prague's calldata floor (EIP-7623) set gasUsed, not the execution.
+        "calldataFloorApplied": residual < 0,
         "intrinsic": 21_000,
         "calldataGas": calldata,
         "calldataBytes": len(data),
         "executionGas": execution,
-        "refund": 21_000 + calldata + execution - gas_used,
+        "refund": residual,
         "steps": n,
         "classes": dict(sorted(classes.items(), key=lambda kv: -kv[1]["gas"])),
         "frames": dict(sorted(frames.items(), key=lambda kv: -kv[1]["gas"])),
@@ -1125,7 +1136,11 @@ def run(*, quick: bool = False, trace: bool = True, log: Callable[[str], None] =
     environment: dict[str, Any] = {}
     try:
         with local_system(log, steps_tracing=trace) as ctx:
-            environment = {"anvil": ctx.anvil_version, "chainId": ctx.chain_id}
+            environment = {
+                "anvil": ctx.anvil_version,
+                "chainId": ctx.chain_id,
+                "hardFork": _hard_fork(ctx.rpc_url),
+            }
             bench = GasBench(ctx, sizes=sizes, trace=trace, log=log)
             section = bench.run_all()
     except Exception as exc:  # noqa: BLE001 - report, keep partial figures, let the caller exit non-zero

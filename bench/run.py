@@ -716,7 +716,8 @@ def markdown_report(results: dict[str, Any]) -> str:
     gas_section = results.get("gas") or {}
     when = results["generatedAt"]
     argv = results["options"].get("argv")
-    anvil = gas_section.get("environment", {}).get("anvil", "anvil ?")
+    chain_env = gas_section.get("environment", {})
+    anvil = f"{chain_env.get('anvil', 'anvil ?')} ({chain_env.get('hardFork', '?')} gas schedule)"
     dirty = " (contracts/ had uncommitted changes)" if env.get("contractsUncommittedChanges") else ""
     optimizer = "on" if env.get("optimizer") else "off"
     header = (
