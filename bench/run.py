@@ -847,8 +847,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if "gas" in results:
         print()
+        chain_env = results["gas"].get("environment", {})
         print(
-            "Gas: whole-transaction gasUsed from receipts (incl. 21,000 base); anchors = peers' published figures;"
+            f"Gas: whole-transaction gasUsed from receipts (incl. 21,000 base), {chain_env.get('anvil', 'anvil')}, "
+            f"{chain_env.get('hardFork', '?')} gas schedule; anchors = peers' published figures;"
         )
         print("ratio = Kuota / anchor (per receipt for batches); lower is better.")
         print(render_table(GAS_HEADERS, gas_text_rows(results["table"]["gas"]), right={1, 3}))
