@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from eth_account import Account
 
 from nodeclient.relay.client import ConsumerConfig, RelaySession, open_session
 from nodeclient.relay.errors import RemoteError
@@ -205,3 +206,81 @@ def test_node_claiming_more_bytes_than_delivered_gets_no_signature_for_them(worl
     assert all(r["cumulativeBytes"] <= delivered for r in receipts)
     assert receipts[-1]["cumulativeAmount"] == amount_for(delivered, PRICE_PER_GIB)
     assert len(session.pauses) >= 1
+
+
+def test_consumer_stops_signing_at_its_spend_cap(world, relay, origin):
+    node = relay()
+    cap = 1_000  # base units: 1000 / 1e6 per GiB ≈ 1 MiB of traffic
+
+    async def run():
+        session = await open_session(
+            node.host, node.port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view(),
+            config=ConsumerConfig(max_spend=cap),
+        )
+        with pytest.raises(Exception):
+            await session.fetch(origin.url(20 * MIB), sink=lambda data: None)
+        await session.close()
+        return session
+
+    session = asyncio.run(run())
+    assert session.spend_cap_reached
+    spent = session.receipts[-1].cumulative_amount - session.base_amount
+    assert spent <= cap
+    assert spent >= cap - 1  # it did sign right up to the cap
+    # It received more than it paid for only within the node's credit window (the node's risk).
+    assert session.metered_bytes - session.signed_bytes <= node.server.config.credit_bytes
+    snap = node.wait_idle()
+    assert snap["receipts"]["amount"] == spent
+
+
+def test_second_session_on_the_same_channel_is_refused_while_the_first_is_open(world, relay, origin):
+    node = relay()
+
+    async def run():
+        first = await open_session(
+            node.host, node.port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view()
+        )
+        with pytest.raises(RemoteError) as info:
+            await open_session(
+                node.host, node.port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view()
+            )
+        result = await first.fetch(origin.url(MIB))
+        await first.close()
+        return info.value, result
+
+    refused, result = asyncio.run(run())
+    assert refused.code == "refused" and "already has an open session with this node" in refused.reason
+    assert result.status == 200 and len(result.body) == MIB
+
+
+def test_consumer_refuses_a_node_above_its_maximum_price(world, relay):
+    node = relay()
+
+    async def run():
+        return await open_session(
+            node.host, node.port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view(),
+            config=ConsumerConfig(max_price_per_gib=PRICE_PER_GIB - 1),
+        )
+
+    from nodeclient.relay.errors import HandshakeError
+
+    with pytest.raises(HandshakeError) as info:
+        asyncio.run(run())
+    assert f"node price {PRICE_PER_GIB} per GiB is above the maximum {PRICE_PER_GIB - 1}" in str(info.value)
+    assert node.snapshot()["bytes"] == {"up": 0, "down": 0, "paid": 0}
+
+
+def test_consumer_refuses_a_relay_that_is_not_the_node_it_asked_for(world, relay):
+    node = relay()
+    impostor = Account.create().address
+
+    async def run():
+        return await open_session(
+            node.host, node.port, node=impostor, consumer_key=world.consumer_key, chain=world.view()
+        )
+
+    from nodeclient.relay.errors import HandshakeError
+
+    with pytest.raises(HandshakeError) as info:
+        asyncio.run(run())
+    assert f"is node {world.node.address!r}, not {impostor}" in str(info.value)
