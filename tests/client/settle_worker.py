@@ -25,7 +25,7 @@ from nodeclient.chain import ChainClient  # noqa: E402
 from nodeclient.config import NetworkProfile, PolicySettings  # noqa: E402
 from nodeclient.keys import KeyManager, Secret  # noqa: E402
 from nodeclient.receipts import load_receipts  # noqa: E402
-from nodeclient.settlement import deployment_domain, open_store, settle_node  # noqa: E402
+from nodeclient.settlement import deployment_domain, open_store, reconcile, settle_node  # noqa: E402
 
 
 def run_trial(command: dict) -> None:
@@ -51,6 +51,8 @@ def run_trial(command: dict) -> None:
             stored = store.accept(receipt, expected_domain=domain, expected_node=command["node"])
             say(f"ACK {stored.digest_hex}")
     say("SETTLE")
+    # Reconcile first on its own so the log records what a restart found, even if this run is killed later.
+    say("RECONCILED " + json.dumps(reconcile(client, store, signer).to_json()))
     settle_node(client, store, signer, command["node"], PolicySettings(), force=True)
     say("DONE")
     store.close()

@@ -93,6 +93,7 @@ def test_kill_during_settle_never_loses_or_double_settles(funded, kuota, tmp_pat
     acked: set[str] = set()
     killed_count = 0
     stages: Counter[str] = Counter()
+    recovered: Counter[str] = Counter()  # open batches found by a restarted worker, by outcome
     durations: list[float] = [1.0]
     base = {
         "rpc_url": k.rpc_url, "chain_id": chain_id, "manifest": str(k.manifest), "data_dir": str(k.home / "data"),
@@ -118,6 +119,10 @@ def test_kill_during_settle_never_loses_or_double_settles(funded, kuota, tmp_pat
             killed, status = zygote.trial({**base, "receipts": str(receipts_file), "log": str(log)}, kill_after)
             text = log.read_text() if log.exists() else ""
             acked.update(line.split()[1] for line in text.splitlines() if line.startswith("ACK "))
+            for line in text.splitlines():
+                if line.startswith("RECONCILED "):
+                    for outcome, ids in json.loads(line.split(" ", 1)[1]).items():
+                        recovered[outcome] += len(ids)
             last = text.strip().splitlines()[-1].split()[0] if text.strip() else "BEFORE-START"
             if killed:
                 killed_count += 1
@@ -131,13 +136,19 @@ def test_kill_during_settle_never_loses_or_double_settles(funded, kuota, tmp_pat
         log = tmp_path / "final.txt"
         killed, status = zygote.trial({**base, "receipts": None, "log": str(log)}, None)
         assert not killed and status == 0, log.read_text()
+        for line in log.read_text().splitlines():
+            if line.startswith("RECONCILED "):
+                for outcome, ids in json.loads(line.split(" ", 1)[1]).items():
+                    recovered[outcome] += len(ids)
     finally:
         zygote.close()
 
     print(f"\nsettle crash trials: {TRIALS}, killed {killed_count}, kill landed after stage: {dict(stages)}, "
-          f"acked receipts {len(acked)}")
+          f"acked receipts {len(acked)}; open batches recovered after a kill: {dict(recovered)}")
     assert killed_count >= TRIALS // 2, "most trials must actually be killed mid-run"
-    assert stages["SETTLE"] >= TRIALS // 4, "kills must land inside the settle path"
+    # After SETTLE/RECONCILED the worker is inside reconcile or settle_node (plan, bundle, sign, send, record).
+    assert stages["SETTLE"] + stages["RECONCILED"] >= TRIALS // 4, "kills must land inside the settle path"
+    assert recovered["confirmed"] + recovered["failed"] + recovered["skipped"] > 0, "no kill ever left a batch open"
 
     path = store_path(k.home / "data", chain_id, k.contracts["ReceiptSettlement"])
     store = ReceiptStore(path, domain=domain)
