@@ -5,7 +5,7 @@ trials; forking an already-initialised process takes ~2 ms. The zygote itself ne
 
 Protocol (one line each way, on the zygote's stdin/stdout):
   zygote → ``READY``
-  test   → ``{"mode": "accept" | "batch", "db": path, "acks": path, "bundles": dir, "seed": int}``
+  test   → ``{"mode": "accept" | "batch" | "accept-ack-early", "db": path, "acks": path, "bundles": dir, "seed": int}``
   zygote → ``PID <pid>`` (the forked worker is running)
   test   → ``REAP`` (after killing the worker, or letting it finish)
   zygote → ``EXIT <pid> <raw wait status>``
@@ -40,6 +40,7 @@ from nodeclient.receipts import (
     ReceiptSigner,
     ReceiptStore,
     prepare_batch,
+    receipt_digest,
     receipt_domain,
 )
 from nodeclient.receipts._keccak import keccak256
@@ -67,6 +68,14 @@ def _next_receipt(store: ReceiptStore, rng: random.Random, signer: ReceiptSigner
             session="0x" + rng.randbytes(32).hex(),
         )
     )
+
+
+def run_accept_ack_early(store: ReceiptStore, fd: int, rng: random.Random) -> None:
+    """Deliberately wrong relay: acknowledges before `accept` returns (proves the checker can fail)."""
+    for _ in range(MAX_STEPS):
+        signed = _next_receipt(store, rng, rng.choice(SIGNERS))
+        _ack(fd, f"ACK 0x{receipt_digest(signed, DOMAIN).hex()}")
+        store.accept(signed, expected_domain=DOMAIN, expected_node=NODE)
 
 
 def run_accept(store: ReceiptStore, fd: int, rng: random.Random) -> None:
@@ -153,6 +162,8 @@ def worker(command: dict) -> None:
     store = ReceiptStore(command["db"])
     if command["mode"] == "accept":
         run_accept(store, fd, rng)
+    elif command["mode"] == "accept-ack-early":
+        run_accept_ack_early(store, fd, rng)
     else:
         run_batch(store, fd, rng, Path(command["bundles"]))
     store.close()
