@@ -364,3 +364,28 @@ def test_fee_change_applies_to_later_settlements(system, sign, deployer, consume
     assert tx.events["ReceiptSettled"]["fee"] == 0
     assert system.escrow.creditOf(node) == 10 * UNIT
     assert "UsageRecorded" not in tx.events
+
+
+def test_settle_rejects_dirty_high_bits_in_narrow_fields(system, sign, consumer, consumer_key, node):
+    """The receipt is hashed straight from calldata: dirty padding must revert, not hash differently."""
+    from brownie import web3
+
+    signed = sign(consumer_key, node, 1_000, UNIT, latency_ms=20)
+    clean = bytes.fromhex(system.settlement.settle.encode_input(signed.args, signed.signature)[2:])
+    word = lambda i: slice(4 + 32 * i, 4 + 32 * (i + 1))  # noqa: E731  (receipt word i)
+    for index, dirty_value in ((5, (1 << 32) | 20), (6, (1 << 64) | signed.args[6]), (0, (1 << 160) | int(consumer.address, 16))):
+        data = bytearray(clean)
+        data[word(index)] = dirty_value.to_bytes(32, "big")
+        call = {"from": consumer.address, "to": system.settlement.address, "data": "0x" + data.hex()}
+        # The ABI decoder's bare revert (no data), not SettlementInvalidSigner over a different hash.
+        response = web3.provider.make_request("eth_call", [call, "latest"])
+        assert "error" in response, f"dirty word {index} was accepted"
+        assert response["error"].get("data") in (None, "0x"), response["error"]
+        tx_hash = web3.eth.send_transaction({**call, "gas": 500_000})
+        assert web3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 0
+    assert plain(system.settlement.channelOf(consumer, node)) == (0, 0)
+    tx_hash = web3.eth.send_transaction(
+        {"from": consumer.address, "to": system.settlement.address, "data": "0x" + clean.hex(), "gas": 500_000}
+    )
+    assert web3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
+    assert plain(system.settlement.channelOf(consumer, node)) == (UNIT, 1_000)
