@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +22,7 @@ from typing import Any
 
 import pytest
 from brownie import chain as brownie_chain
+from eth_account import Account
 
 from integration.support import NodeKey, anvil_key, node_key, register_node
 from nodeclient.relay.chainview import Web3ChainView
@@ -26,6 +31,7 @@ from nodeclient.relay.store import open_node_store
 from nodeclient.relay.targets import TargetPolicy
 
 PRICE_PER_GIB = 1_000_000  # 1 USD per GiB with the 6-decimal mock stablecoin
+PASSWORD = "correct horse battery staple"
 RICH_DEPOSIT = 1_000 * 10**6
 POOR_DEPOSIT = 1_000  # 0.001 USD: far below any credit limit used here
 STAKE = 1_000 * 10**18
@@ -150,6 +156,43 @@ def relay(world, tmp_path) -> Iterator[Any]:
     yield start
     for thread in started:
         thread.stop()
+
+
+def start_node_process(
+    world: RelayWorld, home: Path, log_path: Path, *extra: str
+) -> tuple[subprocess.Popen, str, int]:
+    """Run ``kuota node serve`` for the test node as a real subprocess; returns (process, host, port)."""
+    keystore = home / "node-key.json"
+    if not keystore.exists():
+        keystore.write_text(json.dumps(Account.encrypt(world.node.private_key, PASSWORD, iterations=2)))
+        (home / "password").write_text(PASSWORD)
+        (home / "manifest.json").write_text(json.dumps(world.manifest))
+    ready = home / "ready"
+    ready.unlink(missing_ok=True)
+    env = {**os.environ, "KUOTA_HOME": str(home), "KUOTA_DATA_DIR": str(home / "data")}
+    cmd = [
+        sys.executable, "-c", "from nodeclient.cli.main import main; main()", "-v",
+        "node", "serve",
+        "--rpc-url", world.rpc_url, "--chain-id", str(world.chain_id), "--manifest", str(home / "manifest.json"),
+        "--node-keystore", str(keystore), "--node-password-file", str(home / "password"),
+        "--host", "127.0.0.1", "--port", "0", "--ready-file", str(ready),
+        "--allow-private-targets", "--no-settle",
+        "--credit-kib", "4096", "--receipt-kib", "512",
+        # 400 Mbit/s (50 MB/s): slow enough that the kill lands mid-transfer, fast enough for the suite.
+        "--rate-mbit", "400",
+        *extra,
+    ]
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the process
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"kuota node serve did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    host, port, pid = ready.read_text().split()
+    assert int(pid) == proc.pid
+    return proc, host, int(port)
 
 
 @dataclass

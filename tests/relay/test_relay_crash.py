@@ -21,49 +21,15 @@ from nodeclient.relay.client import ConsumerConfig, open_session
 from nodeclient.relay.pricing import amount_for
 from nodeclient.settlement import store_path
 
-from relay.conftest import PRICE_PER_GIB
+from relay.conftest import PRICE_PER_GIB, start_node_process
 
 MIB = 1024 * 1024
-PASSWORD = "correct horse battery staple"
-
-
-def _start_node(world, home: Path, log_path: Path) -> tuple[subprocess.Popen, str, int]:
-    keystore = home / "node-key.json"
-    if not keystore.exists():
-        keystore.write_text(json.dumps(Account.encrypt(world.node.private_key, PASSWORD, iterations=2)))
-        (home / "password").write_text(PASSWORD)
-        (home / "manifest.json").write_text(json.dumps(world.manifest))
-    ready = home / "ready"
-    ready.unlink(missing_ok=True)
-    env = {**os.environ, "KUOTA_HOME": str(home), "KUOTA_DATA_DIR": str(home / "data")}
-    cmd = [
-        sys.executable, "-c", "from nodeclient.cli.main import main; main()", "-v",
-        "node", "serve",
-        "--rpc-url", world.rpc_url, "--chain-id", str(world.chain_id), "--manifest", str(home / "manifest.json"),
-        "--node-keystore", str(keystore), "--node-password-file", str(home / "password"),
-        "--host", "127.0.0.1", "--port", "0", "--ready-file", str(ready),
-        "--allow-private-targets", "--no-settle",
-        "--credit-kib", "4096", "--receipt-kib", "512",
-        # 400 Mbit/s (50 MB/s): slow enough that the kill lands mid-transfer, fast enough for the suite.
-        "--rate-mbit", "400",
-    ]
-    log = open(log_path, "ab")  # noqa: SIM115 - owned by the process
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"kuota node serve did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.1)
-    host, port, pid = ready.read_text().split()
-    assert int(pid) == proc.pid
-    return proc, host, int(port)
 
 
 def test_kill_9_mid_session_keeps_every_acked_receipt_and_it_settles_once(world, origin, tmp_path, stranger):
     home = tmp_path / "node-home"
     home.mkdir()
-    proc, host, port = _start_node(world, home, tmp_path / "node.log")
+    proc, host, port = start_node_process(world, home, tmp_path / "node.log")
 
     async def consume_until_killed():
         session = await open_session(
@@ -117,7 +83,7 @@ def test_kill_9_mid_session_keeps_every_acked_receipt_and_it_settles_once(world,
         latest.cumulative_amount, latest.cumulative_bytes)
 
     # The restarted node continues the channel from its store; the consumer checks that base itself.
-    proc, host, port = _start_node(world, home, tmp_path / "node.log")
+    proc, host, port = start_node_process(world, home, tmp_path / "node.log")
     try:
         async def resume():
             resumed = await open_session(

@@ -1,0 +1,69 @@
+"""The relay through its CLI, as operators and consumers run it: `kuota node serve` and `kuota consume fetch`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from eth_account import Account
+
+from nodeclient.relay.pricing import amount_for
+
+from relay.conftest import PASSWORD, PRICE_PER_GIB, start_node_process
+
+KIB = 1024
+
+
+def _kuota(home, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KUOTA_HOME": str(home), "KUOTA_DATA_DIR": str(home / "data")}
+    return subprocess.run(
+        [sys.executable, "-c", "from nodeclient.cli.main import main; main()", *args],
+        env=env, capture_output=True, timeout=timeout,
+    )
+
+
+def test_consume_fetch_pays_for_the_bytes_and_serve_reports_them(world, origin, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    proc, host, port = start_node_process(world, home, tmp_path / "node.log", "--status-file", str(home / "status.json"))
+    consumer_keystore = home / "consumer.json"
+    consumer_keystore.write_text(json.dumps(Account.encrypt(world.consumer_key, PASSWORD, iterations=2)))
+    network = ["--rpc-url", world.rpc_url, "--chain-id", str(world.chain_id), "--manifest", str(home / "manifest.json")]
+    try:
+        body_file = tmp_path / "body.bin"
+        fetched = _kuota(
+            home, "consume", "fetch", origin.url(300 * KIB), *network,
+            "--keystore", str(consumer_keystore), "--password-file", str(home / "password"),
+            "--node", world.node.address, "--relay", f"{host}:{port}", "--max-spend", "1000000",
+            "-o", str(body_file), "--json",
+        )
+        assert fetched.returncode == 0, fetched.stderr.decode()[-2000:]
+        summary = json.loads(fetched.stdout)
+        assert summary["status"] == 200 and summary["bodyBytes"] == 300 * KIB
+        assert body_file.stat().st_size == 300 * KIB
+        assert summary["signedBytes"] == origin.delivered == summary["ackedBytes"]
+        assert summary["spent"] == amount_for(origin.delivered, PRICE_PER_GIB)
+        assert summary["lastReceipt"]["cumulativeBytes"] == origin.delivered
+
+        # Bad input: one clear line and exit code 2 (click's usage errors), before any network use.
+        bad_relay = _kuota(home, "consume", "fetch", origin.url(1), *network, "--keystore", str(consumer_keystore),
+                           "--password-file", str(home / "password"), "--node", world.node.address, "--relay", "nonsense")
+        assert bad_relay.returncode == 2 and b"'nonsense' is not HOST:PORT" in bad_relay.stderr
+        bad_node = _kuota(home, "consume", "fetch", origin.url(1), *network, "--keystore", str(consumer_keystore),
+                          "--password-file", str(home / "password"), "--node", "0x1234", "--relay", f"{host}:{port}")
+        assert bad_node.returncode == 2 and b"'0x1234' is not an address" in bad_node.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    # The status file is rewritten at exit: it reports the session, its bytes and the stored receipts.
+    stats = _kuota(home, "node", "serve", "--stats", "--status-file", str(home / "status.json"), "--json")
+    assert stats.returncode == 0, stats.stderr.decode()
+    snapshot = json.loads(stats.stdout)
+    assert snapshot["sessions"]["total"] == 1 and snapshot["sessions"]["ended"] == {"bye": 1}
+    assert snapshot["bytes"]["up"] + snapshot["bytes"]["down"] == origin.delivered == snapshot["bytes"]["paid"]
+    assert snapshot["unpaidExposureBytes"] == 0 and snapshot["receipts"]["stored"] >= 1
+    log = (tmp_path / "node.log").read_text()
+    assert world.node.private_key[2:] not in log and PASSWORD not in log
