@@ -41,6 +41,7 @@ from nodeclient.receipts.bundles import (
     write_bundle,
 )
 from nodeclient.receipts.errors import (
+    MISSING,
     BatchConflictError,
     BatchNotFoundError,
     BatchStateError,
@@ -108,6 +109,7 @@ from nodeclient.receipts.verify import RecordCheck, verify_many
 
 __all__ = [
     "JSON_FIELDS",
+    "MISSING",
     "RECEIPT_TYPE",
     "RECEIPT_TYPEHASH",
     "UINT32_MAX",

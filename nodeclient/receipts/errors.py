@@ -36,6 +36,17 @@ def _short(value: object, limit: int = 90) -> str:
     return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
 
 
+class _Missing:
+    """Sentinel for a field that is absent (distinct from a JSON null)."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+#: Passed as ``value`` to `ReceiptFieldError` when a required field is absent.
+MISSING = _Missing()
+
+
 class ReceiptFieldError(ReceiptError):
     """One field of a receipt is missing, of the wrong type, or out of range."""
 
@@ -43,17 +54,8 @@ class ReceiptFieldError(ReceiptError):
         self.field = field
         self.value = value
         self.reason = reason
-        shown = "missing" if value is _MISSING else _short(value)
+        shown = "missing" if value is MISSING else _short(value)
         super().__init__(f"Receipt field '{field}' is {shown}: {reason}.")
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING = _Missing()
-ReceiptFieldError.MISSING = _MISSING  # type: ignore[attr-defined]
 
 
 class ReceiptFileError(ReceiptError):

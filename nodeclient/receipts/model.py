@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nodeclient.errors import ReceiptError
 from nodeclient.receipts._keccak import keccak256
-from nodeclient.receipts.errors import ReceiptFieldError, ReceiptFileError, SignatureError
+from nodeclient.receipts.errors import MISSING, ReceiptFieldError, ReceiptFileError, SignatureError
 
 __all__ = [
     "JSON_FIELDS",
@@ -78,7 +78,7 @@ _PY_FIELDS: tuple[str, ...] = (
 )
 _PY_TO_JSON = dict(zip(_PY_FIELDS, JSON_FIELDS, strict=True)) | {"signature": "signature"}
 _JSON_KEYS_SIGNED = frozenset(JSON_FIELDS) | {"signature"}
-_MISSING = ReceiptFieldError.MISSING  # type: ignore[attr-defined]
+_MISSING = MISSING
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
