@@ -1,4 +1,4 @@
-"""``kuota account new|import|list|export``: encrypted keystores in the data dir.
+"""``kuota account new|import|list|export|balance|transfer|faucet``: keystores in the data dir, and funds.
 
 Private keys are never taken from the command line (shell history, ``ps``): ``import`` reads a key
 file, an existing keystore, or a hidden prompt. ``export`` writes the keystore still encrypted.
@@ -10,7 +10,17 @@ from pathlib import Path
 
 import click
 
-from nodeclient.cli.options import CliContext, json_option, pass_cx, table
+from nodeclient.cli.options import (
+    CliContext,
+    account_options,
+    eth,
+    json_option,
+    network_options,
+    ops,
+    pass_cx,
+    spend_options,
+    table,
+)
 from nodeclient.errors import KeystoreError, NotFoundError
 
 __all__ = ["COMMANDS", "account"]
@@ -117,6 +127,103 @@ def export(cx: CliContext, alias: str, out: Path) -> None:
     """Write ALIAS's keystore, still encrypted, to --out (mode 0600)."""
     info = cx.keys().export(alias, out)
     cx.emit({**info.to_json(), "exportedTo": str(out)}, lambda c: c.print(f"exported {info.alias} ({info.address}) to {out}"))
+
+
+
+_TOKENS = {"KUOTA": "KuotaToken", "PAYMENT": "PaymentToken"}
+_MINT_ABI = [
+    {
+        "type": "function",
+        "name": "mint",
+        "stateMutability": "nonpayable",
+        "inputs": [{"name": "to", "type": "address"}, {"name": "amount", "type": "uint256"}],
+        "outputs": [],
+    }
+]
+
+
+@account.command("balance")
+@click.argument("address", required=False)
+@network_options
+@account_options
+@json_option
+@pass_cx
+def balance(cx: CliContext, address: str | None) -> None:
+    """ETH, KUOTA and payment-token balances of ADDRESS (default: your account)."""
+    from nodeclient._utils.values import format_amount, parse_address
+
+    who = parse_address("address", address) if address else cx.account_info().address
+    client = cx.client()
+    kuota = ops().token_info(client, "KuotaToken", who)
+    payment = ops().token_info(client, "PaymentToken", who)
+    native = client.balance(who)
+    cx.emit(
+        {"address": who, "eth": native, "kuota": kuota.balance, "payment": payment.balance,
+         "paymentSymbol": payment.symbol, "paymentDecimals": payment.decimals},
+        lambda c: c.print(table(f"Balances of {who}", ["asset", "balance"], [
+            ["ETH", eth(native)], [kuota.symbol, format_amount(kuota.balance, kuota.decimals)],
+            [payment.symbol, format_amount(payment.balance, payment.decimals)],
+        ])),
+    )
+
+
+@account.command("transfer")
+@click.argument("token", type=click.Choice(["KUOTA", "PAYMENT"], case_sensitive=False))
+@click.argument("to")
+@click.argument("amount")
+@click.option("--units", is_flag=True, help="AMOUNT is in base units.")
+@network_options
+@account_options
+@spend_options
+@json_option
+@pass_cx
+def transfer(cx: CliContext, token: str, to: str, amount: str, units: bool) -> None:
+    """Send AMOUNT of KUOTA or of the payment token to address TO."""
+    from nodeclient._utils.values import format_amount, parse_address, parse_amount
+    from nodeclient.errors import InsufficientFundsError
+
+    recipient = parse_address("recipient", to)
+    client = cx.client()
+    name = _TOKENS[token.upper()]
+    info = ops().token_info(client, name, recipient)
+    value = parse_amount("amount", amount, 0 if units else info.decimals)
+    signer = cx.signer()
+    held = ops().token_info(client, name, signer.address).balance
+    if held < value:
+        raise InsufficientFundsError(
+            f"account {signer.address} holds {format_amount(held, info.decimals, info.symbol)}, "
+            f"less than the {format_amount(value, info.decimals, info.symbol)} to send"
+        )
+    result = cx.send(signer, client.contract(name).functions.transfer(recipient, value),
+                     f"send {format_amount(value, info.decimals, info.symbol)} to {recipient}", kind="transfer")
+    cx.emit({"tx": result.to_json(), "to": recipient, "amount": value, "token": name},
+            lambda c: c.print(f"sent {format_amount(value, info.decimals, info.symbol)} to {recipient} in {result.tx_hash}"))
+
+
+@account.command("faucet")
+@click.argument("amount")
+@network_options
+@account_options
+@spend_options
+@json_option
+@pass_cx
+def faucet(cx: CliContext, amount: str) -> None:
+    """Local chains only: mint AMOUNT of the mock payment token (MockUSD) to your account."""
+    from nodeclient._utils.values import format_amount, parse_amount
+    from nodeclient.errors import RefusedError
+
+    client = cx.client()
+    if client.chain_id not in (31337, 1337):
+        raise RefusedError(f"the faucet only exists on local chains (31337, 1337), not on chain {client.chain_id}")
+    # The shipped PaymentToken ABI is plain ERC20; MockUSD adds an open mint(address,uint256).
+    token = client.w3.eth.contract(address=client.deployment.address("PaymentToken"), abi=_MINT_ABI)
+    signer = cx.signer()
+    info = ops().token_info(client, "PaymentToken", signer.address)
+    value = parse_amount("amount", amount, info.decimals)
+    result = cx.send(signer, token.functions.mint(signer.address, value),
+                     f"mint {format_amount(value, info.decimals, info.symbol)} of mock payment token", kind="faucet")
+    cx.emit({"tx": result.to_json(), "amount": value},
+            lambda c: c.print(f"minted {format_amount(value, info.decimals, info.symbol)} to {signer.address}"))
 
 
 COMMANDS = [account]
