@@ -154,13 +154,14 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, Pausable, EIP71
         return address(_rewardPool);
     }
 
-    /// @dev Reads the node's status once per call: unknown nodes revert, jailed nodes are paid but
-    /// earn no reward weight.
+    /// @dev Reads the node's status once per call: unknown nodes revert; only Active nodes earn reward
+    /// weight. Jailed and Exiting nodes are paid for what they served but earn no rewards: an exiting
+    /// node no longer needs stake behind it, so rewarding it would pay an operator with nothing at risk.
     function _context(address node) private view returns (Context memory ctx) {
         INodeRegistry.NodeStatus status = _registry.statusOf(node);
         if (status == INodeRegistry.NodeStatus.None) revert SettlementUnknownNode(node);
         ctx.node = node;
-        ctx.rewarded = status != INodeRegistry.NodeStatus.Jailed;
+        ctx.rewarded = status == INodeRegistry.NodeStatus.Active;
         ctx.feeBps = _feeBps;
     }
 

@@ -130,9 +130,11 @@ contract RewardPool is IRewardPool, AccessControl, Pausable {
     function finalizeEpochs(uint256 maxCount) external returns (uint256 count) {
         uint256 through = _finalizedThrough;
         uint256 target = currentEpoch();
-        if (target > through + maxCount) target = through + maxCount;
+        if (target <= through) return 0;
+        // Compared as a difference: `through + maxCount` would overflow for maxCount = 2^256 - 1.
+        if (target - through > maxCount) target = through + maxCount;
         _finalizeThrough(target);
-        return target > through ? target - through : 0;
+        return target - through;
     }
 
     /// @inheritdoc IRewardPool

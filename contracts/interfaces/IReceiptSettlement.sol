@@ -9,7 +9,8 @@ pragma solidity 0.8.28;
 /// `Receipt(address consumer,address node,bytes32 sessionId,uint256 cumulativeBytes,uint256 cumulativeAmount,uint32 latencyMs,uint64 issuedAt)`.
 /// A channel is (consumer, node) across sessions. Settling pays `cumulativeAmount − settledAmount`
 /// (what escrow holds, at most) and advances `settledAmount` by what was paid, so the same receipt
-/// settles the rest after a top-up. Whoever submits, the node is credited.
+/// settles the rest after a top-up. Whoever submits, the node is credited. Only Active nodes earn
+/// reward weight; Jailed and Exiting nodes are paid with their usage recorded at weight 0.
 interface IReceiptSettlement {
     /// @notice A consumer's signed statement: up to now, `node` delivered `cumulativeBytes` over all
     /// sessions of the channel and the consumer owes `cumulativeAmount` (payment-token base units) for it.

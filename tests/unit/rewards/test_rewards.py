@@ -130,6 +130,16 @@ def test_finalize_epochs_is_bounded(system, stranger):
     assert rewards.finalizeEpochs(1_000, {"from": stranger}).return_value == 0
 
 
+def test_finalize_epochs_accepts_the_largest_count(system, stranger):
+    rewards = system.rewards
+    mine_at(rewards.epochStart(rewards.currentEpoch() + 3))
+    rewards.finalizeEpochs(1, {"from": stranger})
+    # `through + maxCount` must not overflow once something is finalised.
+    tx = rewards.finalizeEpochs(2**256 - 1, {"from": stranger})
+    assert rewards.finalizedThrough() == rewards.currentEpoch()
+    assert tx.return_value == rewards.currentEpoch() - 1
+
+
 def test_pause_blocks_claims_only(system, sign, consumer_key, node, deployer, stranger):
     rewards = system.rewards
     epoch = _next_epoch(rewards)

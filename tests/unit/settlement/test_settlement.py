@@ -238,6 +238,15 @@ def test_jailed_node_is_paid_without_reward_weight(system, sign, consumer, consu
     assert (tx.events["UsageRecorded"]["fee"], tx.events["UsageRecorded"]["weight"]) == (fee, 0)
 
 
+def test_exiting_node_is_paid_without_reward_weight(system, sign, consumer, consumer_key, node, operator):
+    system.registry.requestExit(node, {"from": operator})
+    signed = sign(consumer_key, node, 1_000, 10 * UNIT)
+    tx = system.settlement.settle(signed.args, signed.signature, {"from": consumer})
+    fee = 10 * UNIT * FEE_BPS // 10_000
+    assert system.escrow.creditOf(node) == 10 * UNIT - fee
+    assert (tx.events["UsageRecorded"]["fee"], tx.events["UsageRecorded"]["weight"]) == (fee, 0)
+
+
 def test_dust_payment_below_fee_resolution_records_no_usage(system, sign, consumer, consumer_key, node):
     signed = sign(consumer_key, node, 1, 19)  # 19 × 500 / 10000 = 0.95 → fee 0
     tx = system.settlement.settle(signed.args, signed.signature, {"from": consumer})
