@@ -175,7 +175,9 @@ def node_earnings(client: ChainClient, node: str) -> NodeEarnings:
     for record in client.journal.records(client.chain_id, node=node):
         if record.status in ("mined", "failed"):
             entries.append(
-                LedgerEntry("gas", record.block_number, None, record.tx_hash, gas_wei=record.gas_cost,
+                LedgerEntry("gas", record.block_number,
+                            when(record.block_number) if record.block_number is not None else None,
+                            record.tx_hash, gas_wei=record.gas_cost,
                             note=f"{record.kind}: {record.description}" + (" (reverted)" if record.status == "failed" else ""))
             )
     entries.sort(key=lambda e: (e.block or 0, e.kind, e.tx_hash, e.consumer))

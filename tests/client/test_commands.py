@@ -108,3 +108,17 @@ GWEI = 10**9
 def test_gas_aware_policy(value, gas_wei, kwargs, act, reason):
     decision = decide(value, gas_wei, POLICY, **kwargs)
     assert decision.act is act and reason in decision.reason
+
+
+def test_account_balance_transfer_and_local_faucet(fresh, kuota):
+    k = fresh
+    payout = k.addresses["payout"]
+    before = k.ok("account", "balance", payout, "--json")
+    sent = k.ok("account", "transfer", "KUOTA", payout, "2.5", "--account", "operator", *k.pw(), "--yes", "--json")
+    assert sent["amount"] == 25 * 10**17 and kuota.token.balanceOf(payout) == before["kuota"] + 25 * 10**17
+    minted = k.ok("account", "faucet", "7", "--account", "payout", *k.pw(), "--yes", "--json")
+    assert minted["amount"] == 7 * 10**6
+    after = k.ok("account", "balance", "--account", "payout", "--json")
+    assert after["payment"] == before["payment"] + 7 * 10**6 and after["kuota"] == before["kuota"] + 25 * 10**17
+    too_much = k.run("account", "transfer", "PAYMENT", k.addresses["operator"], "1000000", "--account", "payout", *k.pw(), "--yes")
+    assert too_much.exit_code == 5 and "1,000,000" in too_much.stderr
