@@ -11,7 +11,8 @@ Figures (per second, wall clock, one process unless stated):
   verify_many_* full check of JSON records (parse, digest, recover, compare), 1 process and all cores
   store_*       ``ReceiptStore.accept`` (one durable transaction each, synchronous=FULL) and
                 ``accept_many`` (100 per transaction), on a file in --dir (default: a temp dir)
-The machine is shared; run it twice and read the spread before quoting a figure.
+Each rate is the best of a few repeats; the machine is shared, so run it twice and read the spread
+before quoting a figure.
 """
 
 from __future__ import annotations
@@ -51,12 +52,18 @@ NODE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 DOMAIN = receipt_domain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
 
 
-def _rate(fn: Callable[[int], Any], count: int) -> float:
-    """Calls per second of ``fn(i)`` over ``count`` calls."""
-    start = time.perf_counter()
-    for i in range(count):
-        fn(i)
-    return count / (time.perf_counter() - start)
+def _rate(fn: Callable[[int], Any], count: int, repeats: int = 3) -> float:
+    """Calls per second of ``fn(i)`` over ``count`` calls: the best of ``repeats`` runs.
+
+    Best-of rather than mean: on a shared machine the slow runs measure the neighbours.
+    """
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(count):
+            fn(i)
+        best = max(best, count / (time.perf_counter() - start))
+    return best
 
 
 def _receipts(signer: ReceiptSigner, count: int) -> list[Receipt]:
@@ -96,9 +103,12 @@ def run(quick: bool = False, directory: str | None = None, processes: int | None
     out["recover_fast_per_s"] = _rate(lambda i: recover_signer_bytes(digests[i], sigs[i]), len(sigs))
 
     records = [s.to_json_dict() for s in signed] * (10 if quick else 25)
-    start = time.perf_counter()
-    checks = verify_many(records, DOMAIN, processes=1)
-    out["verify_many_1proc_per_s"] = len(records) / (time.perf_counter() - start)
+    checks: list[Any] = []
+
+    def _verify_once(_: int) -> None:
+        checks[:] = verify_many(records, DOMAIN, processes=1)
+
+    out["verify_many_1proc_per_s"] = _rate(_verify_once, 1, repeats=2) * len(records)
     workers = processes or os.cpu_count() or 1
     start = time.perf_counter()
     checks_par = verify_many(records, DOMAIN, processes=workers)
