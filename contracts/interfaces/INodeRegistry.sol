@@ -90,13 +90,20 @@ interface INodeRegistry {
     /// @notice EIP-712 digest a key signs to prove possession: NodeKey(node, key, operator).
     function nodeKeyDigest(address node, address key, address operator) external view returns (bytes32);
 
+    /// @notice Everything stored about `node` (all zero for an unknown node).
     function getNode(address node) external view returns (Node memory);
+    /// @notice `node`'s status; `None` if it was never registered.
     function statusOf(address node) external view returns (NodeStatus);
+    /// @notice Where `node`'s earnings and rewards are paid (zero for an unknown node).
     function payoutOf(address node) external view returns (address);
+    /// @notice The wallet that registered and manages `node`.
     function operatorOf(address node) external view returns (address);
     /// @notice `minStakePerNode × ` the number of `operator`'s nodes that are Active or Jailed.
     function requiredStake(address operator) external view returns (uint256);
+    /// @notice Every node `operator` registered, in registration order (exited ones included).
     function nodesOf(address operator) external view returns (address[] memory);
+    /// @notice Bonded stake required per live node.
     function minStakePerNode() external view returns (uint256);
+    /// @notice The Staking contract read for bonded stake.
     function staking() external view returns (address);
 }

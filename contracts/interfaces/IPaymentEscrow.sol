@@ -64,13 +64,22 @@ interface IPaymentEscrow {
     /// @notice PARAMETER_ROLE: thawing period in seconds, at most 30 days. Applies to later thaw requests.
     function setThawingPeriod(uint64 newThawingPeriod) external;
 
+    /// @notice `consumer`'s available and thawing balances and when the thaw ends (0 if nothing thaws).
     function accountOf(address consumer) external view returns (uint256 available, uint256 thawing, uint64 thawEndsAt);
+    /// @notice What settlements take from first and what a thaw request can move.
     function availableOf(address consumer) external view returns (uint256);
+    /// @notice Funds on their way out: withdrawable after the thaw, collectable by settlements until then.
     function thawingOf(address consumer) external view returns (uint256);
+    /// @notice `node`'s settled earnings not yet paid to its payout address.
     function creditOf(address node) external view returns (uint256);
+    /// @notice Protocol fees not yet swept to the treasury.
     function accruedFees() external view returns (uint256);
+    /// @notice The ERC20 consumers pay in (set at deployment).
     function paymentToken() external view returns (address);
+    /// @notice Receiver of protocol fees.
     function treasury() external view returns (address);
+    /// @notice Seconds a thaw request waits before withdrawal.
     function thawingPeriod() external view returns (uint64);
+    /// @notice The NodeRegistry read for payout addresses.
     function registry() external view returns (address);
 }

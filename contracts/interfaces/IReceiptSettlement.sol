@@ -80,9 +80,14 @@ interface IReceiptSettlement {
     /// @notice The EIP-712 digest the consumer signs.
     function hashReceipt(Receipt calldata receipt) external view returns (bytes32);
 
+    /// @notice What the channel (consumer, node) has settled so far: amount paid and bytes covered.
     function channelOf(address consumer, address node) external view returns (uint256 settledAmount, uint256 settledBytes);
+    /// @notice Protocol fee on settled amounts, in bps.
     function feeBps() external view returns (uint16);
+    /// @notice The PaymentEscrow that pays and credits.
     function escrow() external view returns (address);
+    /// @notice The NodeRegistry read for node status.
     function registry() external view returns (address);
+    /// @notice The RewardPool that records usage and provides the latency curve.
     function rewardPool() external view returns (address);
 }

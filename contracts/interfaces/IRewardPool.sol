@@ -60,9 +60,13 @@ interface IRewardPool {
     /// @notice PAUSER_ROLE: resumes claims.
     function unpause() external;
 
+    /// @notice `(block.timestamp − genesis) / epochLength`.
     function currentEpoch() external view returns (uint256);
+    /// @notice Start of epoch 0 (the pool's deployment time).
     function genesis() external view returns (uint256);
+    /// @notice Seconds per epoch (immutable).
     function epochLength() external view returns (uint256);
+    /// @notice `genesis + epoch × epochLength`.
     function epochStart(uint256 epoch) external view returns (uint256);
 
     /// @notice What `claim(node, [epoch])` would pay now (0 for unfinished, claimed or empty epochs).
@@ -93,10 +97,15 @@ interface IRewardPool {
     /// @notice Emission carried forward past the last finalised epoch.
     function carry() external view returns (uint256);
 
+    /// @notice The latency multiplier curve: 10000 bps at or below `lowMs`, linear down to `floorBps` at `highMs`.
     function latencyCurve() external view returns (uint32 lowMs, uint32 highMs, uint16 floorBps);
+    /// @notice The multiplier for `latencyMs`, in bps.
     function latencyMultiplierBps(uint32 latencyMs) external view returns (uint16);
+    /// @notice Reward-token wei per payment-token base unit of fee (the reference price is its inverse).
     function rewardPerFeeUnit() external view returns (uint256);
+    /// @notice Scheduled emission per epoch (for epochs not yet snapshotted).
     function emissionPerEpoch() external view returns (uint256);
+    /// @notice A node's maximum share of an epoch's schedule, in bps.
     function maxNodeShareBps() external view returns (uint16);
 
     /// @notice Σ rewards minted by claims.
@@ -109,6 +118,8 @@ interface IRewardPool {
     /// (≤ 1 wei per node per epoch). `totalPaid − totalClaimed − Σ claimable` is that dust.
     function totalPaid() external view returns (uint256);
 
+    /// @notice The KuotaToken this pool mints.
     function rewardToken() external view returns (address);
+    /// @notice The NodeRegistry read for payout addresses.
     function registry() external view returns (address);
 }

@@ -62,12 +62,20 @@ interface IStaking {
     /// @notice PARAMETER_ROLE: reporter share of slashed stake, at most 5000 bps.
     function setSlashReporterBps(uint16 newSlashReporterBps) external;
 
+    /// @notice Stake of `operator` that is bonded (locks nodes, earns the right to register).
     function bondedOf(address operator) external view returns (uint256);
+    /// @notice The unbonding bucket of `operator` and when it becomes withdrawable (0 if empty).
     function unbondingOf(address operator) external view returns (uint256 amount, uint64 withdrawableAt);
+    /// @notice Σ bonded stake of all operators.
     function totalBonded() external view returns (uint256);
+    /// @notice Σ unbonding stake of all operators. `stakeToken.balanceOf(this) == totalBonded + totalUnbonding`.
     function totalUnbonding() external view returns (uint256);
+    /// @notice Seconds between an unbond request and its withdrawal.
     function unbondingPeriod() external view returns (uint64);
+    /// @notice Share of slashed stake paid to the reporter, in bps.
     function slashReporterBps() external view returns (uint16);
+    /// @notice The staked token (KuotaToken).
     function stakeToken() external view returns (address);
+    /// @notice The NodeRegistry whose `requiredStake` locks bonded stake (zero until set).
     function registry() external view returns (address);
 }
