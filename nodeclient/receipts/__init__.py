@@ -82,6 +82,7 @@ from nodeclient.receipts.model import (
 from nodeclient.receipts.signing import (
     RECEIPT_TYPE,
     RECEIPT_TYPEHASH,
+    PrivateKeyLike,
     ReceiptDomain,
     ReceiptSigner,
     address_of_key,
@@ -133,6 +134,7 @@ __all__ = [
     "NothingOwedError",
     "PreparedBatch",
     "PrivateKeyError",
+    "PrivateKeyLike",
     "RawReceipt",
     "Receipt",
     "ReceiptDomain",

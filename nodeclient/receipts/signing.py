@@ -35,6 +35,8 @@ __all__ = [
     "EIP712_DOMAIN_TYPEHASH",
     "RECEIPT_TYPE",
     "RECEIPT_TYPEHASH",
+    "HasKey",
+    "PrivateKeyLike",
     "ReceiptDomain",
     "ReceiptSigner",
     "address_of_key",
@@ -160,11 +162,17 @@ def typed_data(receipt: Receipt, domain: ReceiptDomain) -> dict[str, Any]:
     }
 
 
-class _HasKey(Protocol):
+class HasKey(Protocol):
+    """Anything holding a raw private key in ``.key`` (e.g. eth-account's ``LocalAccount``)."""
+
     key: bytes
 
 
-def _private_key(private_key: bytes | str | _HasKey | PrivateKey) -> PrivateKey:
+#: What the signing functions accept as a private key.
+PrivateKeyLike = bytes | str | HasKey | PrivateKey
+
+
+def _private_key(private_key: PrivateKeyLike) -> PrivateKey:
     # Messages here describe the key only by type and length: it must never reach a log line.
     if isinstance(private_key, PrivateKey):
         return private_key
@@ -190,12 +198,12 @@ def _address_of_public(public: PublicKey) -> bytes:
     return keccak256(public.format(compressed=False)[1:])[12:]
 
 
-def address_of_key(private_key: bytes | str | _HasKey) -> str:
+def address_of_key(private_key: PrivateKeyLike) -> str:
     """Checksummed address of a private key."""
     return to_checksum_address(_address_of_public(_private_key(private_key).public_key))
 
 
-def sign_digest(digest: bytes, private_key: bytes | str | _HasKey | PrivateKey) -> bytes:
+def sign_digest(digest: bytes, private_key: PrivateKeyLike) -> bytes:
     """Sign a 32-byte digest: 65 bytes r‖s‖v with v ∈ {27, 28}, low-s, RFC 6979 deterministic."""
     if len(digest) != 32:
         raise ReceiptFieldError("digest", digest, "must be 32 bytes")
@@ -205,7 +213,7 @@ def sign_digest(digest: bytes, private_key: bytes | str | _HasKey | PrivateKey) 
 
 
 def sign_receipt(
-    receipt: Receipt, private_key: bytes | str | _HasKey | PrivateKey, domain: ReceiptDomain
+    receipt: Receipt, private_key: PrivateKeyLike, domain: ReceiptDomain
 ) -> SignedReceipt:
     """Sign ``receipt`` as its consumer under ``domain``.
 
@@ -229,7 +237,7 @@ class ReceiptSigner:
 
     __slots__ = ("_key", "address", "domain")
 
-    def __init__(self, private_key: bytes | str | _HasKey, domain: ReceiptDomain) -> None:
+    def __init__(self, private_key: PrivateKeyLike, domain: ReceiptDomain) -> None:
         self._key = _private_key(private_key)
         self.address: str = to_checksum_address(_address_of_public(self._key.public_key))
         self.domain = domain

@@ -44,7 +44,7 @@ from nodeclient.receipts.errors import (
     StoreCorruptError,
     StoreSchemaError,
 )
-from nodeclient.receipts.model import SignedReceipt, parse_address, to_checksum_address
+from nodeclient.receipts.model import UINT128_MAX, SignedReceipt, parse_address, to_checksum_address
 from nodeclient.receipts.signing import ReceiptDomain, verify_receipt
 
 __all__ = [
@@ -675,6 +675,9 @@ class ReceiptStore:
         """Record the chain's ``channelOf(consumer, node)`` as last read (kept apart from this store's ledger)."""
         consumer_cs = to_checksum_address(parse_address("consumer", consumer))
         node_cs = to_checksum_address(parse_address("node", node))
+        for name, value in (("settled_amount", settled_amount), ("settled_bytes", settled_bytes)):
+            if type(value) is not int or not 0 <= value <= UINT128_MAX:
+                raise StoreError(f"Chain channel value {name}={value!r} is not an integer in 0..2**128-1.")
         with self._write() as cur:
             cur.execute(
                 "UPDATE channels SET chain_settled_amount = ?, chain_settled_bytes = ?, chain_synced_at = ? "

@@ -472,6 +472,9 @@ def test_sync_channel_records_chain_view_separately(store, two_channels):
     assert channel.unsettled_amount == 5
     with pytest.raises(StoreError, match="no receipts"):
         store.sync_channel(CONSUMER, OTHER_NODE, 1, 1)
+    for bad in (-1, 2**128, "5", 1.5):
+        with pytest.raises(StoreError, match="settled_amount"):
+            store.sync_channel(CONSUMER, NODE, bad, 1)
     assert store.integrity_problems() == []
 
 
