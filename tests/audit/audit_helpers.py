@@ -36,6 +36,7 @@ __all__ = [
     "BatchInfo",
     "Economy",
     "RpcProxy",
+    "receipt_tuple",
     "settle_batch",
     "settle_one",
 ]
@@ -228,7 +229,8 @@ class RpcProxy:
         return response
 
 
-def _tuple(r: dict[str, Any]) -> tuple:
+def receipt_tuple(r: dict[str, Any]) -> tuple:
+    """The calldata tuple of a receipt in JSON form."""
     return (r["consumer"], r["node"], r["sessionId"], r["cumulativeBytes"], r["cumulativeAmount"], r["latencyMs"],
             r["issuedAt"])
 
@@ -246,7 +248,7 @@ def settle_batch(eco: Economy, node: str, receipts: list[dict[str, Any]], sender
     for r in ordered:
         last[r["consumer"]] = r
     finals = list(last.values())
-    tx = system.settlement.settleMany([_tuple(r) for r in finals], [r["signature"] for r in finals], root,
+    tx = system.settlement.settleMany([receipt_tuple(r) for r in finals], [r["signature"] for r in finals], root,
                                       {"from": sender})
     eco.settled_events += len(tx.events["ReceiptSettled"]) if "ReceiptSettled" in tx.events else 0
     eco.skipped_events += len(tx.events["ReceiptSkipped"]) if "ReceiptSkipped" in tx.events else 0
@@ -256,6 +258,6 @@ def settle_batch(eco: Economy, node: str, receipts: list[dict[str, Any]], sender
 
 
 def settle_one(eco: Economy, receipt: dict[str, Any], sender: Any) -> Any:
-    tx = eco.system.settlement.settle(_tuple(receipt), receipt["signature"], {"from": sender})
+    tx = eco.system.settlement.settle(receipt_tuple(receipt), receipt["signature"], {"from": sender})
     eco.settled_events += 1
     return tx
