@@ -454,6 +454,8 @@ def start_chain(
     accounts: int = 20,
     block_time: int | None = None,
     fork_url: str | None = None,
+    base_fee_wei: int | None = None,
+    die_with_parent: bool = False,
     timeout: float = 60.0,
 ) -> ChainState:
     """Start a chain on ``port`` (or a free one), wait until it answers, record it, and return it.
@@ -488,13 +490,25 @@ def start_chain(
             raise ConfigError("forking is supported with anvil only")
         # auto-impersonate: a dry run sends from the real deployer's address without its key.
         argv += ["--fork-url", fork_url, "--auto-impersonate"]
+    if base_fee_wei is not None:
+        if isinstance(base_fee_wei, bool) or not isinstance(base_fee_wei, int) or base_fee_wei < 0:
+            raise ConfigError(f"base fee must be a non-negative integer of wei, got {base_fee_wei!r}")
+        # An L2-like fee level for demos; Ganache has no equivalent flag, so Anvil only.
+        if kind != "anvil":
+            raise ConfigError("an initial base fee can be set with anvil only")
+        argv += ["--block-base-fee-per-gas", str(base_fee_wei)]
     log_path = path.parent / f"chain-{kind}-{chosen}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
         # A new session: the chain survives the `kuota chain up` process, and stop_chain can signal
         # exactly this process group (the chain and any helper it spawned), nothing else.
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,
         )
     url = f"http://{LOOPBACK}:{chosen}"
     deadline = time.monotonic() + timeout
@@ -538,6 +552,17 @@ def start_chain(
     )
     _write_state(path, state)
     return state
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # Linux: have the kernel send SIGTERM to the chain when the process that owns it dies, even by
+    # SIGKILL, so a chain owned by a demo or a test run can never outlive it. Elsewhere a no-op.
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -671,16 +696,38 @@ def fund_account(
     return {"address": address, "transactions": txs, "balances": balances}
 
 
-def advance_time(seconds: int, home: str | Path | None = None) -> dict[str, int]:
-    """Move the recorded local chain's clock forward by ``seconds`` and mine a block."""
-    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= 10 * 365 * 86_400:
-        raise ConfigError(f"seconds must be a positive integer of at most ten years, got {seconds!r}")
+def advance_time(seconds: int | None = None, home: str | Path | None = None, *, next_epoch: bool = False) -> dict[str, int]:
+    """Move the recorded local chain's clock forward and mine a block.
+
+    Either by ``seconds``, or (``next_epoch``) to one second into the next RewardPool epoch, so that
+    what follows has a whole epoch before the next boundary.
+    """
     state = attach(home)
     before = int(_rpc(state.url, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+    epoch: int | None = None
+    if next_epoch:
+        if seconds is not None:
+            raise ConfigError("give either a number of seconds or --next-epoch, not both")
+        from nodeclient.abi import load_abi
+        from nodeclient.deployment import load_manifest
+
+        if not state.manifest:
+            raise NotFoundError(f"no contracts are deployed on the chain at {state.url}; run `kuota deploy local` first")
+        deployment = load_manifest(state.manifest, expected_chain_id=state.chain_id)
+        pool = _web3(state).eth.contract(address=deployment.address("RewardPool"), abi=load_abi("RewardPool"))
+        genesis = int(pool.functions.genesis().call())
+        length = int(pool.functions.epochLength().call())
+        epoch = (before - genesis) // length + 1
+        seconds = genesis + epoch * length + 1 - before
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= 10 * 365 * 86_400:
+        raise ConfigError(f"seconds must be a positive integer of at most ten years, got {seconds!r}")
     _rpc(state.url, "evm_increaseTime", [seconds])
     _rpc(state.url, "evm_mine", [])
     latest = _rpc(state.url, "eth_getBlockByNumber", ["latest", False])
-    return {"blockNumber": int(latest["number"], 16), "timestamp": int(latest["timestamp"], 16), "previous": before}
+    out = {"blockNumber": int(latest["number"], 16), "timestamp": int(latest["timestamp"], 16), "previous": before}
+    if epoch is not None:
+        out["epoch"] = epoch
+    return out
 
 
 class ManagedChain:
@@ -696,6 +743,7 @@ class ManagedChain:
 
     def start(self) -> ChainState:
         """Start the chain and register the atexit stop."""
+        self.start_kwargs.setdefault("die_with_parent", True)
         self.state = start_chain(home=self.home, **self.start_kwargs)
         atexit.register(self.stop)
         return self.state

@@ -126,12 +126,16 @@ def fund(address: str, eth: str | None, usd: str | None, kuota: str | None, as_j
 
 
 @chain.command("advance")
-@click.argument("seconds", type=click.IntRange(1, 10 * 365 * 86_400))
+@click.argument("seconds", type=click.IntRange(1, 10 * 365 * 86_400), required=False)
+@click.option("--next-epoch", is_flag=True, help="Advance to one second into the next RewardPool epoch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new head as JSON.")
-def advance(seconds: int, as_json: bool) -> None:
+def advance(seconds: int | None, next_epoch: bool, as_json: bool) -> None:
     """Move the local chain's clock SECONDS forward and mine a block (epochs, unbonding, thawing)."""
-    head = localchain.advance_time(seconds)
-    _emit(as_json, head, f"block {head['blockNumber']} at {head['timestamp']} (+{head['timestamp'] - head['previous']} s)")
+    if seconds is None and not next_epoch:
+        raise click.UsageError("give SECONDS or --next-epoch")
+    head = localchain.advance_time(seconds, next_epoch=next_epoch)
+    epoch = f", epoch {head['epoch']}" if "epoch" in head else ""
+    _emit(as_json, head, f"block {head['blockNumber']} at {head['timestamp']} (+{head['timestamp'] - head['previous']} s{epoch})")
 
 
 @click.command("deploy", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -147,8 +151,14 @@ def deploy(target: str, script_args: tuple[str, ...]) -> None:
         raise NotFoundError(
             f"{script} is not there: `kuota deploy` runs from a source checkout with the development install"
         )
-    code = subprocess.call([sys.executable, str(script), target, *script_args], cwd=_PROJECT_ROOT)
-    sys.exit(code)
+    # stdout is captured and re-emitted through click so that `--json` output reaches whoever invoked
+    # this command (a pipe, or click's runner); stderr (Brownie's progress, prompts) stays live.
+    proc = subprocess.run(
+        [sys.executable, str(script), target, *script_args], cwd=_PROJECT_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    if proc.stdout:
+        click.echo(proc.stdout, nl=False)
+    sys.exit(proc.returncode)
 
 
 COMMANDS: list[click.Command] = [chain, deploy]
