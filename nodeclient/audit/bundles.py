@@ -23,17 +23,17 @@ import os
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+import threading
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
 from nodeclient.audit import _verify
+from nodeclient.audit._verify import checksum
 from nodeclient.audit.crypto import domain_separator, merkle_root
 from nodeclient.audit.errors import AuditInputError
 from nodeclient.audit.findings import Findings
 from nodeclient.audit.replay import BatchRecord
-from nodeclient.errors import ReceiptError
-from nodeclient.receipts.model import parse_raw_receipt, to_checksum_address
 
 __all__ = ["BundleFile", "BundleReceipt", "Bundle", "BundleReport", "read_bundle_dir", "read_bundle_urls",
            "verify_bundles", "recover_many", "default_jobs"]
@@ -138,20 +138,32 @@ def read_bundle_urls(list_file: str | Path, *, timeout: float = 30.0) -> list[Bu
     return out
 
 
-def recover_many(separator: bytes, items: list[tuple], jobs: int) -> list[tuple[bytes, bytes]]:
-    """(digest, signer) for each receipt tuple, in order; parallel across ``jobs`` processes."""
-    if jobs <= 1 or len(items) < PARALLEL_THRESHOLD:
-        return _verify.verify_chunk((separator, items))
-    chunks = [(separator, items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
-    # spawn, not fork: the parent may hold threads (web3, brownie) that fork would copy mid-lock.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        out: list[tuple[bytes, bytes]] = []
+def recover_many(separator: bytes, objs: list[Any], jobs: int) -> list[Any]:
+    """``_verify.verify_chunk`` over every receipt object, in order; parallel across ``jobs`` processes."""
+    if jobs <= 1 or len(objs) < PARALLEL_THRESHOLD:
+        return _verify.verify_chunk((separator, objs))
+    size = max(1_000, min(CHUNK, -(-len(objs) // (jobs * 4))))
+    chunks = [(separator, objs[i : i + size]) for i in range(0, len(objs), size)]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=_context()) as pool:
+        out: list[Any] = []
         for part in pool.map(_verify.verify_chunk, chunks):
             out.extend(part)
     return out
 
 
-def _parse(file: BundleFile, f: Findings) -> tuple[Bundle | None, list[tuple[BundleReceipt, tuple]]]:
+def _context() -> Any:
+    """fork when the parent is single-threaded (cheap, copy-on-write), else spawn.
+
+    Forking a process that holds other threads can copy a lock mid-acquire and deadlock the child;
+    spawn avoids that but re-imports the parent's main module in every worker (seconds for the CLI).
+    """
+    if threading.active_count() == 1 and "fork" in get_all_start_methods():
+        return get_context("fork")
+    return get_context("spawn")
+
+
+def _parse(file: BundleFile, f: Findings) -> tuple[Bundle | None, list[Any]]:
+    """The bundle's header and its raw receipt objects (verified later, in bulk)."""
     name = file.name
     digest = hashlib.sha256(file.data).hexdigest()
     base = name.rsplit("/", 1)[-1]
@@ -189,28 +201,7 @@ def _parse(file: BundleFile, f: Findings) -> tuple[Bundle | None, list[tuple[Bun
         root=root,
         declared_count=len(doc["receipts"]),
     )
-    items: list[tuple[BundleReceipt, tuple]] = []
-    for index, obj in enumerate(doc["receipts"]):
-        try:
-            raw = parse_raw_receipt(obj, signed=True)
-        except ReceiptError as exc:
-            f.evidence("bundle-receipt-malformed", f"bundle {name} receipt #{index}",
-                       f"bundle {name} receipt #{index} is malformed: {exc}", position=(index,))
-            continue
-        receipt = BundleReceipt(
-            index=index,
-            consumer=to_checksum_address(raw.consumer),
-            node=to_checksum_address(raw.node),
-            session_id="0x" + raw.session_id.hex(),
-            cumulative_bytes=raw.cumulative_bytes,
-            cumulative_amount=raw.cumulative_amount,
-            latency_ms=raw.latency_ms,
-            issued_at=raw.issued_at,
-        )
-        items.append((receipt, (raw.consumer, raw.node, raw.session_id, raw.cumulative_bytes,
-                                raw.cumulative_amount, raw.latency_ms, raw.issued_at, raw.signature)))
-    bundle.parsed_count = len(items)
-    return bundle, items
+    return bundle, doc["receipts"]
 
 
 def verify_bundles(
@@ -225,26 +216,44 @@ def verify_bundles(
     """Verify ``files`` and match them to the ``BatchSettled`` records of the range."""
     f = Findings()
     counts: dict[str, int] = defaultdict(int)
-    parsed: list[tuple[Bundle, list[tuple[BundleReceipt, tuple]]]] = []
+    parsed: list[tuple[Bundle, list[Any]]] = []
     for file in files:
         counts["bundle_files"] += 1
-        bundle, items = _parse(file, f)
+        bundle, objs = _parse(file, f)
         if bundle is not None:
-            parsed.append((bundle, items))
+            parsed.append((bundle, objs))
 
-    # One recovery pass over every receipt of every bundle: the expensive part, parallel.
+    # One pass over every receipt of every bundle (parse, digest, recover): the expensive part, parallel.
     separator = domain_separator(chain_id, bytes.fromhex(settlement[2:]))
-    flat = [t for _, items in parsed for _, t in items]
+    flat = [obj for _, objs in parsed for obj in objs]
     results = recover_many(separator, flat, jobs)
     counts["bundle_receipts"] = len(flat)
-    counts["bundle_signatures_recovered"] = len(flat)
+    counts["bundle_signatures_recovered"] = sum(1 for r in results if not isinstance(r, str))
+    names: dict[bytes, str] = {}
+
+    def address(raw: bytes) -> str:
+        # Few distinct addresses, many receipts: checksum each once.
+        text = names.get(raw)
+        if text is None:
+            text = names[raw] = checksum(raw)
+        return text
+
     k = 0
-    for bundle, items in parsed:
-        for receipt, _ in items:
-            receipt.digest, signer = results[k]
-            receipt.signer = to_checksum_address(signer) if signer else ""
+    for bundle, objs in parsed:
+        for index in range(len(objs)):
+            result = results[k]
             k += 1
-            bundle.receipts.append(receipt)
+            if isinstance(result, str):
+                f.evidence("bundle-receipt-malformed", f"bundle {bundle.name} receipt #{index}",
+                           f"bundle {bundle.name} receipt #{index} is malformed: {result}", position=(index,))
+                continue
+            consumer, node, session, cum_bytes, cum_amount, latency, issued_at, digest, signer = result
+            bundle.receipts.append(BundleReceipt(
+                index=index, consumer=address(consumer), node=address(node), session_id="0x" + session.hex(),
+                cumulative_bytes=cum_bytes, cumulative_amount=cum_amount, latency_ms=latency, issued_at=issued_at,
+                digest=digest, signer=address(signer) if signer else "",
+            ))
+        bundle.parsed_count = len(bundle.receipts)
 
     by_root: dict[bytes, BatchRecord] = {b.root: b for b in batches}
     matched: dict[str, str] = {}
