@@ -58,6 +58,7 @@ __all__ = [
     "fund_account",
     "advance_time",
     "ManagedChain",
+    "exit_with_parent",
 ]
 
 #: The well-known development mnemonic (Anvil's and Hardhat's default). Its keys are public: never
@@ -508,7 +509,7 @@ def start_chain(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,
+            preexec_fn=exit_with_parent if die_with_parent else None,
         )
     url = f"http://{LOOPBACK}:{chosen}"
     deadline = time.monotonic() + timeout
@@ -554,7 +555,7 @@ def start_chain(
     return state
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def exit_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     # Linux: have the kernel send SIGTERM to the chain when the process that owns it dies, even by
     # SIGKILL, so a chain owned by a demo or a test run can never outlive it. Elsewhere a no-op.
     if sys.platform.startswith("linux"):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nodeclient.localchain import ManagedChain
+from nodeclient.localchain import ManagedChain, exit_with_parent
 from scripts.demo_lib.content import ContentServer
 from scripts.demo_lib.netem import DelayLink
 from scripts.demo_lib.runner import KUOTA_BIN, Actor, KuotaRunner, StepFailed
@@ -116,6 +116,8 @@ class Relay:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                # Even if the demo is killed with SIGKILL, the kernel stops its relays (Linux).
+                preexec_fn=exit_with_parent,
             )
         self.one_way_ms = one_way_ms
         self.port = 0

@@ -91,6 +91,9 @@ class KuotaRunner:
                 log.write(f"$ [{actor.name if actor else '-'}] {shown}\n# exit {code} in {seconds:.2f}s\n{out}{err}\n")
         if self.verbose:
             print(f"  [{seconds:5.2f}s] {actor.name if actor else '-':<9} {shown}", file=sys.stderr, flush=True)
+        if code == 130:
+            # The kuota boundary turned a Ctrl-C/SIGTERM into exit 130: keep unwinding as an interrupt.
+            raise KeyboardInterrupt(step)
         if code != 0:
             raise StepFailed(step, shown, code, err or out)
         text = out.strip()

@@ -20,8 +20,8 @@ __all__ = ["build_summary", "render_summary"]
 MIB = 1024 * 1024
 
 
-def _usd(units: int) -> str:
-    return f"{Decimal(units).scaleb(-6):.6f}"
+def _usd(units: int, places: int = 6) -> str:
+    return f"{Decimal(units).scaleb(-6):.{places}f}"
 
 
 def _kuota(wei: int) -> str:
@@ -137,6 +137,7 @@ def build_summary(economy: Any, collected: dict[str, Any], *, wall_seconds: floa
 
     return {
         "ok": all(c["ok"] for c in checks),
+        "rounds": len(economy.config.rounds),
         "wallSeconds": round(wall_seconds, 1),
         "chain": facts.get("chain", {}),
         "deploy": facts.get("deploy", {}),
@@ -166,34 +167,36 @@ def render_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    width = shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else 120
-    console = Console(highlight=False, width=max(width, 110))
+    width = shutil.get_terminal_size((110, 24)).columns if sys.stdout.isatty() else 110
+    console = Console(highlight=False, width=max(width, 100))
     audit = summary["audit"]
     verdict = "[bold green]CONSISTENT[/]" if audit["verdict"] == "consistent" else f"[bold red]{audit['verdict']}[/]"
     console.print(
         f"\n[bold]Kuota demo[/]: {len(summary['nodes'])} nodes, {len(summary['consumers'])} consumers, "
-        f"{len(summary['nodes'][0]['roundsSettled']) if summary['nodes'] else 0}+ epochs on chain "
+        f"{summary['rounds']} epochs of traffic on chain "
         f"{summary['chain'].get('chainId')}; {summary['commands']} kuota commands in {summary['wallSeconds']} s"
     )
-    nodes = Table(title="Nodes: USD earned, KUOTA rewards, ETH gas", title_justify="left")
-    for col in ("operator", "region", "$/GiB", "latency", "served", "gross", "fee", "net", "rewards", "gas", "settled"):
-        nodes.add_column(col, justify="left" if col in ("operator", "region", "settled") else "right", no_wrap=True)
+    nodes = Table(title="Nodes (gross/fee/net in USD, rewards in KUOTA, gas in gwei of ETH)", title_justify="left")
+    for col in ("node", "region", "$/GiB", "RTT ms", "MiB", "gross", "fee", "net", "rewards", "gas", "settled"):
+        nodes.add_column(col, justify="left" if col in ("node", "region", "settled") else "right", no_wrap=True)
     for n in summary["nodes"]:
-        settled = ",".join(f"r{r}" for r in n["roundsSettled"]) or "-"
+        settled = " ".join(f"r{r}" for r in n["roundsSettled"]) or "-"
         if n["deferred"]:
-            settled += " (waited " + ",".join(f"r{d['round']}" for d in n["deferred"]) + ")"
+            settled += " (" + " ".join(f"r{d['round']}" for d in n["deferred"]) + " waited)"
         nodes.add_row(
-            n["operator"], n["region"], n["pricePerGiB"],
-            f"{n['medianLatencyMs']:.0f} ms" if n["medianLatencyMs"] is not None else "-",
-            f"{n['bytesServed'] / MIB:.1f} MiB", _usd(n["gross"]), _usd(n["fee"]), _usd(n["net"]),
-            _kuota(n["rewardsClaimed"]) + ("*" if n["claimForced"] else ""), _eth(n["gasWei"]), settled,
+            n["operator"].removeprefix("op-"), n["region"], n["pricePerGiB"],
+            f"{n['medianLatencyMs']:.0f}" if n["medianLatencyMs"] is not None else "-",
+            f"{n['bytesServed'] / MIB:.1f}", _usd(n["gross"], 4), _usd(n["fee"], 4), _usd(n["net"], 4),
+            _kuota(n["rewardsClaimed"]) + ("*" if n["claimForced"] else ""), f"{n['gasWei'] / 1e9:,.0f}", settled,
         )
     console.print(nodes)
     consumers = Table(title="Consumers: USD", title_justify="left")
     for col in ("consumer", "deposited", "spent", "refunded", "left in escrow"):
         consumers.add_column(col, justify="left" if col == "consumer" else "right", no_wrap=True)
     for c in summary["consumers"]:
-        consumers.add_row(c["consumer"], _usd(c["deposited"]), _usd(c["spent"]), _usd(c["refunded"]), _usd(c["leftInEscrow"]))
+        consumers.add_row(
+            c["consumer"], _usd(c["deposited"], 2), _usd(c["spent"], 4), _usd(c["refunded"], 4), _usd(c["leftInEscrow"], 4)
+        )
     console.print(consumers)
     console.print(
         f"Audit replay: {verdict}: {audit['checks']} checks, {audit['mismatches']} mismatches, "
