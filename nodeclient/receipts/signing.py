@@ -245,6 +245,10 @@ class ReceiptSigner:
     def __repr__(self) -> str:
         return f"ReceiptSigner(address={self.address}, {self.domain.describe()})"
 
+    def __reduce__(self) -> Any:
+        # Pickling would copy the key into a byte stream (a worker queue, a cache file): refuse.
+        raise TypeError("ReceiptSigner holds a private key and cannot be pickled")
+
     def sign(self, receipt: Receipt) -> SignedReceipt:
         """Sign ``receipt`` (whose consumer must be this signer's address)."""
         if receipt.consumer != self.address:

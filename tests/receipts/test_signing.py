@@ -129,6 +129,13 @@ def test_signer_repr_does_not_show_the_key(domain):
     signer = ReceiptSigner(CONSUMER_KEY, domain)
     assert CONSUMER_KEY.hex() not in repr(signer) and CONSUMER in repr(signer)
     assert not hasattr(signer, "__dict__")
+    import copy
+    import pickle
+
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(signer)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        copy.deepcopy(signer)
 
 
 def test_domain_rejects_bad_values():
