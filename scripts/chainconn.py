@@ -21,8 +21,13 @@ __all__ = ["RUNTIME_NETWORK_ID", "connect_rpc", "disconnect_rpc"]
 RUNTIME_NETWORK_ID = "kuota-runtime"
 
 
-def connect_rpc(url: str, *, chain_id: int, live: bool = False, network_id: str = RUNTIME_NETWORK_ID) -> None:
-    """Connect Brownie to ``url`` (which must answer with ``chain_id``) as network ``network_id``."""
+def connect_rpc(
+    url: str, *, chain_id: int, live: bool = False, network_id: str = RUNTIME_NETWORK_ID, explorer: str | None = None
+) -> None:
+    """Connect Brownie to ``url`` (which must answer with ``chain_id``) as network ``network_id``.
+
+    ``explorer`` is an Etherscan-compatible API URL, used only for source verification.
+    """
     from brownie import network
     from brownie._config import CONFIG
 
@@ -30,6 +35,8 @@ def connect_rpc(url: str, *, chain_id: int, live: bool = False, network_id: str 
 
     disconnect_rpc()
     entry: dict[str, Any] = {"id": network_id, "name": f"Kuota ({url})", "host": url, "chainid": str(chain_id)}
+    if explorer:
+        entry["explorer"] = explorer
     if not live:
         # The presence of "cmd" makes Brownie treat the network as development; connect() is told
         # not to launch it, so the command is never run.

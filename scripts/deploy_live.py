@@ -72,6 +72,7 @@ class LiveConfig:
     manifest_dir: Path
     verify: bool
     allow_mock_payment_token: bool
+    explorer_api: str | None = None
 
 
 # --- option parsing ----------------------------------------------------------------------------
@@ -121,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--max-fee-gwei", default=env("KUOTA_MAX_FEE_GWEI"))
             p.add_argument("--confirmations", default=env("KUOTA_CONFIRMATIONS"))
             p.add_argument("--verify", action="store_true", help="Publish sources (needs ETHERSCAN_TOKEN).")
+            p.add_argument("--explorer-api", default=env("KUOTA_EXPLORER_API"), help="Etherscan-compatible API URL.")
             p.add_argument("--allow-mock-payment-token", action="store_true")
             p.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
             p.add_argument("--dry-run", action="store_true", default=env("KUOTA_DRY_RUN", "") == "1")
@@ -169,6 +171,7 @@ def _live_config(args: argparse.Namespace) -> LiveConfig:
         manifest_dir=Path(args.manifest_dir or DEPLOYMENTS_DIR),
         verify=bool(args.verify),
         allow_mock_payment_token=bool(args.allow_mock_payment_token),
+        explorer_api=args.explorer_api,
     )
 
 
@@ -282,7 +285,15 @@ def deploy_live(config: LiveConfig, *, assume_yes: bool, connected: bool = False
 
     _check_payment_token(config)
     if not connected:
-        connect_rpc(config.rpc_url, chain_id=config.chain_id, live=config.chain_id not in LOCAL_CHAIN_IDS)
+        if config.verify and not (config.explorer_api and os.environ.get("ETHERSCAN_TOKEN")):
+            # Checked before any transaction: a deploy that cannot verify should not start.
+            raise ConfigError("--verify needs --explorer-api (or KUOTA_EXPLORER_API) and ETHERSCAN_TOKEN")
+        connect_rpc(
+            config.rpc_url,
+            chain_id=config.chain_id,
+            live=config.chain_id not in LOCAL_CHAIN_IDS,
+            explorer=config.explorer_api,
+        )
     try:
         w3 = network.web3
         deployer = _unlock(config)
@@ -301,7 +312,8 @@ def deploy_live(config: LiveConfig, *, assume_yes: bool, connected: bool = False
         if not assume_yes:
             if not sys.stdin.isatty():
                 raise RefusedError("refusing to deploy without confirmation: stdin is not a terminal; pass --yes")
-            if input("Send the transactions? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("Send the transactions? [y/N] ", end="", file=sys.stderr, flush=True)
+            if input().strip().lower() not in ("y", "yes"):
                 raise RefusedError("deploy cancelled by the user")
         system = deploy_system(deployer, config.params, manifest_path=path, tx_options=options)
         if config.verify:
@@ -322,7 +334,7 @@ def _verify_sources(system: SystemDeployment) -> None:
     from brownie._config import CONFIG
 
     if "explorer" not in CONFIG.active_network:
-        raise ConfigError("--verify needs an explorer API URL: run through `brownie run --network <id>`")
+        raise ConfigError("--verify needs an explorer API URL: pass --explorer-api or use `brownie run --network <id>`")
     from scripts.deploy import _project
 
     project = _project()
