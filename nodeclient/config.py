@@ -44,16 +44,16 @@ __all__ = [
     "APP_NAME",
     "LOCAL_CHAIN_ID",
     "LOCAL_RPC_URL",
+    "InvalidSettingError",
     "NetworkProfile",
     "NetworkSpec",
     "PolicySettings",
     "Settings",
     "UnknownNetworkError",
-    "InvalidSettingError",
     "config_dir",
     "data_dir",
-    "load_settings",
     "dump_settings",
+    "load_settings",
 ]
 
 APP_NAME = "kuota"

@@ -24,7 +24,7 @@ from nodeclient.chain.client import ChainClient
 from nodeclient.chain.ops import get_node
 from nodeclient.rewards import rewards_summary
 
-__all__ = ["LedgerEntry", "NodeEarnings", "node_earnings", "to_csv", "CSV_COLUMNS"]
+__all__ = ["CSV_COLUMNS", "LedgerEntry", "NodeEarnings", "node_earnings", "to_csv"]
 
 CSV_COLUMNS = (
     "kind", "block", "timestamp", "tx_hash", "consumer", "epoch", "gross", "fee", "net", "reward", "gas_wei", "note",

@@ -33,18 +33,18 @@ from nodeclient.errors import KeystoreError, NotFoundError
 __all__ = [
     "ALIAS_PATTERN",
     "AccountInfo",
-    "KeyManager",
-    "Secret",
-    "Signer",
     "InvalidAliasError",
+    "InvalidPrivateKeyError",
+    "KeyManager",
     "KeystoreExistsError",
     "KeystoreFormatError",
     "KeystoreNotFoundError",
-    "WrongPasswordError",
-    "InvalidPrivateKeyError",
+    "Secret",
+    "Signer",
     "WeakPasswordError",
-    "read_password_file",
+    "WrongPasswordError",
     "parse_private_key",
+    "read_password_file",
 ]
 
 ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

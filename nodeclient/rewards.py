@@ -19,13 +19,13 @@ from nodeclient.config import PolicySettings
 from nodeclient.errors import KuotaError, RefusedError
 
 __all__ = [
-    "EpochReward",
-    "RewardsSummary",
     "ClaimPlan",
     "EpochNotClaimableError",
-    "rewards_summary",
-    "plan_claim",
+    "EpochReward",
+    "RewardsSummary",
     "claim",
+    "plan_claim",
+    "rewards_summary",
 ]
 
 

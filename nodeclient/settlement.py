@@ -49,17 +49,17 @@ from nodeclient.receipts.store import BatchRecord, ChannelState, ReceiptOutcome,
 
 __all__ = [
     "ChannelPlan",
+    "ReconcileReport",
     "SettlementPlan",
     "SettlementResult",
-    "ReconcileReport",
-    "store_path",
-    "open_store",
     "deployment_domain",
-    "reconcile",
-    "plan_settlement",
     "execute_plan",
-    "settle_node",
     "nodes_in_store",
+    "open_store",
+    "plan_settlement",
+    "reconcile",
+    "settle_node",
+    "store_path",
 ]
 
 log = logging.getLogger(__name__)

@@ -17,10 +17,10 @@ __all__ = [
     "UINT256_MAX",
     "ZERO_ADDRESS",
     "BadValueError",
-    "parse_amount",
-    "parse_address",
-    "parse_uint",
     "format_amount",
+    "parse_address",
+    "parse_amount",
+    "parse_uint",
 ]
 
 UINT256_MAX = 2**256 - 1

@@ -58,7 +58,7 @@ from nodeclient.config import NetworkProfile
 from nodeclient.deployment import Deployment, load_manifest
 from nodeclient.errors import ChainError, KuotaError, TransactionError
 
-__all__ = ["ChainClient", "FeeQuote", "TxResult", "NonceConsumedError", "LOCAL_CHAIN_IDS"]
+__all__ = ["LOCAL_CHAIN_IDS", "ChainClient", "FeeQuote", "NonceConsumedError", "TxResult"]
 
 log = logging.getLogger(__name__)
 
@@ -206,11 +206,19 @@ class ChainClient:
             if len(code) == 0:
                 raise UnknownContractError(name, address, "has no code on this chain")
         expected = self.deployment.contracts
+        # Each contract must point at its manifest siblings: a foreign contract at one address
+        # (or a manifest mixing two deployments) fails one of these before anything is sent.
         checks = [
             ("Staking", "stakeToken", "KuotaToken"),
             ("Staking", "registry", "NodeRegistry"),
+            ("NodeRegistry", "staking", "Staking"),
             ("PaymentEscrow", "paymentToken", "PaymentToken"),
             ("PaymentEscrow", "registry", "NodeRegistry"),
+            ("RewardPool", "rewardToken", "KuotaToken"),
+            ("RewardPool", "registry", "NodeRegistry"),
+            ("ReceiptSettlement", "escrow", "PaymentEscrow"),
+            ("ReceiptSettlement", "registry", "NodeRegistry"),
+            ("ReceiptSettlement", "rewardPool", "RewardPool"),
         ]
         for contract, view, target in checks:
             try:

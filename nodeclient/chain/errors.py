@@ -19,16 +19,16 @@ from nodeclient.abi import CONTRACT_NAMES, load_abi
 from nodeclient.errors import ChainError, ConfigError, InsufficientFundsError, TransactionError
 
 __all__ = [
-    "DecodedError",
-    "ChainUnreachableError",
+    "FUNDS_ERRORS",
     "ChainIdMismatchError",
+    "ChainUnreachableError",
+    "ContractInsufficientFundsError",
     "ContractRevertError",
-    "TxTimeoutError",
+    "DecodedError",
     "FeeCapError",
     "NotEnoughGasFundsError",
+    "TxTimeoutError",
     "UnknownContractError",
-    "ContractInsufficientFundsError",
-    "FUNDS_ERRORS",
     "decode_revert",
     "revert_data_of",
     "revert_error",
@@ -213,7 +213,7 @@ def decode_revert(data: bytes | str | None) -> DecodedError | None:
     if data is None:
         return None
     if isinstance(data, str):
-        text = data[2:] if data.startswith("0x") else data
+        text = data.removeprefix("0x")
         try:
             data = bytes.fromhex(text)
         except ValueError:

@@ -24,7 +24,7 @@ from typing import Any
 
 from nodeclient.errors import StoreError
 
-__all__ = ["TxRecord", "TxJournal", "account_lock", "PENDING_STATUSES"]
+__all__ = ["PENDING_STATUSES", "TxJournal", "TxRecord", "account_lock"]
 
 #: Statuses of a transaction whose fate is not known yet.
 PENDING_STATUSES = ("signed", "sent")
@@ -169,7 +169,7 @@ class TxJournal:
 
     @staticmethod
     def _record(row: sqlite3.Row) -> TxRecord:
-        return TxRecord(**{key: row[key] for key in row.keys()})
+        return TxRecord(**{key: row[key] for key in row.keys()})  # noqa: SIM118 - sqlite3.Row iterates values
 
     def add(
         self,

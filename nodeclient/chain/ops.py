@@ -14,19 +14,19 @@ from nodeclient.errors import NotFoundError
 
 __all__ = [
     "NODE_STATUS",
-    "NodeInfo",
-    "StakeInfo",
     "EscrowAccount",
+    "NodeInfo",
+    "NotNodeOperatorError",
+    "StakeInfo",
     "TokenInfo",
     "UnknownNodeError",
-    "NotNodeOperatorError",
-    "token_info",
     "allowance",
-    "stake_info",
     "escrow_account",
     "get_node",
     "node_key_typed_data",
     "sign_node_key",
+    "stake_info",
+    "token_info",
 ]
 
 NODE_STATUS = ("None", "Active", "Exiting", "Jailed")

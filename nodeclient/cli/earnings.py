@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from nodeclient._utils.values import format_amount, parse_address
-from nodeclient.cli.options import ops, CliContext, eth, json_option, network_options, pass_cx, table
+from nodeclient.cli.options import CliContext, eth, json_option, network_options, ops, pass_cx, table
 
 __all__ = ["COMMANDS", "earnings"]
 
@@ -36,7 +36,7 @@ def earnings(cx: CliContext, node_address: str, csv_out: Path | None) -> None:
 
     def human(c):  # type: ignore[no-untyped-def]
         t = ledger.totals()
-        f = lambda v: format_amount(v, decimals)  # noqa: E731
+        f = lambda v: format_amount(v, decimals)
         rows = [
             ["gross paid by consumers", f(t["gross"])],
             ["protocol fee", f(t["fee"])],

@@ -12,11 +12,11 @@ import click
 
 from nodeclient._utils.values import format_amount, parse_address, parse_amount
 from nodeclient.cli.options import (
-    ops,
     CliContext,
     account_options,
     json_option,
     network_options,
+    ops,
     pass_cx,
     spend_options,
     table,
@@ -147,7 +147,7 @@ def show(cx: CliContext, address: str | None) -> None:
     token = ops().token_info(client, "PaymentToken", who)
 
     def human(c):  # type: ignore[no-untyped-def]
-        f = lambda v: format_amount(v, token.decimals, token.symbol)  # noqa: E731
+        f = lambda v: format_amount(v, token.decimals, token.symbol)
         rows = [
             ["available", f(acct.available)],
             ["thawing", f(acct.thawing)],

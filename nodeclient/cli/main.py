@@ -15,7 +15,7 @@ import click
 
 from nodeclient.errors import EXIT_REFUSED, KuotaError
 
-__all__ = ["cli", "main", "KuotaGroup"]
+__all__ = ["KuotaGroup", "cli", "main"]
 
 
 def _fail(ctx: click.Context, exc: KuotaError) -> None:

@@ -14,11 +14,11 @@ import click
 
 from nodeclient._utils.values import format_amount, parse_address, parse_amount, parse_uint
 from nodeclient.cli.options import (
-    ops,
     CliContext,
     account_options,
     json_option,
     network_options,
+    ops,
     pass_cx,
     spend_options,
     table,

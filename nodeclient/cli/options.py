@@ -31,14 +31,14 @@ from nodeclient.errors import KuotaError, RefusedError
 __all__ = [
     "CliContext",
     "DryRun",
-    "network_options",
     "account_options",
-    "spend_options",
-    "json_option",
-    "pass_cx",
-    "table",
     "eth",
+    "json_option",
+    "network_options",
     "ops",
+    "pass_cx",
+    "spend_options",
+    "table",
 ]
 
 

@@ -8,7 +8,6 @@ to a file. ``import`` is the node's side: verify receipt files and store them du
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,15 @@ import click
 
 from nodeclient._utils.values import format_amount, parse_address, parse_amount, parse_uint
 from nodeclient.cli.options import (
-    ops,
     CliContext,
     account_options,
+    eth,
     json_option,
     network_options,
+    ops,
     pass_cx,
     spend_options,
     table,
-    eth,
 )
 from nodeclient.errors import NotFoundError, ReceiptError, RefusedError
 
@@ -226,7 +225,7 @@ def export(cx: CliContext, out: Path, node_address: str | None, consumer: str | 
 @pass_cx
 def settle(cx: CliContext, node_address: str | None, force: bool) -> None:
     """Reconcile in-flight batches, then settle what the gas-aware policy says is worth it."""
-    from nodeclient.settlement import nodes_in_store, open_store, reconcile, execute_plan, plan_settlement
+    from nodeclient.settlement import execute_plan, nodes_in_store, open_store, plan_settlement, reconcile
 
     client = cx.client()
     policy = cx.settings().settlement

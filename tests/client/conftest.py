@@ -74,7 +74,7 @@ class KuotaEnv:
         env.pop("KUOTA_PASSWORD", None)
         return subprocess.run(
             [str(Path(sys.executable).parent / "kuota"), *args],
-            env=env, cwd=str(self.home), capture_output=True, text=True, timeout=timeout, **kwargs,
+            env=env, cwd=str(self.home), capture_output=True, text=True, timeout=timeout, check=False, **kwargs,
         )
 
     def subprocess_popen(self, *args: str) -> subprocess.Popen:
@@ -139,4 +139,4 @@ def anvil_key(index: int) -> str:
     return anvil_private_key(index)
 
 
-__all__ = ["KuotaEnv", "make_home", "PASSWORD", "ROLES", "anvil_key", "Account", "ROOT"]
+__all__ = ["PASSWORD", "ROLES", "ROOT", "Account", "KuotaEnv", "anvil_key", "make_home"]

@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from nodeclient.chain import ChainClient  # noqa: E402
-from nodeclient.config import NetworkProfile, PolicySettings  # noqa: E402
-from nodeclient.keys import KeyManager, Secret  # noqa: E402
-from nodeclient.receipts import load_receipts  # noqa: E402
-from nodeclient.settlement import deployment_domain, open_store, reconcile, settle_node  # noqa: E402
+from nodeclient.chain import ChainClient
+from nodeclient.config import NetworkProfile, PolicySettings
+from nodeclient.keys import KeyManager, Secret
+from nodeclient.receipts import load_receipts
+from nodeclient.settlement import deployment_domain, open_store, reconcile, settle_node
 
 
 def run_trial(command: dict) -> None:

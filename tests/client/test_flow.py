@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 from brownie import chain
 
@@ -78,7 +79,7 @@ def test_full_operator_and_consumer_flow(funded, kuota, tmp_path):
     assert settled["fee"] == 3_500_000 * 500 // 10_000
     assert kuota.settlement.channelOf(consumer, node)[0] == 3_500_000
     assert kuota.escrow.creditOf(node) == 3_500_000 - settled["fee"]
-    bundle = json.loads(open(settled["bundle"]).read())
+    bundle = json.loads(Path(settled["bundle"]).read_text())
     assert [r["cumulativeAmount"] for r in bundle["receipts"]] == [1 * usd, 2 * usd, 3_500_000]
 
     # Settling again sends nothing: the chain already has everything.

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 
@@ -95,8 +94,11 @@ def test_journal_survives_a_killed_process_and_the_nonce_is_reused_once(fresh):
         while time.monotonic() < deadline and not rows:
             time.sleep(0.2)
             if journal.exists():
-                with sqlite3.connect(journal) as db:
-                    rows = db.execute("SELECT tx_hash, nonce, status FROM txs WHERE nonce = ?", (nonce_before,)).fetchall()
+                try:
+                    with sqlite3.connect(journal) as db:
+                        rows = db.execute("SELECT tx_hash, nonce, status FROM txs WHERE nonce = ?", (nonce_before,)).fetchall()
+                except sqlite3.OperationalError:
+                    continue  # the file exists a moment before its schema does
         assert rows, "the approve transaction was never journaled"
         time.sleep(0.5)
         os.kill(proc.pid, signal.SIGKILL)
