@@ -150,8 +150,9 @@ contract NodeRegistry is INodeRegistry, AccessControl, EIP712 {
     /// @inheritdoc INodeRegistry
     function setMinStakePerNode(uint256 minStakePerNode_) external onlyRole(PARAMETER_ROLE) {
         _checkMinStake(minStakePerNode_);
-        emit ParameterUpdated("minStakePerNode", _minStakePerNode, minStakePerNode_);
+        uint256 oldValue = _minStakePerNode;
         _minStakePerNode = minStakePerNode_;
+        emit ParameterUpdated("minStakePerNode", oldValue, minStakePerNode_);
     }
 
     /// @inheritdoc INodeRegistry

@@ -164,15 +164,17 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
     /// @inheritdoc IPaymentEscrow
     function setTreasury(address treasury_) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (treasury_ == address(0)) revert EscrowZeroAddress("treasury");
-        emit TreasuryUpdated(_treasury, treasury_);
+        address oldTreasury = _treasury;
         _treasury = treasury_;
+        emit TreasuryUpdated(oldTreasury, treasury_);
     }
 
     /// @inheritdoc IPaymentEscrow
     function setThawingPeriod(uint64 thawingPeriod_) external onlyRole(PARAMETER_ROLE) {
         _checkThawingPeriod(thawingPeriod_);
-        emit ParameterUpdated("thawingPeriod", _thawingPeriod, thawingPeriod_);
+        uint256 oldValue = _thawingPeriod;
         _thawingPeriod = thawingPeriod_;
+        emit ParameterUpdated("thawingPeriod", oldValue, thawingPeriod_);
     }
 
     /// @inheritdoc IPaymentEscrow

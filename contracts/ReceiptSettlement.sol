@@ -105,8 +105,9 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, Pausable, EIP71
     /// @inheritdoc IReceiptSettlement
     function setFeeBps(uint16 feeBps_) external onlyRole(PARAMETER_ROLE) {
         _checkFeeBps(feeBps_);
-        emit ParameterUpdated("feeBps", _feeBps, feeBps_);
+        uint256 oldValue = _feeBps;
         _feeBps = feeBps_;
+        emit ParameterUpdated("feeBps", oldValue, feeBps_);
     }
 
     /// @inheritdoc IReceiptSettlement

@@ -171,24 +171,27 @@ contract RewardPool is IRewardPool, AccessControl, Pausable {
     function setEmissionPerEpoch(uint256 emissionPerEpoch_) external onlyRole(PARAMETER_ROLE) {
         _checkEmission(emissionPerEpoch_);
         _freezeCurrent();
-        emit ParameterUpdated("emissionPerEpoch", _params.emissionPerEpoch, emissionPerEpoch_);
+        uint256 oldValue = _params.emissionPerEpoch;
         _params.emissionPerEpoch = uint128(emissionPerEpoch_);
+        emit ParameterUpdated("emissionPerEpoch", oldValue, emissionPerEpoch_);
     }
 
     /// @inheritdoc IRewardPool
     function setRewardPerFeeUnit(uint256 rewardPerFeeUnit_) external onlyRole(PARAMETER_ROLE) {
         _checkRewardPerFeeUnit(rewardPerFeeUnit_);
         _freezeCurrent();
-        emit ParameterUpdated("rewardPerFeeUnit", _params.rewardPerFeeUnit, rewardPerFeeUnit_);
+        uint256 oldValue = _params.rewardPerFeeUnit;
         _params.rewardPerFeeUnit = uint80(rewardPerFeeUnit_);
+        emit ParameterUpdated("rewardPerFeeUnit", oldValue, rewardPerFeeUnit_);
     }
 
     /// @inheritdoc IRewardPool
     function setMaxNodeShareBps(uint16 maxNodeShareBps_) external onlyRole(PARAMETER_ROLE) {
         _checkMaxNodeShare(maxNodeShareBps_);
         _freezeCurrent();
-        emit ParameterUpdated("maxNodeShareBps", _params.maxNodeShareBps, maxNodeShareBps_);
+        uint256 oldValue = _params.maxNodeShareBps;
         _params.maxNodeShareBps = maxNodeShareBps_;
+        emit ParameterUpdated("maxNodeShareBps", oldValue, maxNodeShareBps_);
     }
 
     /// @inheritdoc IRewardPool

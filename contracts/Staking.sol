@@ -140,15 +140,17 @@ contract Staking is IStaking, AccessControl, ReentrancyGuard {
     /// @inheritdoc IStaking
     function setUnbondingPeriod(uint64 unbondingPeriod_) external onlyRole(PARAMETER_ROLE) {
         _checkUnbondingPeriod(unbondingPeriod_);
-        emit ParameterUpdated("unbondingPeriod", _unbondingPeriod, unbondingPeriod_);
+        uint256 oldValue = _unbondingPeriod;
         _unbondingPeriod = unbondingPeriod_;
+        emit ParameterUpdated("unbondingPeriod", oldValue, unbondingPeriod_);
     }
 
     /// @inheritdoc IStaking
     function setSlashReporterBps(uint16 slashReporterBps_) external onlyRole(PARAMETER_ROLE) {
         _checkSlashReporterBps(slashReporterBps_);
-        emit ParameterUpdated("slashReporterBps", _slashReporterBps, slashReporterBps_);
+        uint256 oldValue = _slashReporterBps;
         _slashReporterBps = slashReporterBps_;
+        emit ParameterUpdated("slashReporterBps", oldValue, slashReporterBps_);
     }
 
     /// @inheritdoc IStaking
