@@ -1,11 +1,12 @@
 """Fixtures for the stateful tests: one deployed system with funded actors and registered nodes.
 
 The system is deployed with the local parameters except for the reward schedule: an odd emission
-(1000 KUOTA + 7 wei per epoch) of which one node may take 75 %, in 2-minute epochs. Anvil's clock is
-wall time and empty epochs carry their schedule over, so with the defaults (10000 KUOTA, 1-minute
-epochs) the budget would cover every node and the pro-rata scaling would never run; with these, two
-or three settlements of a few thousand USD in one epoch hit the per-node cap and the scaling (with
-its rounding dust), while ``rule_advance_time`` crosses epoch, thaw and unbonding boundaries.
+(10 KUOTA + 7 wei per epoch) of which one node may take 75 %, in 1-hour epochs. Anvil's clock is
+wall time and empty epochs carry their whole schedule over: with 1-minute epochs every example would
+start after several empty epochs, the budget would always cover every node, and the pro-rata scaling
+would never run. With 1-hour epochs time moves only when a rule moves it (``rule_advance_time``, or a
+claim that first waits for the epoch to end), so settlements of 15 USD or more on two nodes in
+one epoch hit the per-node cap and the scaling (with its rounding dust).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from brownie import chain
 
 from integration.support import Actor, BatchReader, NodeKey, anvil_key, node_key, register_node
 
-STATEFUL_EMISSION = 1_000 * 10**18 + 7
+STATEFUL_EMISSION = 10 * 10**18 + 7
 STATEFUL_MAX_NODE_SHARE_BPS = 7_500
-STATEFUL_EPOCH_LENGTH = 120
+STATEFUL_EPOCH_LENGTH = 3_600
 INITIAL_DEPOSIT = 2_000 * 10**6
 
 
