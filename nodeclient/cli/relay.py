@@ -162,8 +162,9 @@ async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> Non
         def settle_once() -> dict[str, Any] | None:
             _report, plan, result = settlement_mod.settle_node(client, settle_store, settle_signer, node, settings.settlement)
             if result is None:
-                return None
-            return {"batch": result.batch_id, "settled": result.settled, "paid": result.paid, "fee": result.fee}
+                return {"acted": False, "reason": plan.decision.reason}
+            return {"acted": True, "reason": plan.decision.reason, "batch": result.batch_id,
+                    "settled": result.settled, "paid": result.paid, "fee": result.fee}
 
         settler = BackgroundSettler(settle_once, opts["settle_interval"], server)
     cx.note(f"relay for node {node} starting on {config.host}:{config.port} (status file {status_file})")

@@ -24,39 +24,57 @@ __all__ = ["BackgroundSettler", "serve_node"]
 
 log = logging.getLogger("kuota.relay.node")
 
+_SETTLE_SHUTDOWN_S = 120.0
+
 
 class BackgroundSettler:
     """Calls ``settle_once`` (blocking; run in a thread) every ``interval`` seconds.
 
     ``settle_once`` applies the gas-aware policy (``nodeclient.settlement.settle_node``) and returns a
-    JSON-ready summary of what it did, or None when the policy chose to wait.
+    JSON-ready summary: ``acted`` (bool), ``reason`` (the policy's words), and when it acted ``paid``.
     """
 
-    def __init__(self, settle_once: Callable[[], dict[str, Any] | None], interval: float, server: RelayServer) -> None:
+    def __init__(self, settle_once: Callable[[], dict[str, Any]], interval: float, server: RelayServer) -> None:
         if interval <= 0:
             raise ValueError(f"settlement interval must be positive seconds, got {interval}")
         self.settle_once = settle_once
         self.interval = interval
         self.server = server
 
-    async def run(self) -> None:
-        """Loop until cancelled; a failed run is logged and counted, never fatal to the relay."""
-        stats = self.server.stats
-        while True:
-            await asyncio.sleep(self.interval)
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until ``stop`` is set; a run in progress is finished first (it may hold a sent transaction).
+
+        A failed run is logged and counted, never fatal to the relay.
+        """
+        while not stop.is_set():
             try:
-                outcome = await asyncio.to_thread(self.settle_once)
-            except KuotaError as exc:
-                stats.settlement_errors += 1
-                log.warning("background settlement failed: %s", exc)
-                continue
-            if outcome is None:
-                log.info("background settlement: policy chose to wait")
-                continue
-            stats.settlements += 1
-            stats.settled_amount += int(outcome.get("paid", 0))
-            stats.last_settlement = {**outcome, "at": int(time.time())}
-            log.info("background settlement: %s", outcome)
+                async with asyncio.timeout(self.interval):
+                    await stop.wait()
+                return
+            except TimeoutError:
+                pass
+            await self.run_once()
+
+    async def run_once(self) -> None:
+        """One settlement check in a worker thread, counted in the relay's stats."""
+        stats = self.server.stats
+        try:
+            outcome = await asyncio.to_thread(self.settle_once)
+        except KuotaError as exc:
+            stats.settlement_errors += 1
+            log.warning("background settlement failed: %s", exc)
+            return
+        except Exception:  # noqa: BLE001 - a settlement bug must not take the relay down with it
+            stats.settlement_errors += 1
+            log.exception("background settlement crashed; the relay keeps serving and retries later")
+            return
+        if not outcome.get("acted"):
+            log.info("background settlement: waiting (%s)", outcome.get("reason"))
+            return
+        stats.settlements += 1
+        stats.settled_amount += int(outcome.get("paid", 0))
+        stats.last_settlement = {**outcome, "at": int(time.time())}
+        log.info("background settlement: %s", outcome)
 
 
 async def serve_node(
@@ -77,13 +95,18 @@ async def serve_node(
         tmp = ready_file.with_name(f".{ready_file.name}.tmp")
         tmp.write_text(f"{host} {port} {os.getpid()}\n")
         os.replace(tmp, ready_file)
-    settle_task = asyncio.create_task(settler.run()) if settler is not None else None
+    settle_task = asyncio.create_task(settler.run(stop)) if settler is not None else None
     try:
         await stop.wait()
     finally:
+        stop.set()
         log.info("relay stopping")
         if settle_task is not None:
-            settle_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await settle_task
+            # Let a settlement in flight record its outcome (the store must learn what the chain did).
+            done, _ = await asyncio.wait({settle_task}, timeout=_SETTLE_SHUTDOWN_S)
+            if not done:
+                log.warning("settlement still running after %g s; stopping without it", _SETTLE_SHUTDOWN_S)
+                settle_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await settle_task
         await server.close()

@@ -159,7 +159,7 @@ def relay(world, tmp_path) -> Iterator[Any]:
 
 
 def start_node_process(
-    world: RelayWorld, home: Path, log_path: Path, *extra: str
+    world: RelayWorld, home: Path, log_path: Path, *extra: str, env_extra: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen, str, int]:
     """Run ``kuota node serve`` for the test node as a real subprocess; returns (process, host, port)."""
     keystore = home / "node-key.json"
@@ -169,14 +169,15 @@ def start_node_process(
         (home / "manifest.json").write_text(json.dumps(world.manifest))
     ready = home / "ready"
     ready.unlink(missing_ok=True)
-    env = {**os.environ, "KUOTA_HOME": str(home), "KUOTA_DATA_DIR": str(home / "data")}
+    env = {**os.environ, "KUOTA_HOME": str(home), "KUOTA_DATA_DIR": str(home / "data"), **(env_extra or {})}
     cmd = [
         sys.executable, "-c", "from nodeclient.cli.main import main; main()", "-v",
         "node", "serve",
         "--rpc-url", world.rpc_url, "--chain-id", str(world.chain_id), "--manifest", str(home / "manifest.json"),
         "--node-keystore", str(keystore), "--node-password-file", str(home / "password"),
         "--host", "127.0.0.1", "--port", "0", "--ready-file", str(ready),
-        "--allow-private-targets", "--no-settle",
+        "--allow-private-targets",
+        *(() if "--settle" in extra else ("--no-settle",)),
         "--credit-kib", "4096", "--receipt-kib", "512",
         # 400 Mbit/s (50 MB/s): slow enough that the kill lands mid-transfer, fast enough for the suite.
         "--rate-mbit", "400",

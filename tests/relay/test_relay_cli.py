@@ -67,3 +67,49 @@ def test_consume_fetch_pays_for_the_bytes_and_serve_reports_them(world, origin, 
     assert snapshot["unpaidExposureBytes"] == 0 and snapshot["receipts"]["stored"] >= 1
     log = (tmp_path / "node.log").read_text()
     assert world.node.private_key[2:] not in log and PASSWORD not in log
+
+
+def test_serve_settles_in_the_background_with_the_gas_aware_policy(world, origin, tmp_path):
+    import asyncio
+    import time
+
+    from integration.support import anvil_key
+    from nodeclient.relay.client import open_session
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "operator.json").write_text(json.dumps(Account.encrypt(anvil_key(3), PASSWORD, iterations=2)))
+    # Policy: any value is worth settling and gas is valued at 0 (the policy's thresholds are tested with
+    # the settlement module; here the point is that the relay runs it in the background on its own store).
+    policy = {"KUOTA_SETTLEMENT__MIN_VALUE": "1", "KUOTA_SETTLEMENT__NATIVE_PRICE": "0"}
+    status = home / "status.json"
+    proc, host, port = start_node_process(
+        world, home, tmp_path / "node.log", "--settle", "--settle-interval", "1",
+        "--keystore", str(home / "operator.json"), "--password-file", str(home / "password"),
+        "--status-file", str(status), env_extra=policy,
+    )
+    try:
+        async def consume():
+            session = await open_session(host, port, node=world.node.address, consumer_key=world.consumer_key,
+                                         chain=world.view())
+            await session.fetch(origin.url(3 * 1024 * KIB), sink=lambda data: None)
+            await session.close()
+            return session
+
+        session = asyncio.run(consume())
+        final = session.receipts[-1]
+        deadline = time.monotonic() + 60
+        settled = (0, 0)
+        while time.monotonic() < deadline:
+            settled = tuple(int(v) for v in world.system.settlement.channelOf(world.consumer, world.node.address))
+            if settled[0] >= final.cumulative_amount:
+                break
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0, (tmp_path / "node.log").read_text()[-3000:]
+    assert settled == (final.cumulative_amount, final.cumulative_bytes), (tmp_path / "node.log").read_text()[-3000:]
+    snapshot = json.loads(status.read_text())
+    assert snapshot["settlements"]["count"] >= 1
+    assert snapshot["settlements"]["amount"] == final.cumulative_amount
