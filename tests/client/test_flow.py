@@ -93,6 +93,11 @@ def test_full_operator_and_consumer_flow(funded, kuota, tmp_path):
     chain.mine()
     shown = k.ok("rewards", "show", "--node", node, "--json")
     assert shown["claimableTotal"] > 0 and shown["claimableEpochs"]
+    # Without --force the gas-aware policy weighs the reward (at the reference price) against the gas.
+    policy = k.ok("rewards", "claim", "--node", node, "--account", "operator", *k.pw(), "--yes", "--json")
+    assert policy["result"] is None and "gas" in policy["plan"]["decision"]["reason"]
+    assert policy["plan"]["decision"]["value"] == shown["claimableTotal"] // kuota.rewards.rewardPerFeeUnit()
+    assert kuota.token.balanceOf(payout) == 0
     claimed = k.ok("rewards", "claim", "--node", node, "--force", "--account", "operator", *k.pw(), "--yes", "--json")
     assert claimed["result"] is not None
     reward_balance = kuota.token.balanceOf(payout)

@@ -146,3 +146,24 @@ def test_revert_is_decoded_with_names_and_values(fresh):
         client.estimate(signer.address, zero, "stake 0")
     assert caught.value.error.name == "StakingZeroAmount"
     assert json.dumps(caught.value.error.to_json())
+
+
+def test_waits_for_the_profile_confirmation_depth(fresh):
+    k = fresh
+    client = client_for(k, confirmations=3, tx_timeout=60)
+    signer = unlock(k, "operator")
+    stop = threading.Event()
+
+    def miner():
+        while not stop.wait(0.3):
+            client.w3.provider.make_request("evm_mine", [])
+
+    thread = threading.Thread(target=miner, daemon=True)
+    thread.start()
+    try:
+        result = client.transact(signer, client.contract("KuotaToken").functions.approve(signer.address, 1), "approve")
+        depth_at_return = client.w3.eth.block_number - result.block_number + 1
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert depth_at_return >= 3
