@@ -165,3 +165,28 @@ def test_cli_exits_7_and_names_the_receipt(economy, tmp_path):
     assert "receipt #1" in err and name in err
     report = json.loads(run.stdout)
     assert report["verdict"] == "unverifiable-evidence" and report["exitCode"] == 7
+
+
+def test_bundles_fetched_from_url_list_verify_like_files(economy, audit_options, tmp_path):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(economy.bundle_dir)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        listing = tmp_path / "bundles.txt"
+        listing.write_text("# published bundles\n" + "".join(f"{base}/{b.path.name}\n" for b in economy.batches))
+        result = run_audit(audit_options(bundle_dir=None, bundle_urls=listing))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0
+    assert result.report["counts"]["bundles_matched"] == len(economy.batches)
+    assert all(b["name"].startswith(base) for b in result.report["bundles"])
