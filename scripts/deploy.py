@@ -320,7 +320,21 @@ class _Deployer:
             self.genesis_hash = "0x" + self.genesis_hash
         self.sent: list[Any] = []
         self.contracts: dict[str, Any] = {}
+        if self.manifest_path is not None:
+            self._check_shipped_abis()
         self.manifest = self._initial_manifest(resume)
+
+    @staticmethod
+    def _check_shipped_abis() -> None:
+        """A manifest's abiHash vouches for the ABIs in nodeclient/abi: they must be this build's."""
+        from scripts.export_abis import export_abis
+
+        stale = export_abis(check=True)
+        if stale:
+            raise DeploymentConflictError(
+                f"the ABIs shipped in nodeclient/abi differ from the compiled contracts for {', '.join(stale)}; "
+                "run `make abi` before deploying, or clients would talk to these contracts with wrong ABIs"
+            )
 
     # manifest handling -------------------------------------------------------------------------
 
@@ -381,10 +395,17 @@ class _Deployer:
                     f"the finished deployment granted roles to {key}={old_params.get(key)!r}, but the parameters "
                     f"now say {fresh['params'].get(key)!r}; change roles through governance, not by redeploying"
                 )
+        if old.get("contracts") and old.get("abiHash") != fresh["abiHash"]:
+            # The recorded contracts were built from other sources than the ones being deployed now:
+            # mixing them (or calling a finished deploy "done") would leave a system whose ABIs lie.
+            raise DeploymentConflictError(
+                f"manifest {self.manifest_path} records contracts built with abiHash {old.get('abiHash')}, but the "
+                f"current build has {fresh['abiHash']}; deploy afresh (--fresh, or move the manifest away)"
+            )
         fresh["contracts"] = dict(old.get("contracts", {}))
         fresh["deployTransactions"] = dict(old.get("deployTransactions", {}))
         fresh["blockNumber"] = old.get("blockNumber")
-        fresh["complete"] = bool(old.get("complete")) and fresh["abiHash"] == old.get("abiHash")
+        fresh["complete"] = bool(old.get("complete"))
         return fresh
 
     def _save(self) -> None:

@@ -73,6 +73,7 @@ class LiveConfig:
     verify: bool
     allow_mock_payment_token: bool
     explorer_api: str | None = None
+    fresh: bool = False
 
 
 # --- option parsing ----------------------------------------------------------------------------
@@ -114,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--manifest-dir", default=env("KUOTA_DEPLOYMENTS_DIR"))
         p.add_argument("--home", default=None, help="KUOTA_HOME of the local chain (local only).")
         p.add_argument("--json", action="store_true", help="Print one JSON object on stdout.")
+        p.add_argument("--fresh", action="store_true", help="Ignore an existing manifest and deploy everything anew.")
         if name != "local":
             p.add_argument("--keystore", default=env("KUOTA_DEPLOYER_KEYSTORE"))
             p.add_argument("--deployer", default=env("KUOTA_DEPLOYER_ADDRESS"), help="Address (plan only).")
@@ -172,6 +174,7 @@ def _live_config(args: argparse.Namespace) -> LiveConfig:
         verify=bool(args.verify),
         allow_mock_payment_token=bool(args.allow_mock_payment_token),
         explorer_api=args.explorer_api,
+        fresh=bool(args.fresh),
     )
 
 
@@ -242,7 +245,7 @@ def _summary(system: SystemDeployment, path: Path) -> dict[str, Any]:
 
 
 def deploy_local(
-    rpc_url: str | None, params_name: str, manifest_dir: Path | None, home: str | None
+    rpc_url: str | None, params_name: str, manifest_dir: Path | None, home: str | None, fresh: bool = False
 ) -> tuple[SystemDeployment, Path]:
     """Deploy with the chain's unlocked ``accounts[0]`` on a local chain (``kuota chain up`` or URL)."""
     from brownie import accounts, network
@@ -262,7 +265,9 @@ def deploy_local(
         if not accounts:
             raise ChainError(f"the RPC at {rpc_url} has no unlocked accounts; use `live` with a keystore")
         options = TxOptions(priority_fee=int(network.web3.eth.max_priority_fee))
-        system = deploy_system(accounts[0], load_params(params_name), manifest_path=path, tx_options=options)
+        system = deploy_system(
+            accounts[0], load_params(params_name), manifest_path=path, tx_options=options, resume=not fresh
+        )
         if recorded is not None:
             localchain.record_manifest(path, home)
         return system, path
@@ -315,7 +320,7 @@ def deploy_live(config: LiveConfig, *, assume_yes: bool, connected: bool = False
             print("Send the transactions? [y/N] ", end="", file=sys.stderr, flush=True)
             if input().strip().lower() not in ("y", "yes"):
                 raise RefusedError("deploy cancelled by the user")
-        system = deploy_system(deployer, config.params, manifest_path=path, tx_options=options)
+        system = deploy_system(deployer, config.params, manifest_path=path, tx_options=options, resume=not config.fresh)
         if config.verify:
             _verify_sources(system)
         return system, path
@@ -361,7 +366,7 @@ def plan_deploy(config: LiveConfig) -> dict[str, Any]:
     real_manifest = manifest_path_for(config.chain_id, config.manifest_dir)
     with tempfile.TemporaryDirectory(prefix="kuota-plan-") as tmp:
         plan_manifest = Path(tmp) / "deployments" / f"{config.chain_id}.json"
-        if real_manifest.exists():
+        if real_manifest.exists() and not config.fresh:
             plan_manifest.parent.mkdir(parents=True)
             shutil.copy(real_manifest, plan_manifest)
         from web3 import HTTPProvider, Web3
@@ -397,7 +402,7 @@ def plan_deploy(config: LiveConfig) -> dict[str, Any]:
     return {
         "chainId": config.chain_id,
         "deployer": address,
-        "resuming": real_manifest.exists(),
+        "resuming": real_manifest.exists() and not config.fresh,
         "transactions": txs,
         "totalGas": total,
         "priorityFeeWei": options.priority_fee,
@@ -432,7 +437,8 @@ def run_cli(argv: list[str]) -> int:
         with _stdout_to_stderr(args.json):
             if command == "local":
                 system, path = deploy_local(
-                    args.rpc_url, args.params, Path(args.manifest_dir) if args.manifest_dir else None, args.home
+                    args.rpc_url, args.params, Path(args.manifest_dir) if args.manifest_dir else None, args.home,
+                    fresh=args.fresh,
                 )
                 result: dict[str, Any] = _summary(system, path)
             elif command == "plan" or args.dry_run:

@@ -278,3 +278,53 @@ def test_live_refuses_bad_inputs_clearly_and_leaks_nothing(testnet, tmp_path):
     mock = run_deploy_script([*live_args(t), "--yes"], timeout=120)
     assert mock.returncode == 2 and "--allow-mock-payment-token" in mock.stderr
     assert t["w3"].eth.get_transaction_count(t["address"]) == 0
+
+
+def test_kuota_chain_up_deploy_fund_advance(tmp_path):
+    """The local workflow of docs/DEPLOY.md through the installed `kuota` command."""
+    kuota = str(Path(sys.executable).with_name("kuota"))
+    env = {**os.environ, "KUOTA_HOME": str(tmp_path / "home")}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([kuota, *args], env=env, capture_output=True, text=True, timeout=300)
+
+    up = run("chain", "up", "--json")
+    assert up.returncode == 0, up.stderr
+    try:
+        # Before a deploy the faucet has no tokens to give, and says so.
+        early = run("chain", "fund", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "--usd", "1")
+        assert early.returncode == 3 and "run `kuota deploy local` first" in early.stderr
+
+        deployed = run("deploy", "local", "--json")
+        assert deployed.returncode == 0, deployed.stderr[-3000:]
+        out = last_json(deployed.stdout)
+        assert out["manifestPath"] == str(tmp_path / "home" / "deployments" / "31337.json")
+        status = json.loads(run("chain", "status", "--json").stdout)
+        assert status["manifest"] == out["manifestPath"]
+
+        target = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+        funded = run("chain", "fund", target, "--eth", "0.5", "--usd", "12.5", "--kuota", "100", "--json")
+        assert funded.returncode == 0, funded.stderr
+        balances = json.loads(funded.stdout)["balances"]
+        assert balances["usd"] == 12_500_000 and balances["kuota"] == 100 * 10**18
+        for bad, message in [
+            (["0xbad", "--eth", "1"], "is not a checksummed address"),
+            ([target, "--usd", "0.0000001"], "has more than 6 decimals"),
+            ([target, "--eth", "-1"], "must be a non-negative amount"),
+        ]:
+            result = run("chain", "fund", *bad)
+            assert result.returncode == 2 and message in result.stderr, result.stderr
+
+        w3 = web3_at(status["url"])
+        abi = load_abi("RewardPool")
+        pool = w3.eth.contract(address=out["manifest"]["contracts"]["RewardPool"], abi=abi)
+        before = pool.functions.currentEpoch().call()
+        moved = json.loads(run("chain", "advance", "--next-epoch", "--json").stdout)
+        assert pool.functions.currentEpoch().call() == before + 1 == moved["epoch"]
+        genesis, length = pool.functions.genesis().call(), pool.functions.epochLength().call()
+        assert moved["timestamp"] == genesis + moved["epoch"] * length + 1
+        jumped = json.loads(run("chain", "advance", "600", "--json").stdout)
+        assert jumped["timestamp"] - jumped["previous"] >= 600
+    finally:
+        down = run("chain", "down")
+    assert down.returncode == 0 and "stopped anvil" in down.stdout

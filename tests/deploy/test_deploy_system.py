@@ -181,6 +181,18 @@ def test_resume_refuses_another_chain_or_deployer(deployer, stranger, local_para
         deploy_system(deployer, local_params, manifest_path=path)
 
 
+def test_resume_refuses_contracts_built_from_other_sources(deployer, local_params, tmp_path):
+    path = tmp_path / "31337.json"
+    deploy_system(deployer, local_params, manifest_path=path)
+    manifest = json.loads(path.read_text())
+    other = "0x" + "cd" * 32
+    path.write_text(json.dumps({**manifest, "abiHash": other}))
+    before = nonce(deployer)
+    with pytest.raises(DeploymentConflictError, match=f"built with abiHash {other}"):
+        deploy_system(deployer, local_params, manifest_path=path)
+    assert nonce(deployer) == before
+
+
 def test_a_manifest_from_an_earlier_local_chain_is_replaced(deployer, local_params, tmp_path):
     path = tmp_path / "31337.json"
     hook, _ = stop_after(2)
