@@ -385,7 +385,8 @@ def run_offchain(quick: bool, skip: set[str], log: Callable[[str], None] = print
         out["paired"] = {"status": "not available", "reason": f"{type(exc).__name__}: {exc}"}
     plan: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
         ("receipts", "receipts_bench", {"quick": True}, {"quick": False}),
-        ("audit", "audit_bench", {"quick": True}, {"quick": False}),
+        # Issue 6 asks for a bundle of >= 100,000 receipts; --quick replays 20,000.
+        ("audit", "audit_bench", {"n_receipts": 20_000}, {"n_receipts": 100_000}),
         ("relay", "relay_bench", {"size_mib": 64, "repeats": 1}, {"size_mib": 256, "repeats": 2}),
     ]
     for name, module, quick_kwargs, full_kwargs in plan:
@@ -595,31 +596,34 @@ def offchain_table(section: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         add("verify_many / accept_many (receipts bench)", None, "", "—", None, why("receipts"))
     if audit:
-        value = _first(
-            audit, ("replay_per_s", "receipts_replayed_per_s", "replayed_per_s", "bundle_replay_per_s")
-        )
+        value = _first(audit, ("replay_per_s", "receipts_replayed_per_s", "replayed_per_s"))
         baseline = _first(
-            audit,
-            (
-                "raw_coincurve_recover_per_s",
-                "raw_recover_per_s",
-                "recover_coincurve_raw_per_s",
-                "raw_coincurve_per_s",
-                "baseline_per_s",
-            ),
+            audit, ("raw_recover_per_s", "raw_coincurve_recover_per_s", "recover_coincurve_raw_per_s")
         )
         if value is None:
             keys = ", ".join(sorted(audit)[:10])
             add("audit replay/s", None, "", "—", None, f"audit_bench returned no replay rate (keys: {keys})")
         else:
+            n = audit.get("receipts", "?")
+            n_text = f"{n:,}" if isinstance(n, int) else str(n)
             add(
-                "audit replay/s (bundle receipts)",
+                f"audit replay/s, bundle of {n_text}, {audit.get('jobs', '?')} processes",
                 value,
                 "/s",
-                "raw coincurve recovery",
+                "raw coincurve recovery (1 core)",
                 baseline,
                 source="audit_bench",
             )
+            serial = _first(audit, ("replay_serial_per_s",))
+            if serial is not None:
+                add(
+                    "audit replay/s, 1 process",
+                    serial,
+                    "/s",
+                    "raw coincurve recovery (1 core)",
+                    baseline,
+                    source="audit_bench",
+                )
     else:
         add("audit replay/s", None, "", "—", None, why("audit"))
     if relay:
