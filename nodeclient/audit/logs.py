@@ -231,6 +231,25 @@ class BlockIndex:
         self._blocks[number] = header
         return header
 
+    def prefetch(self, numbers: Sequence[int], *, batch_size: int = 100) -> None:
+        """Read many headers with JSON-RPC batches; a provider that refuses batches is read one by one."""
+        todo = sorted(set(numbers) - set(self._blocks))
+        for i in range(0, len(todo), batch_size):
+            part = todo[i : i + batch_size]
+            try:
+                with self._w3.batch_requests() as batch:
+                    for n in part:
+                        batch.add(self._w3.eth.get_block(n))
+                    blocks = batch.execute()
+                for n, block in zip(part, blocks, strict=True):
+                    if int(block["number"]) != n:
+                        raise ValueError(f"batch answered block {block['number']} for {n}")
+                    self._blocks[n] = BlockHeader(number=n, hash=_hex(block["hash"]), timestamp=int(block["timestamp"]))
+            except Exception as exc:  # batches are optional for providers: fall back, never fail on them
+                log.info("batched eth_getBlockByNumber refused (%s); reading %d headers one by one", _short(exc), len(part))
+                for n in part:
+                    self.header(n)
+
     def check_log(self, raw: RawLog) -> None:
         """Refuse a log whose block hash differs from the header the audit pinned for its block."""
         header = self.header(raw.block_number)

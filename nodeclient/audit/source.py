@@ -250,8 +250,7 @@ def _check_contracts(source: AuditSource, end: EndState) -> None:
 
 
 def _fetch_headers(source: AuditSource, blocks: BlockIndex, numbers: Iterable[int]) -> None:
-    for n in sorted(set(numbers)):
-        blocks.header(n)
+    blocks.prefetch(list(numbers))
 
 
 def _seed(source: AuditSource, block: int, events: list[Event]) -> Seed:

@@ -187,7 +187,10 @@ class RpcProxy:
         limit_message: str = "query exceeds max block range {n}",
         limit_code: int = -32005,
         rewrite_logs: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+        refuse_batches: bool = False,
     ) -> None:
+        self.refuse_batches = refuse_batches
+        self.batches = 0
         self.upstream = upstream
         self.max_log_range = max_log_range
         self.limit_message = limit_message
@@ -213,7 +216,12 @@ class RpcProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, request: Any) -> Any:
+        if isinstance(request, list):
+            self.batches += 1
+            if self.refuse_batches:  # some providers answer a batch with one error object
+                return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "batch requests are not supported"}}
+            return self._session.post(self.upstream, json=request, timeout=30).json()
         if request.get("method") == "eth_getLogs":
             self.log_calls += 1
             params = request["params"][0]
