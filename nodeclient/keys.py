@@ -16,6 +16,7 @@ Key hygiene, because a traceback or a debug log is the usual way keys escape:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -46,6 +47,8 @@ __all__ = [
     "parse_private_key",
     "read_password_file",
 ]
+
+log = logging.getLogger(__name__)
 
 ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_PASSWORD_LENGTH = 8
@@ -379,6 +382,10 @@ class KeyManager:
         except (OSError, ValueError) as exc:
             raise KeystoreFormatError(info.path, f"cannot be read ({type(exc).__name__})") from None
         _validate_keystore_json(data, str(info.path))
+        mode = info.path.stat().st_mode & 0o777
+        if mode & 0o077:
+            # Encrypted, but a readable keystore invites offline password guessing: say so loudly.
+            log.warning("keystore %s is readable by other users (mode %o); run: chmod 600 %s", info.path, mode, info.path)
         key = self._decrypt(data, password, f"{info.alias!r} ({info.address})")
         try:
             account = Account.from_key(key)

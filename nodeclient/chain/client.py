@@ -734,7 +734,8 @@ def make_web3(profile: NetworkProfile) -> Web3:
         profile.rpc_url,
         request_kwargs={"timeout": profile.request_timeout},
         exception_retry_configuration=ExceptionRetryConfiguration(
-            errors=_TRANSIENT, retries=profile.rpc_retries, backoff_factor=0.25
+            # web3 counts total attempts; the profile counts retries after the first attempt.
+            errors=_TRANSIENT, retries=profile.rpc_retries + 1, backoff_factor=0.25
         ),
     )
     return Web3(provider)

@@ -124,3 +124,12 @@ def test_signer_and_secret_reprs_and_tracebacks_hold_no_key(tmp_path):
     rendered = "".join(traceback.format_exception(caught.value))
     assert secrets_in(rendered, [key], wrong) == [] and secrets_in(rendered, [key], PASSWORD) == []
     assert isinstance(signer, Signer) and signer.address == Account.from_key(key).address
+
+
+def test_unlocking_a_world_readable_keystore_warns(tmp_path, caplog):
+    manager = KeyManager(tmp_path, kdf_iterations=2**10)
+    info = manager.import_private_key("b", Secret(anvil_private_key(8)), Secret(PASSWORD))
+    os.chmod(info.path, 0o644)
+    with caplog.at_level("WARNING", logger="nodeclient.keys"):
+        manager.unlock(info, Secret(PASSWORD))
+    assert any("readable by other users" in r.getMessage() and "644" in r.getMessage() for r in caplog.records)

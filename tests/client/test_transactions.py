@@ -167,3 +167,69 @@ def test_waits_for_the_profile_confirmation_depth(fresh):
         stop.set()
         thread.join(timeout=5)
     assert depth_at_return >= 3
+
+
+class _FlakyProxy:
+    """A loopback HTTP proxy to the test Anvil that answers 503 to the first ``failures`` requests."""
+
+    def __init__(self, target: str, failures: int) -> None:
+        import http.server
+        import urllib.request
+
+        proxy = self
+        self.failures = failures
+        self.requests = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server API
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                proxy.requests += 1
+                if proxy.requests <= proxy.failures:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                request = urllib.request.Request(target, data=body, headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    data = response.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_transient_rpc_faults_are_retried_with_a_bound(fresh):
+    k = fresh
+    flaky = _FlakyProxy(k.rpc_url, failures=2)
+    try:
+        profile = NetworkProfile(name="t", rpc_url=flaky.url, chain_id=k.chain_id, manifest=k.manifest, rpc_retries=3)
+        client = ChainClient.connect(profile, k.home / "data")  # two 503s, then it answers
+        assert client.block_number() > 0 and flaky.requests > 2
+    finally:
+        flaky.close()
+    down = _FlakyProxy(k.rpc_url, failures=10**9)
+    try:
+        profile = NetworkProfile(name="t", rpc_url=down.url, chain_id=k.chain_id, manifest=k.manifest, rpc_retries=3)
+        started = time.monotonic()
+        from nodeclient.chain import ChainUnreachableError
+
+        with pytest.raises(ChainUnreachableError) as caught:
+            ChainClient.connect(profile, k.home / "data")
+        assert caught.value.exit_code == 4 and down.url in str(caught.value)
+        assert down.requests == 4, "one try plus exactly rpc_retries retries"
+        assert time.monotonic() - started < 15
+    finally:
+        down.close()
