@@ -8,6 +8,7 @@ to a file. ``import`` is the node's side: verify receipt files and store them du
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ def sign(
         with out.open("a") as fh:
             fh.write(line + "\n")
             fh.flush()
+            os.fsync(fh.fileno())  # the consumer's record of what it signed survives a crash too
     if cx.as_json or out is None:
         click.echo(line)
     else:
