@@ -48,7 +48,7 @@ from nodeclient.relay.server import RelayConfig, RelayServer
 from nodeclient.relay.store import NodeReceiptStore
 from nodeclient.relay.targets import TargetPolicy
 
-__all__ = ["run", "StaticChainView"]
+__all__ = ["StaticChainView", "run"]
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -139,19 +139,32 @@ def _unmetered_main(origin_port: int, port_queue: Any, stop: Any, result_queue: 
     asyncio.run(main())
 
 
-def _metered_main(node_key: str, node: str, chain_args: dict[str, Any] | None, store_dir: str,
-                  config: dict[str, Any], port_queue: Any, stop: Any, result_queue: Any) -> None:
+def _metered_main(
+    node_key: str,
+    node: str,
+    chain_args: dict[str, Any] | None,
+    store_dir: str,
+    config: dict[str, Any],
+    port_queue: Any,
+    stop: Any,
+    result_queue: Any,
+) -> None:
     async def main() -> None:
         if chain_args is None:
             view: Any = StaticChainView(node, Account.from_key(node_key).address)
         else:
             from nodeclient.relay.chainview import Web3ChainView
 
-            view = Web3ChainView.connect(chain_args["rpc_url"], chain_args["contracts"], chain_args["chain_id"])
+            view = Web3ChainView.connect(
+                chain_args["rpc_url"], chain_args["contracts"], chain_args["chain_id"]
+            )
         domain = receipt_domain(view.chain_id, view.settlement_address)
         store = ReceiptStore(Path(store_dir) / "receipts.sqlite", domain=domain)
         server = RelayServer(
-            RelayConfig(targets=TargetPolicy(allow_private=True), **config), view, node, node_key,
+            RelayConfig(targets=TargetPolicy(allow_private=True), **config),
+            view,
+            node,
+            node_key,
             NodeReceiptStore(store, domain, node),
         )
         _, port = await server.start()
@@ -181,33 +194,55 @@ async def _plain_fetch(port: int, size: int) -> int:
     return total
 
 
-async def _metered_fetch(port: int, origin_port: int, node: str, consumer_key: str, chain: Any, size: int) -> dict[str, Any]:
-    session = await open_session("127.0.0.1", port, node=node, consumer_key=consumer_key, chain=chain,
-                                 config=ConsumerConfig(ping_interval=1.0))
+async def _metered_fetch(
+    port: int, origin_port: int, node: str, consumer_key: str, chain: Any, size: int
+) -> dict[str, Any]:
+    session = await open_session(
+        "127.0.0.1",
+        port,
+        node=node,
+        consumer_key=consumer_key,
+        chain=chain,
+        config=ConsumerConfig(ping_interval=1.0),
+    )
     result = await session.fetch(f"http://127.0.0.1:{origin_port}/bytes/{size}", sink=lambda data: None)
     await session.close()
     assert result.body_bytes == size, (result.body_bytes, size)
-    return {"receipts": len(session.receipts), "pauses": len(session.pauses), "bytes": session.metered_bytes,
-            "latency_ms": session.latency_ms}
+    return {
+        "receipts": len(session.receipts),
+        "pauses": len(session.pauses),
+        "bytes": session.metered_bytes,
+        "latency_ms": session.latency_ms,
+    }
 
 
-
-
-def _measure(mode: str, size: int, origin_port: int, keys: dict[str, str], chain: Any, chain_args: Any,
-             config: dict[str, Any], store_dir: str) -> dict[str, Any]:
+def _measure(
+    mode: str,
+    size: int,
+    origin_port: int,
+    keys: dict[str, str],
+    chain: Any,
+    chain_args: Any,
+    config: dict[str, Any],
+    store_dir: str,
+) -> dict[str, Any]:
     ctx = mp.get_context("fork")
     port_queue, result_queue, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
     if mode == "metered":
         args = (keys["node_key"], keys["node"], chain_args, store_dir, config, port_queue, stop, result_queue)
         proc = ctx.Process(target=_metered_main, args=args, daemon=True)
     else:
-        proc = ctx.Process(target=_unmetered_main, args=(origin_port, port_queue, stop, result_queue), daemon=True)
+        proc = ctx.Process(
+            target=_unmetered_main, args=(origin_port, port_queue, stop, result_queue), daemon=True
+        )
     proc.start()
     try:
         port = port_queue.get(timeout=30)
         started = time.perf_counter()
         if mode == "metered":
-            extra = asyncio.run(_metered_fetch(port, origin_port, keys["node"], keys["consumer_key"], chain, size))
+            extra = asyncio.run(
+                _metered_fetch(port, origin_port, keys["node"], keys["consumer_key"], chain, size)
+            )
         else:
             got = asyncio.run(_plain_fetch(port, size))
             extra = {"bytes": got}
@@ -229,8 +264,15 @@ def _micro(n: int, store_dir: str) -> dict[str, float]:
     domain = receipt_domain(31337, _SETTLEMENT)
     signer = ReceiptSigner(consumer.key, domain)
     receipts = [
-        Receipt(consumer=consumer.address, node=node, session_id="0x" + "ab" * 32, cumulative_bytes=(i + 1) * MIB,
-                cumulative_amount=(i + 1) * 1000, latency_ms=5, issued_at=1_800_000_000 + i)
+        Receipt(
+            consumer=consumer.address,
+            node=node,
+            session_id="0x" + "ab" * 32,
+            cumulative_bytes=(i + 1) * MIB,
+            cumulative_amount=(i + 1) * 1000,
+            latency_ms=5,
+            issued_at=1_800_000_000 + i,
+        )
         for i in range(n)
     ]
     t0 = time.process_time()
@@ -294,7 +336,9 @@ def run(
                 for mode in ("unmetered", "metered"):
                     store_dir = os.path.join(tmp, f"{mode}-{i}")
                     os.makedirs(store_dir)
-                    runs[mode].append(_measure(mode, size, origin_port, keys, chain, chain_args, config, store_dir))
+                    runs[mode].append(
+                        _measure(mode, size, origin_port, keys, chain, chain_args, config, store_dir)
+                    )
             micro = _micro(micro_receipts, tmp)
     finally:
         origin_stop.set()
@@ -316,7 +360,9 @@ def run(
         "signatures_per_gib": round(statistics.mean(r["receipts"] for r in metered) / gib, 1),
         "pauses_per_gib": round(statistics.mean(r["pauses"] for r in metered) / gib, 1),
         "node_cpu_s_per_gib_metered": round(statistics.mean(r["node_cpu_s"] for r in metered) / gib, 3),
-        "node_cpu_s_per_gib_unmetered": round(statistics.mean(r["node_cpu_s"] for r in runs["unmetered"]) / gib, 3),
+        "node_cpu_s_per_gib_unmetered": round(
+            statistics.mean(r["node_cpu_s"] for r in runs["unmetered"]) / gib, 3
+        ),
         "sign_us_per_receipt": round(micro["sign_us"], 1),
         "verify_us_per_receipt": round(micro["verify_us"], 1),
         "store_accept_cpu_us_per_receipt": round(micro["store_accept_cpu_us"], 1),
@@ -336,8 +382,14 @@ def _table(result: dict[str, Any]) -> str:
         ("pauses per GiB", f"{result['pauses_per_gib']}"),
         ("sign, per receipt (consumer)", f"{result['sign_us_per_receipt']} µs CPU"),
         ("verify, per receipt (node)", f"{result['verify_us_per_receipt']} µs CPU"),
-        ("durable accept, per receipt", f"{result['store_accept_cpu_us_per_receipt']} µs CPU, {result['store_accept_wall_ms_per_receipt']} ms wall"),
-        ("node CPU per GiB (metered / unmetered)", f"{result['node_cpu_s_per_gib_metered']} / {result['node_cpu_s_per_gib_unmetered']} s"),
+        (
+            "durable accept, per receipt",
+            f"{result['store_accept_cpu_us_per_receipt']} µs CPU, {result['store_accept_wall_ms_per_receipt']} ms wall",
+        ),
+        (
+            "node CPU per GiB (metered / unmetered)",
+            f"{result['node_cpu_s_per_gib_metered']} / {result['node_cpu_s_per_gib_unmetered']} s",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     head = f"relay bench: {result['size_mib']} MiB x {result['repeats']}, receipt every {result['receipt_interval_kib']} KiB, chain {result['chain']}"

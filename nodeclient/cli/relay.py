@@ -20,7 +20,7 @@ import click
 from nodeclient.cli.options import CliContext, account_options, json_option, network_options, pass_cx
 from nodeclient.errors import NotFoundError
 
-__all__ = ["NODE_COMMANDS", "COMMANDS", "serve", "consume"]
+__all__ = ["COMMANDS", "NODE_COMMANDS", "consume", "serve"]
 
 _MIB = 1024 * 1024
 _GIB = 1024 * _MIB
@@ -30,15 +30,25 @@ log = logging.getLogger("kuota.relay.cli")
 
 def _node_key_options(fn: Any) -> Any:
     # Same names as `kuota node register`, so an operator passes the node key the same way everywhere.
-    fn = click.option("--node-password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                      help="Password file of the node key (default: the same source as the account's).")(fn)
-    fn = click.option("--node-keystore", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                      help="Keystore file of the node key (the registry's signing key).")(fn)
+    fn = click.option(
+        "--node-password-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Password file of the node key (default: the same source as the account's).",
+    )(fn)
+    fn = click.option(
+        "--node-keystore",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Keystore file of the node key (the registry's signing key).",
+    )(fn)
     fn = click.option("--node-account", default=None, help="Alias or address of the node key's keystore.")(fn)
     return fn
 
 
-def _unlock_node_key(cx: CliContext, ref: str | None, keystore: Path | None, password_file: Path | None) -> Any:
+def _unlock_node_key(
+    cx: CliContext, ref: str | None, keystore: Path | None, password_file: Path | None
+) -> Any:
     if ref is None and keystore is None:
         raise click.UsageError("the node key is required: pass --node-account ALIAS or --node-keystore FILE")
     saved = cx.password_file
@@ -65,26 +75,109 @@ def _mib(value: float | None, unit: int) -> int | None:
 @network_options
 @account_options
 @_node_key_options
-@click.option("--node", "node_address", default=None, help="Node address in the registry (default: the node key's address).")
+@click.option(
+    "--node",
+    "node_address",
+    default=None,
+    help="Node address in the registry (default: the node key's address).",
+)
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
-@click.option("--port", default=7447, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
-@click.option("--credit-kib", default=16384, show_default=True, type=click.IntRange(64), help="Most unpaid KiB per session (the node's exposure).")
-@click.option("--receipt-kib", default=4096, show_default=True, type=click.IntRange(16), help="Consumers sign at least every this many KiB.")
+@click.option(
+    "--port", default=7447, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
+)
+@click.option(
+    "--credit-kib",
+    default=16384,
+    show_default=True,
+    type=click.IntRange(64),
+    help="Most unpaid KiB per session (the node's exposure).",
+)
+@click.option(
+    "--receipt-kib",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(16),
+    help="Consumers sign at least every this many KiB.",
+)
 @click.option("--max-sessions", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--max-streams", default=32, show_default=True, type=click.IntRange(1), help="TCP streams per session.")
-@click.option("--rate-mbit", type=click.FloatRange(min=0.1), default=None, help="Cap the relay's total rate (Mbit/s), leaving the rest of the link to you.")
-@click.option("--session-cap-mib", type=click.FloatRange(min=1), default=None, help="Most MiB one session may carry.")
-@click.option("--daily-cap-gib", type=click.FloatRange(min=0.001), default=None, help="Most GiB per UTC day (persisted).")
-@click.option("--monthly-quota-gib", type=click.FloatRange(min=0.001), default=None, help="Most GiB per UTC month (persisted): your leftover quota.")
-@click.option("--idle-timeout", default=120.0, show_default=True, type=click.FloatRange(min=1), help="Seconds without a frame before a session is dropped.")
-@click.option("--pause-timeout", default=15.0, show_default=True, type=click.FloatRange(min=0.5), help="Seconds a paused consumer has to sign.")
-@click.option("--allow-private-targets", is_flag=True, help="Allow destinations in private/loopback ranges (never on a home LAN).")
-@click.option("--allow-port", "allow_ports", multiple=True, type=click.IntRange(1, 65535), help="Only these destination ports (repeatable).")
-@click.option("--settle/--no-settle", default=True, show_default=True, help="Settle in the background with the gas-aware policy (needs --account).")
-@click.option("--settle-interval", default=300.0, show_default=True, type=click.FloatRange(min=1), help="Seconds between settlement checks.")
-@click.option("--status-file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Status snapshot file (default: in the data dir).")
-@click.option("--ready-file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write 'host port pid' here once listening.")
-@click.option("--stats", "show_stats", is_flag=True, help="Print the status snapshot of the running relay and exit.")
+@click.option(
+    "--max-streams", default=32, show_default=True, type=click.IntRange(1), help="TCP streams per session."
+)
+@click.option(
+    "--rate-mbit",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Cap the relay's total rate (Mbit/s), leaving the rest of the link to you.",
+)
+@click.option(
+    "--session-cap-mib", type=click.FloatRange(min=1), default=None, help="Most MiB one session may carry."
+)
+@click.option(
+    "--daily-cap-gib",
+    type=click.FloatRange(min=0.001),
+    default=None,
+    help="Most GiB per UTC day (persisted).",
+)
+@click.option(
+    "--monthly-quota-gib",
+    type=click.FloatRange(min=0.001),
+    default=None,
+    help="Most GiB per UTC month (persisted): your leftover quota.",
+)
+@click.option(
+    "--idle-timeout",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds without a frame before a session is dropped.",
+)
+@click.option(
+    "--pause-timeout",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(min=0.5),
+    help="Seconds a paused consumer has to sign.",
+)
+@click.option(
+    "--allow-private-targets",
+    is_flag=True,
+    help="Allow destinations in private/loopback ranges (never on a home LAN).",
+)
+@click.option(
+    "--allow-port",
+    "allow_ports",
+    multiple=True,
+    type=click.IntRange(1, 65535),
+    help="Only these destination ports (repeatable).",
+)
+@click.option(
+    "--settle/--no-settle",
+    default=True,
+    show_default=True,
+    help="Settle in the background with the gas-aware policy (needs --account).",
+)
+@click.option(
+    "--settle-interval",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds between settlement checks.",
+)
+@click.option(
+    "--status-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Status snapshot file (default: in the data dir).",
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write 'host port pid' here once listening.",
+)
+@click.option(
+    "--stats", "show_stats", is_flag=True, help="Print the status snapshot of the running relay and exit."
+)
 @json_option
 @pass_cx
 def serve(cx: CliContext, **opts: Any) -> None:
@@ -97,7 +190,9 @@ def serve(cx: CliContext, **opts: Any) -> None:
         try:
             snapshot = read_snapshot(status_file)
         except FileNotFoundError:
-            raise NotFoundError(f"no relay status file at {status_file}; is `kuota node serve` running?") from None
+            raise NotFoundError(
+                f"no relay status file at {status_file}; is `kuota node serve` running?"
+            ) from None
         cx.emit(snapshot, lambda c: c.print(json.dumps(snapshot, indent=2, sort_keys=True)))
         return
     asyncio.run(_serve(cx, status_file, opts))
@@ -117,7 +212,9 @@ async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> Non
 
     settings = cx.settings()
     client = cx.client()
-    node_signer = _unlock_node_key(cx, opts["node_account"], opts["node_keystore"], opts["node_password_file"])
+    node_signer = _unlock_node_key(
+        cx, opts["node_account"], opts["node_keystore"], opts["node_password_file"]
+    )
     if opts["node_address"] is not None and not is_address(opts["node_address"]):
         raise click.BadParameter(f"{opts['node_address']!r} is not an address", param_hint="--node")
     node = to_checksum_address(opts["node_address"] or node_signer.address)
@@ -153,18 +250,33 @@ async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> Non
     view = Web3ChainView.connect(client.profile.rpc_url, contracts, client.chain_id)
     store = settlement_mod.open_store(client)
     domain = receipt_domain(client.chain_id, contracts["ReceiptSettlement"])
-    server = RelayServer(config, view, node, node_signer.private_key_bytes(), NodeReceiptStore(store, domain, node), usage=usage)
+    server = RelayServer(
+        config,
+        view,
+        node,
+        node_signer.private_key_bytes(),
+        NodeReceiptStore(store, domain, node),
+        usage=usage,
+    )
 
     settler = None
     if settle_signer is not None:
         settle_store = settlement_mod.open_store(client)
 
         def settle_once() -> dict[str, Any] | None:
-            _report, plan, result = settlement_mod.settle_node(client, settle_store, settle_signer, node, settings.settlement)
+            _report, plan, result = settlement_mod.settle_node(
+                client, settle_store, settle_signer, node, settings.settlement
+            )
             if result is None:
                 return {"acted": False, "reason": plan.decision.reason}
-            return {"acted": True, "reason": plan.decision.reason, "batch": result.batch_id,
-                    "settled": result.settled, "paid": result.paid, "fee": result.fee}
+            return {
+                "acted": True,
+                "reason": plan.decision.reason,
+                "batch": result.batch_id,
+                "settled": result.settled,
+                "paid": result.paid,
+                "fee": result.fee,
+            }
 
         settler = BackgroundSettler(settle_once, opts["settle_interval"], server)
     cx.note(f"relay for node {node} starting on {config.host}:{config.port} (status file {status_file})")
@@ -181,10 +293,18 @@ def consume() -> None:
 
 
 def _consumer_options(fn: Any) -> Any:
-    fn = click.option("--max-price", type=click.IntRange(0), default=None,
-                      help="Refuse a node whose price per GiB (base units) is above this.")(fn)
-    fn = click.option("--max-spend", type=click.IntRange(0), default=None,
-                      help="Sign receipts for at most this many payment-token base units in this session.")(fn)
+    fn = click.option(
+        "--max-price",
+        type=click.IntRange(0),
+        default=None,
+        help="Refuse a node whose price per GiB (base units) is above this.",
+    )(fn)
+    fn = click.option(
+        "--max-spend",
+        type=click.IntRange(0),
+        default=None,
+        help="Sign receipts for at most this many payment-token base units in this session.",
+    )(fn)
     fn = click.option("--relay", "relay_addr", required=True, help="The node's relay address, HOST:PORT.")(fn)
     fn = click.option("--node", "node_address", required=True, help="The node's registry address.")(fn)
     return fn
@@ -203,7 +323,14 @@ async def _open(cx: CliContext, opts: dict[str, Any]) -> Any:
     signer = cx.signer()
     view = Web3ChainView(client.w3, client.chain_id, dict(client.deployment.contracts))
     config = replace(ConsumerConfig(), max_price_per_gib=opts["max_price"], max_spend=opts["max_spend"])
-    return await open_session(host, port, node=opts["node_address"], consumer_key=signer.private_key_bytes(), chain=view, config=config)
+    return await open_session(
+        host,
+        port,
+        node=opts["node_address"],
+        consumer_key=signer.private_key_bytes(),
+        chain=view,
+        config=config,
+    )
 
 
 @consume.command("fetch")
@@ -211,17 +338,23 @@ async def _open(cx: CliContext, opts: dict[str, Any]) -> Any:
 @account_options
 @_consumer_options
 @click.argument("url")
-@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write the body here (default: stdout, unless --json).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the body here (default: stdout, unless --json).",
+)
 @json_option
 @pass_cx
 def fetch(cx: CliContext, url: str, output: Path | None, **opts: Any) -> None:
     """GET an http:// URL through the node; sign receipts for the bytes received."""
 
+    sink_file = open(output, "wb") if output is not None else None  # noqa: SIM115 - closed after the run
+    out = sys.stdout.buffer
+
     async def run() -> dict[str, Any]:
         session = await _open(cx, opts)
-        sink_file = open(output, "wb") if output is not None else None  # noqa: SIM115 - closed below
-        out = sys.stdout.buffer
 
         def sink(data: bytes) -> None:
             if sink_file is not None:
@@ -233,12 +366,19 @@ def fetch(cx: CliContext, url: str, output: Path | None, **opts: Any) -> None:
             result = await session.fetch(url, sink=sink)
         finally:
             await session.close()
-            if sink_file is not None:
-                sink_file.close()
-        return {"url": url, "status": result.status, "bodyBytes": result.body_bytes,
-                "seconds": round(result.seconds, 3), **session.summary()}
+        return {
+            "url": url,
+            "status": result.status,
+            "bodyBytes": result.body_bytes,
+            "seconds": round(result.seconds, 3),
+            **session.summary(),
+        }
 
-    summary = asyncio.run(run())
+    try:
+        summary = asyncio.run(run())
+    finally:
+        if sink_file is not None:
+            sink_file.close()
     if cx.as_json:
         cx.emit(summary)
     else:
@@ -254,7 +394,12 @@ def fetch(cx: CliContext, url: str, output: Path | None, **opts: Any) -> None:
 @account_options
 @_consumer_options
 @click.option("--listen", default="127.0.0.1:8118", show_default=True, help="Local HOST:PORT of the proxy.")
-@click.option("--to", "forward_to", default=None, help="Forward every connection to this HOST:PORT (else act as HTTP CONNECT / SOCKS5 proxy).")
+@click.option(
+    "--to",
+    "forward_to",
+    default=None,
+    help="Forward every connection to this HOST:PORT (else act as HTTP CONNECT / SOCKS5 proxy).",
+)
 @click.option("--duration", type=click.FloatRange(min=1), default=None, help="Stop after this many seconds.")
 @json_option
 @pass_cx
@@ -275,7 +420,7 @@ def tunnel(cx: CliContext, listen: str, forward_to: str | None, duration: float 
             with_timeout = asyncio.wait_for(waiter, duration) if duration else waiter
             try:
                 await with_timeout
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 pass
         finally:
             await gateway.close()

@@ -16,7 +16,7 @@ from eth_utils import to_checksum_address
 
 from nodeclient.errors import ChainError
 
-__all__ = ["NodeStatus", "NodeInfo", "ChainView", "Web3ChainView"]
+__all__ = ["ChainView", "NodeInfo", "NodeStatus", "Web3ChainView"]
 
 
 class NodeStatus(enum.IntEnum):
@@ -86,7 +86,7 @@ class Web3ChainView:
         w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
         try:
             actual = w3.eth.chain_id
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - requests/web3 raise many transport error types
             raise ChainError(f"RPC {rpc_url} is unreachable: {exc}") from None
         if chain_id is not None and actual != chain_id:
             raise ChainError(f"RPC {rpc_url} serves chain id {actual}, expected {chain_id}")
@@ -95,7 +95,7 @@ class Web3ChainView:
     def _call(self, what: str, fn: Any) -> Any:
         try:
             return fn.call()
-        except Exception as exc:  # web3 raises many transport and contract error types
+        except Exception as exc:  # noqa: BLE001 - web3 raises many transport and contract error types
             raise ChainError(f"reading {what} from the chain failed: {exc}") from None
 
     def node_info(self, node: str) -> NodeInfo:
@@ -113,11 +113,14 @@ class Web3ChainView:
 
     def escrow_available(self, consumer: str) -> int:
         """PaymentEscrow ``availableOf(consumer)``."""
-        return int(self._call(f"PaymentEscrow.availableOf({consumer})", self._escrow.functions.availableOf(consumer)))
+        return int(
+            self._call(f"PaymentEscrow.availableOf({consumer})", self._escrow.functions.availableOf(consumer))
+        )
 
     def channel_settled(self, consumer: str, node: str) -> tuple[int, int]:
         """ReceiptSettlement ``channelOf(consumer, node)``."""
         amount, nbytes = self._call(
-            f"ReceiptSettlement.channelOf({consumer}, {node})", self._settlement.functions.channelOf(consumer, node)
+            f"ReceiptSettlement.channelOf({consumer}, {node})",
+            self._settlement.functions.channelOf(consumer, node),
         )
         return int(amount), int(nbytes)

@@ -21,7 +21,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from eth_utils import to_checksum_address
@@ -41,7 +41,6 @@ from nodeclient.relay.errors import (
 from nodeclient.relay.framing import (
     DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
-    STREAM_ID_SIZE,
     Frame,
     FrameType,
     decode_control,
@@ -54,7 +53,7 @@ from nodeclient.relay.framing import (
 from nodeclient.relay.handshake import Hello, Welcome, new_session_id
 from nodeclient.relay.pricing import bytes_for_amount, cumulative_amount
 
-__all__ = ["ConsumerConfig", "FetchResult", "RelayStream", "RelaySession", "RelayClient", "open_session"]
+__all__ = ["ConsumerConfig", "FetchResult", "RelayClient", "RelaySession", "RelayStream", "open_session"]
 
 log = logging.getLogger("kuota.relay.consumer")
 
@@ -218,10 +217,15 @@ class RelaySession:
         frame = await self._expect(FrameType.CHALLENGE)
         body = decode_control(frame)
         if body.get("version") != PROTOCOL_VERSION:
-            raise HandshakeError(f"node speaks protocol version {body.get('version')!r}, this client {PROTOCOL_VERSION}")
+            raise HandshakeError(
+                f"node speaks protocol version {body.get('version')!r}, this client {PROTOCOL_VERSION}"
+            )
         if str(body.get("node", "")).lower() != self.node.lower():
             raise HandshakeError(f"the relay at this address is node {body.get('node')!r}, not {self.node}")
-        if body.get("chainId") != self.chain.chain_id or str(body.get("settlement", "")).lower() != self.chain.settlement_address.lower():
+        if (
+            body.get("chainId") != self.chain.chain_id
+            or str(body.get("settlement", "")).lower() != self.chain.settlement_address.lower()
+        ):
             raise HandshakeError(
                 f"the node is on chain {body.get('chainId')!r} / settlement {body.get('settlement')!r}, this client on "
                 f"{self.chain.chain_id} / {self.chain.settlement_address}"
@@ -242,7 +246,9 @@ class RelaySession:
             issued_at=int(time.time()),
         )
         try:
-            hello = Hello.from_json(hello.to_json() | {"signature": "0x" + "00" * 65})  # validates the challenge
+            hello = Hello.from_json(
+                hello.to_json() | {"signature": "0x" + "00" * 65}
+            )  # validates the challenge
         except HandshakeError as exc:
             raise HandshakeError(f"node sent a malformed challenge: {exc.reason}") from None
         hello = hello.signed(self._key, self.chain.chain_id, self.chain.settlement_address)
@@ -250,13 +256,27 @@ class RelaySession:
         frame = await self._expect(FrameType.WELCOME)
         welcome = Welcome.from_json(decode_control(frame))
         expected_digest = hello.digest(self.chain.chain_id, self.chain.settlement_address)
-        if (welcome.node, welcome.consumer, welcome.session_id, welcome.price_per_gib, welcome.hello_digest) != (
-            self.node, self.consumer, self.session_id, info.price_per_gib, expected_digest,
+        if (
+            welcome.node,
+            welcome.consumer,
+            welcome.session_id,
+            welcome.price_per_gib,
+            welcome.hello_digest,
+        ) != (
+            self.node,
+            self.consumer,
+            self.session_id,
+            info.price_per_gib,
+            expected_digest,
         ):
-            raise HandshakeError("the welcome does not match the hello (node, consumer, session, price or digest)")
+            raise HandshakeError(
+                "the welcome does not match the hello (node, consumer, session, price or digest)"
+            )
         signer = await asyncio.to_thread(welcome.recover, self.chain.chain_id, self.chain.settlement_address)
         if signer != info.signing_key:
-            raise HandshakeError(f"welcome is signed by {signer}, not by node {self.node}'s registered key {info.signing_key}")
+            raise HandshakeError(
+                f"welcome is signed by {signer}, not by node {self.node}'s registered key {info.signing_key}"
+            )
         if not 0 < welcome.receipt_interval_bytes <= welcome.credit_bytes:
             raise HandshakeError(
                 f"node's receipt interval {welcome.receipt_interval_bytes} is not within its credit {welcome.credit_bytes}"
@@ -283,7 +303,9 @@ class RelaySession:
                 raise HandshakeError("the node's base receipt belongs to another channel")
             if (receipt.cumulative_bytes, receipt.cumulative_amount) == base:
                 return
-        settled_amount, settled_bytes = await asyncio.to_thread(self.chain.channel_settled, self.consumer, self.node)
+        settled_amount, settled_bytes = await asyncio.to_thread(
+            self.chain.channel_settled, self.consumer, self.node
+        )
         if base != (settled_bytes, settled_amount):
             raise HandshakeError(
                 f"the node claims the channel starts at {base[0]} bytes / {base[1]}, which is neither a receipt "
@@ -310,7 +332,11 @@ class RelaySession:
 
     async def _send(self, data: bytes) -> None:
         if self._dead is not None:
-            raise self._dead if isinstance(self._dead, RelayError) else RelayError(f"session is closed: {self._dead}")
+            raise (
+                self._dead
+                if isinstance(self._dead, RelayError)
+                else RelayError(f"session is closed: {self._dead}")
+            )
         async with self._send_lock:
             self._writer.write(data)
             await self._writer.drain()
@@ -327,7 +353,9 @@ class RelaySession:
         return await asyncio.wait_for(waiter, self.config.ack_timeout)
 
     async def _ping_loop(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError, RelayError, ConnectionError, OSError, asyncio.TimeoutError):
+        with contextlib.suppress(
+            asyncio.CancelledError, RelayError, ConnectionError, OSError, asyncio.TimeoutError
+        ):
             while not self._closed:
                 await asyncio.sleep(self.config.ping_interval)
                 await self.ping()
@@ -335,7 +363,9 @@ class RelaySession:
     async def _read_loop(self) -> None:
         try:
             while True:
-                frame = await read_frame(self._reader, max_frame=self.config.max_frame, idle_timeout=self.config.idle_timeout)
+                frame = await read_frame(
+                    self._reader, max_frame=self.config.max_frame, idle_timeout=self.config.idle_timeout
+                )
                 if frame is None:
                     raise self.remote_error or RelayError("the node closed the connection")
                 await self._dispatch(frame)
@@ -370,7 +400,9 @@ class RelaySession:
             stream_id, data = decode_data(frame)
             stream = self._streams.get(stream_id)
             if stream is None and stream_id not in self._closed_streams:
-                raise ProtocolError(f"node sent DATA for stream {stream_id}, which this consumer never opened")
+                raise ProtocolError(
+                    f"node sent DATA for stream {stream_id}, which this consumer never opened"
+                )
             # Bytes received are bytes received, even for a stream the application already closed.
             self.received_bytes += len(data)
             if stream is not None:
@@ -396,7 +428,9 @@ class RelaySession:
             if stream is not None:
                 stream.remote_closed = True
                 if not stream.opened.done():
-                    stream.opened.set_exception(TargetRefusedError(stream.target, str(body.get("error", "closed"))))
+                    stream.opened.set_exception(
+                        TargetRefusedError(stream.target, str(body.get("error", "closed")))
+                    )
                 stream.reader.feed_eof()
         elif t == FrameType.PAUSE:
             # The node's own count is informative only: we sign what we measured, never its figure.
@@ -451,7 +485,9 @@ class RelaySession:
             node=self.node,
             session_id=self.session_id,
             cumulative_bytes=self.base_bytes + target,
-            cumulative_amount=cumulative_amount(self.base_bytes, self.base_amount, self.base_bytes + target, self.price_per_gib),
+            cumulative_amount=cumulative_amount(
+                self.base_bytes, self.base_amount, self.base_bytes + target, self.price_per_gib
+            ),
             latency_ms=min(self.latency_ms, 2**32 - 1),
             issued_at=issued,
         )
@@ -577,7 +613,7 @@ class RelaySession:
             self._writer.close()
             await asyncio.wait_for(self._writer.wait_closed(), 2)
 
-    async def __aenter__(self) -> RelaySession:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -705,14 +741,18 @@ async def open_session(
     config = config or ConsumerConfig()
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), config.connect_timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise RelayError(f"cannot connect to the relay at {host}:{port}: {exc or 'timed out'}") from None
-    session = (session_class or RelaySession)(reader, writer, chain=chain, node=to_checksum_address(node), consumer_key=consumer_key, config=config)
+    session = (session_class or RelaySession)(
+        reader, writer, chain=chain, node=to_checksum_address(node), consumer_key=consumer_key, config=config
+    )
     try:
         await asyncio.wait_for(session._handshake(), config.handshake_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         writer.close()
-        raise HandshakeError(f"the node did not complete the handshake within {config.handshake_timeout:g} s") from None
+        raise HandshakeError(
+            f"the node did not complete the handshake within {config.handshake_timeout:g} s"
+        ) from None
     except BaseException:
         writer.close()
         raise
@@ -738,4 +778,6 @@ class RelayClient:
             from dataclasses import replace
 
             config = replace(config, **overrides)
-        return await open_session(host, port, node=node, consumer_key=self.consumer_key, chain=self.chain, config=config)
+        return await open_session(
+            host, port, node=node, consumer_key=self.consumer_key, chain=self.chain, config=config
+        )

@@ -9,18 +9,18 @@ from __future__ import annotations
 from nodeclient.errors import EXIT_FUNDS, EXIT_REFUSED, RelayError
 
 __all__ = [
-    "RelayError",
-    "ProtocolError",
+    "CapReachedError",
+    "CreditExhaustedError",
     "FrameTooLargeError",
     "HandshakeError",
-    "SessionRefusedError",
     "InsufficientEscrowError",
+    "ProtocolError",
     "ReceiptRejectedError",
-    "CreditExhaustedError",
-    "CapReachedError",
+    "RelayError",
+    "RemoteError",
+    "SessionRefusedError",
     "SpendCapReachedError",
     "TargetRefusedError",
-    "RemoteError",
 ]
 
 

@@ -20,17 +20,17 @@ from typing import Any
 from nodeclient.relay.errors import FrameTooLargeError, ProtocolError
 
 __all__ = [
-    "PROTOCOL_VERSION",
-    "HEADER_SIZE",
-    "STREAM_ID_SIZE",
     "DEFAULT_MAX_FRAME",
-    "FrameType",
+    "HEADER_SIZE",
+    "PROTOCOL_VERSION",
+    "STREAM_ID_SIZE",
     "Frame",
-    "encode_frame",
-    "encode_control",
-    "encode_data",
+    "FrameType",
     "decode_control",
     "decode_data",
+    "encode_control",
+    "encode_data",
+    "encode_frame",
     "read_frame",
 ]
 
@@ -97,7 +97,9 @@ def decode_control(frame: Frame) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"{frame.type.name} frame payload is not UTF-8 JSON ({exc})") from None
     if not isinstance(body, dict):
-        raise ProtocolError(f"{frame.type.name} frame payload is JSON {type(body).__name__}, expected an object")
+        raise ProtocolError(
+            f"{frame.type.name} frame payload is JSON {type(body).__name__}, expected an object"
+        )
     return body
 
 
@@ -130,7 +132,9 @@ async def read_frame(
     except asyncio.IncompleteReadError as exc:
         if not exc.partial:
             return None
-        raise ProtocolError(f"connection closed inside a frame header after {len(exc.partial)} bytes") from None
+        raise ProtocolError(
+            f"connection closed inside a frame header after {len(exc.partial)} bytes"
+        ) from None
     type_byte, length = _HEADER.unpack(header)
     try:
         frame_type = FrameType(type_byte)

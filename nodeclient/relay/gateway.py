@@ -63,7 +63,7 @@ class Gateway:
                 await self._socks5(reader, writer)
             else:
                 await self._http(first, reader, writer)
-        except (RelayError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, RelayError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
             log.info("gateway connection ended: %s", exc)
         finally:
             with contextlib.suppress(Exception):

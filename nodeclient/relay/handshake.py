@@ -28,9 +28,9 @@ __all__ = [
     "HELLO_SKEW_S",
     "Hello",
     "Welcome",
-    "relay_domain",
-    "new_session_id",
     "new_challenge",
+    "new_session_id",
+    "relay_domain",
 ]
 
 HELLO_SKEW_S = 300
@@ -125,7 +125,7 @@ def _signature(body: dict[str, Any]) -> str:
 def _recover(signable: SignableMessage, signature: str) -> str:
     try:
         return to_checksum_address(Account.recover_message(signable, signature=signature))
-    except Exception as exc:  # eth-keys raises several types for malformed r/s/v
+    except Exception as exc:  # noqa: BLE001 - eth-keys raises several types for malformed r/s/v
         raise HandshakeError(f"signature does not recover ({exc})") from None
 
 

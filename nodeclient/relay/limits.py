@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nodeclient.errors import StoreError
@@ -60,7 +60,7 @@ class TokenBucket:
 
 def _period_keys(ts: float) -> tuple[str, str, float]:
     """("d:YYYY-MM-DD", "m:YYYY-MM", next UTC midnight) of ``ts``."""
-    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ts, tz=UTC)
     midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() + 86_400
     return "d:" + moment.strftime("%Y-%m-%d"), "m:" + moment.strftime("%Y-%m"), midnight
 
@@ -87,7 +87,9 @@ class UsageLedger:
                 # Counters, not money: losing the last second of counts on power loss is acceptable,
                 # an fsync per flush is not worth it (receipts have their own FULL-synchronous store).
                 self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute("CREATE TABLE IF NOT EXISTS usage (period TEXT PRIMARY KEY, bytes INTEGER NOT NULL)")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS usage (period TEXT PRIMARY KEY, bytes INTEGER NOT NULL)"
+                )
                 for period, nbytes in self._db.execute("SELECT period, bytes FROM usage"):
                     self._totals[period] = int(nbytes)
             except sqlite3.Error as exc:

@@ -10,7 +10,7 @@ base unit per session to rounding.
 
 from __future__ import annotations
 
-__all__ = ["GIB", "amount_for", "cumulative_amount", "bytes_for_amount"]
+__all__ = ["GIB", "amount_for", "bytes_for_amount", "cumulative_amount"]
 
 GIB = 1 << 30
 

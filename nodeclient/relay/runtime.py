@@ -34,7 +34,9 @@ class BackgroundSettler:
     JSON-ready summary: ``acted`` (bool), ``reason`` (the policy's words), and when it acted ``paid``.
     """
 
-    def __init__(self, settle_once: Callable[[], dict[str, Any]], interval: float, server: RelayServer) -> None:
+    def __init__(
+        self, settle_once: Callable[[], dict[str, Any]], interval: float, server: RelayServer
+    ) -> None:
         if interval <= 0:
             raise ValueError(f"settlement interval must be positive seconds, got {interval}")
         self.settle_once = settle_once
@@ -64,7 +66,7 @@ class BackgroundSettler:
             stats.settlement_errors += 1
             log.warning("background settlement failed: %s", exc)
             return
-        except Exception:  # noqa: BLE001 - a settlement bug must not take the relay down with it
+        except Exception:
             stats.settlement_errors += 1
             log.exception("background settlement crashed; the relay keeps serving and retries later")
             return

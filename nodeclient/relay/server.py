@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +26,6 @@ from nodeclient.relay.chainview import ChainView, NodeInfo, NodeStatus
 from nodeclient.relay.errors import (
     CapReachedError,
     CreditExhaustedError,
-    FrameTooLargeError,
     HandshakeError,
     InsufficientEscrowError,
     ProtocolError,
@@ -55,7 +53,7 @@ from nodeclient.relay.pricing import GIB, cumulative_amount
 from nodeclient.relay.stats import RelayStats, write_snapshot
 from nodeclient.relay.targets import TargetPolicy
 
-__all__ = ["RelayConfig", "ReceiptSink", "RelayServer"]
+__all__ = ["ReceiptSink", "RelayConfig", "RelayServer"]
 
 log = logging.getLogger("kuota.relay.node")
 
@@ -109,7 +107,9 @@ class RelayConfig:
                 f"receipt_interval_bytes ({self.receipt_interval_bytes}) must be in 1..credit_bytes ({self.credit_bytes})"
             )
         if not 0 < self.chunk_bytes <= self.credit_bytes:
-            raise ValueError(f"chunk_bytes ({self.chunk_bytes}) must be in 1..credit_bytes ({self.credit_bytes})")
+            raise ValueError(
+                f"chunk_bytes ({self.chunk_bytes}) must be in 1..credit_bytes ({self.credit_bytes})"
+            )
         if self.chunk_bytes + STREAM_ID_SIZE > self.max_frame:
             raise ValueError(f"chunk_bytes ({self.chunk_bytes}) + 4 must fit in max_frame ({self.max_frame})")
         if self.max_frame < 4096:
@@ -167,7 +167,11 @@ class RelayServer:
         sock = self._server.sockets[0].getsockname()
         log.info(
             "relay for node %s listening on %s:%s (price %d per GiB, credit %d bytes, receipt every %d bytes)",
-            self.node, sock[0], sock[1], info.price_per_gib, self.config.credit_bytes,
+            self.node,
+            sock[0],
+            sock[1],
+            info.price_per_gib,
+            self.config.credit_bytes,
             self.config.receipt_interval_bytes,
         )
         if self.config.stats_path is not None:
@@ -249,7 +253,9 @@ class RelayServer:
 
     def _check_registration(self, info: NodeInfo) -> None:
         if info.status != NodeStatus.ACTIVE:
-            raise SessionRefusedError(f"node {self.node} is {info.status.name.lower()} in the registry, not active")
+            raise SessionRefusedError(
+                f"node {self.node} is {info.status.name.lower()} in the registry, not active"
+            )
         if info.signing_key != self.signing_address:
             raise SessionRefusedError(
                 f"the configured node key is {self.signing_address} but the registry's signing key of "
@@ -292,7 +298,9 @@ class _Stream:
 class _Session:
     """One consumer connection: handshake, then frames until either side ends it."""
 
-    def __init__(self, server: RelayServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, server: RelayServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.server = server
         self.cfg = server.config
         self.reader = reader
@@ -388,7 +396,7 @@ class _Session:
         try:
             try:
                 await asyncio.wait_for(self._handshake(), self.cfg.handshake_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise HandshakeError(f"no valid hello within {self.cfg.handshake_timeout:g} s") from None
         except RelayError as exc:
             code = getattr(exc, "code", "refused")
@@ -413,7 +421,11 @@ class _Session:
             await self.server.flush_usage(force=True)
             log.info(
                 "%s ended (%s): carried %d bytes, paid %d, unpaid %d",
-                self._tag(), self._end_reason, self.carried, self.paid, self.unpaid,
+                self._tag(),
+                self._end_reason,
+                self.carried,
+                self.paid,
+                self.unpaid,
             )
 
     async def _handshake(self) -> None:
@@ -448,11 +460,15 @@ class _Session:
         if hello.node != server.node:
             raise HandshakeError(f"hello is for node {hello.node}, this is node {server.node}")
         if hello.challenge != challenge:
-            raise HandshakeError(f"hello signs challenge {hello.challenge}, not this connection's {challenge}")
+            raise HandshakeError(
+                f"hello signs challenge {hello.challenge}, not this connection's {challenge}"
+            )
         skew = abs(int(time.time()) - hello.issued_at)
         if skew > self.cfg.receipt_skew_s:
             raise HandshakeError(f"hello issuedAt {hello.issued_at} is {skew} s from the node's clock")
-        signer = await asyncio.to_thread(hello.recover, server.chain.chain_id, server.chain.settlement_address)
+        signer = await asyncio.to_thread(
+            hello.recover, server.chain.chain_id, server.chain.settlement_address
+        )
         if signer != hello.consumer:
             raise HandshakeError(f"hello is signed by {signer}, not by its consumer {hello.consumer}")
         if hello.price_per_gib != info.price_per_gib:
@@ -491,15 +507,25 @@ class _Session:
         await self.send(encode_control(FrameType.WELCOME, welcome.to_json()))
         log.info(
             "%s opened: base %d bytes / %d, escrow available %d, credit %d bytes",
-            self._tag(), self.base_bytes, self.base_amount, self._escrow_available, self.cfg.credit_bytes,
+            self._tag(),
+            self.base_bytes,
+            self.base_amount,
+            self._escrow_available,
+            self.cfg.credit_bytes,
         )
 
     async def _check_escrow_and_base(self, hello: Hello, info: NodeInfo) -> None:
         chain = self.server.chain
         latest = await asyncio.to_thread(self.server.sink.latest, hello.consumer, self.server.node)
         available = await asyncio.to_thread(chain.escrow_available, hello.consumer)
-        settled_amount, settled_bytes = await asyncio.to_thread(chain.channel_settled, hello.consumer, self.server.node)
-        if latest is not None and latest.cumulative_amount >= settled_amount and latest.cumulative_bytes >= settled_bytes:
+        settled_amount, settled_bytes = await asyncio.to_thread(
+            chain.channel_settled, hello.consumer, self.server.node
+        )
+        if (
+            latest is not None
+            and latest.cumulative_amount >= settled_amount
+            and latest.cumulative_bytes >= settled_bytes
+        ):
             self.latest = latest
             self.base_bytes, self.base_amount = latest.cumulative_bytes, latest.cumulative_amount
         else:
@@ -538,13 +564,16 @@ class _Session:
                 self.server.stats.cutoffs += 1
             log.warning("%s ending (%s): %s", self._tag(), code, failure)
             await self._send_error(code, str(failure))
-            if isinstance(failure, (CreditExhaustedError, CapReachedError, InsufficientEscrowError)) and not reader_task.done():
+            if (
+                isinstance(failure, (CreditExhaustedError, CapReachedError, InsufficientEscrowError))
+                and not reader_task.done()
+            ):
                 # A cooperative consumer answers an ERROR with its final receipt: accept it for a
                 # short grace time, carrying nothing more.
                 self._closing = True
                 try:
                     await asyncio.wait_for(asyncio.shield(reader_task), self.cfg.close_grace)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     log.info("%s: no final receipt within %g s", self._tag(), self.cfg.close_grace)
                 except RelayError as exc:
                     log.warning("%s: final receipt refused: %s", self._tag(), exc)
@@ -565,7 +594,9 @@ class _Session:
 
     async def _send_error(self, code: str, message: str) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.send(encode_control(FrameType.ERROR, {"code": code, "message": message[:500]})), 2)
+            await asyncio.wait_for(
+                self.send(encode_control(FrameType.ERROR, {"code": code, "message": message[:500]})), 2
+            )
 
     async def _close_transport(self) -> None:
         with contextlib.suppress(Exception):
@@ -588,7 +619,7 @@ class _Session:
                     idle_timeout=self.cfg.idle_timeout,
                     body_timeout=self.cfg.frame_timeout,
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ProtocolError(
                     f"no complete frame within {self.cfg.idle_timeout:g} s idle / {self.cfg.frame_timeout:g} s per frame"
                 ) from None
@@ -674,13 +705,18 @@ class _Session:
             await self.send(
                 encode_control(
                     FrameType.CLOSE,
-                    {"stream": stream_id, "error": f"the node allows {self.cfg.max_streams_per_session} streams per session"},
+                    {
+                        "stream": stream_id,
+                        "error": f"the node allows {self.cfg.max_streams_per_session} streams per session",
+                    },
                 )
             )
             return
         stream = _Stream(stream_id, f"{body.get('host')!r}:{body.get('port')!r}"[:300])
         self.streams[stream_id] = stream
-        stream.tasks.append(asyncio.create_task(self._connect_stream(stream, body.get("host"), body.get("port"))))
+        stream.tasks.append(
+            asyncio.create_task(self._connect_stream(stream, body.get("host"), body.get("port")))
+        )
 
     async def _connect_stream(self, stream: _Stream, host: object, port: object) -> None:
         try:
@@ -689,7 +725,7 @@ class _Session:
                 target_reader, target_writer = await asyncio.wait_for(
                     asyncio.open_connection(ip, number), self.cfg.connect_timeout
                 )
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 raise TargetRefusedError(f"{host}:{port}", f"connect failed ({exc or 'timed out'})") from None
         except TargetRefusedError as exc:
             log.info("%s: stream %d refused: %s", self._tag(), stream.id, exc)
@@ -775,7 +811,11 @@ class _Session:
                     await self.send(
                         encode_control(
                             FrameType.PAUSE,
-                            {"carriedBytes": self.carried, "paidBytes": self.paid, "creditBytes": self.cfg.credit_bytes},
+                            {
+                                "carriedBytes": self.carried,
+                                "paidBytes": self.paid,
+                                "creditBytes": self.cfg.credit_bytes,
+                            },
                         )
                     )
                 now = time.monotonic()
@@ -809,16 +849,22 @@ class _Session:
         except ReceiptError as exc:
             raise self._reject(str(exc)) from None
         if receipt.consumer != self.hello.consumer:
-            raise self._reject(f"consumer {receipt.consumer} is not this session's consumer {self.hello.consumer}")
+            raise self._reject(
+                f"consumer {receipt.consumer} is not this session's consumer {self.hello.consumer}"
+            )
         if receipt.node != server.node:
             raise self._reject(f"node {receipt.node} is not this node {server.node}")
         if receipt.session_id != self.hello.session_id:
-            raise self._reject(f"sessionId {receipt.session_id} is not this session's {self.hello.session_id}")
+            raise self._reject(
+                f"sessionId {receipt.session_id} is not this session's {self.hello.session_id}"
+            )
         session_bytes = receipt.cumulative_bytes - self.base_bytes
         last = self._last_verified
         prev_bytes = last.cumulative_bytes if last is not None else self.base_bytes
         if receipt.cumulative_bytes <= prev_bytes:
-            raise self._reject(f"cumulativeBytes {receipt.cumulative_bytes} does not exceed the last accepted {prev_bytes}")
+            raise self._reject(
+                f"cumulativeBytes {receipt.cumulative_bytes} does not exceed the last accepted {prev_bytes}"
+            )
         metered = self.down_sent + self.up_received
         if session_bytes > metered:
             raise self._reject(
@@ -833,9 +879,13 @@ class _Session:
             )
         now = int(time.time())
         if abs(receipt.issued_at - now) > self.cfg.receipt_skew_s:
-            raise self._reject(f"issuedAt {receipt.issued_at} is {receipt.issued_at - now:+d} s from the node's clock")
+            raise self._reject(
+                f"issuedAt {receipt.issued_at} is {receipt.issued_at - now:+d} s from the node's clock"
+            )
         if last is not None and receipt.issued_at < last.issued_at:
-            raise self._reject(f"issuedAt {receipt.issued_at} is before the previous receipt's {last.issued_at}")
+            raise self._reject(
+                f"issuedAt {receipt.issued_at} is before the previous receipt's {last.issued_at}"
+            )
         try:
             verify_receipt(receipt, server.domain)
         except ReceiptError as exc:
@@ -877,7 +927,9 @@ class _Session:
             # The store refused a write (disk full, corrupt): the receipt is not durable, so it is not
             # acknowledged and the window does not move; end the session rather than carry on credit.
             log.error("%s: receipt store refused a valid receipt: %s", self._tag(), exc)
-            raise SessionRefusedError(f"the node cannot store receipts right now ({type(exc).__name__})") from None
+            raise SessionRefusedError(
+                f"the node cannot store receipts right now ({type(exc).__name__})"
+            ) from None
         # Durable from here on: move the window, wake gated carriers, then acknowledge.
         self.latest = receipt
         async with self._credit:
@@ -890,7 +942,10 @@ class _Session:
             await self.send(
                 encode_control(
                     FrameType.ACK,
-                    {"cumulativeBytes": receipt.cumulative_bytes, "cumulativeAmount": receipt.cumulative_amount},
+                    {
+                        "cumulativeBytes": receipt.cumulative_bytes,
+                        "cumulativeAmount": receipt.cumulative_amount,
+                    },
                 )
             )
         await server.flush_usage()
@@ -921,7 +976,13 @@ class _Session:
             return
         chain = self.server.chain
         self._escrow_available = await asyncio.to_thread(chain.escrow_available, self.hello.consumer)
-        self._settled_amount, _ = await asyncio.to_thread(chain.channel_settled, self.hello.consumer, self.server.node)
+        self._settled_amount, _ = await asyncio.to_thread(
+            chain.channel_settled, self.hello.consumer, self.server.node
+        )
         owed = receipt.cumulative_amount - self._settled_amount
         if self._escrow_available - owed < self.credit_amount:
-            self.fail(InsufficientEscrowError(self.hello.consumer, self._escrow_available, owed + self.credit_amount))
+            self.fail(
+                InsufficientEscrowError(
+                    self.hello.consumer, self._escrow_available, owed + self.credit_amount
+                )
+            )

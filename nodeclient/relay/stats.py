@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RelayStats", "write_snapshot", "read_snapshot"]
+__all__ = ["RelayStats", "read_snapshot", "write_snapshot"]
 
 
 @dataclass

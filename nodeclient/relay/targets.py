@@ -18,7 +18,9 @@ from nodeclient.relay.errors import TargetRefusedError
 
 __all__ = ["TargetPolicy", "parse_host_port"]
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
+)
 
 
 def parse_host_port(host: object, port: object) -> tuple[str, int]:
@@ -71,7 +73,7 @@ class TargetPolicy:
             infos = await asyncio.wait_for(
                 loop.getaddrinfo(name, number, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), 10
             )
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise TargetRefusedError(target, f"cannot resolve ({exc})") from None
         last: TargetRefusedError | None = None
         for _family, _type, _proto, _canon, sockaddr in infos:

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from brownie import chain as brownie_chain
 from eth_account import Account
-
 from integration.support import NodeKey, anvil_key, node_key, register_node
+
 from nodeclient.relay.chainview import Web3ChainView
 from nodeclient.relay.server import RelayConfig, RelayServer
 from nodeclient.relay.store import open_node_store
@@ -92,11 +92,15 @@ def world(kuota, deployer, operator, accounts, rpc_url) -> RelayWorld:
 class RelayThread:
     """A ``RelayServer`` running in its own event loop thread, so synchronous tests can drive it."""
 
-    def __init__(self, world: RelayWorld, store_path: Path, config: RelayConfig, server_cls: type = RelayServer) -> None:
+    def __init__(
+        self, world: RelayWorld, store_path: Path, config: RelayConfig, server_cls: type = RelayServer
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="relay-node", daemon=True)
         self.thread.start()
-        self.store = open_node_store(store_path, world.chain_id, world.manifest["contracts"]["ReceiptSettlement"], world.node.address)
+        self.store = open_node_store(
+            store_path, world.chain_id, world.manifest["contracts"]["ReceiptSettlement"], world.node.address
+        )
         self.server = server_cls(config, world.view(), world.node.address, world.node.private_key, self.store)
         self.host, self.port = self.call(self.server.start())
 
@@ -149,7 +153,9 @@ def relay(world, tmp_path) -> Iterator[Any]:
     started: list[RelayThread] = []
 
     def start(server_cls: type = RelayServer, **overrides: Any) -> RelayThread:
-        thread = RelayThread(world, tmp_path / f"receipts-{len(started)}.sqlite", relay_config(**overrides), server_cls)
+        thread = RelayThread(
+            world, tmp_path / f"receipts-{len(started)}.sqlite", relay_config(**overrides), server_cls
+        )
         started.append(thread)
         return thread
 
@@ -171,16 +177,37 @@ def start_node_process(
     ready.unlink(missing_ok=True)
     env = {**os.environ, "KUOTA_HOME": str(home), "KUOTA_DATA_DIR": str(home / "data"), **(env_extra or {})}
     cmd = [
-        sys.executable, "-c", "from nodeclient.cli.main import main; main()", "-v",
-        "node", "serve",
-        "--rpc-url", world.rpc_url, "--chain-id", str(world.chain_id), "--manifest", str(home / "manifest.json"),
-        "--node-keystore", str(keystore), "--node-password-file", str(home / "password"),
-        "--host", "127.0.0.1", "--port", "0", "--ready-file", str(ready),
+        sys.executable,
+        "-c",
+        "from nodeclient.cli.main import main; main()",
+        "-v",
+        "node",
+        "serve",
+        "--rpc-url",
+        world.rpc_url,
+        "--chain-id",
+        str(world.chain_id),
+        "--manifest",
+        str(home / "manifest.json"),
+        "--node-keystore",
+        str(keystore),
+        "--node-password-file",
+        str(home / "password"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--ready-file",
+        str(ready),
         "--allow-private-targets",
         *(() if "--settle" in extra else ("--no-settle",)),
-        "--credit-kib", "4096", "--receipt-kib", "512",
+        "--credit-kib",
+        "4096",
+        "--receipt-kib",
+        "512",
         # 400 Mbit/s (50 MB/s): slow enough that the kill lands mid-transfer, fast enough for the suite.
-        "--rate-mbit", "400",
+        "--rate-mbit",
+        "400",
         *extra,
     ]
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the process
@@ -256,7 +283,7 @@ def _make_handler(stats: OriginStats) -> type:
             self.wfile = _CountingWriter(self.wfile, stats)
             self.rfile = _CountingReader(self.rfile, stats)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             with stats.lock:
                 stats.requests += 1
             try:

@@ -9,10 +9,9 @@ import subprocess
 import sys
 
 from eth_account import Account
+from relay.conftest import PASSWORD, PRICE_PER_GIB, start_node_process
 
 from nodeclient.relay.pricing import amount_for
-
-from relay.conftest import PASSWORD, PRICE_PER_GIB, start_node_process
 
 KIB = 1024
 
@@ -21,24 +20,50 @@ def _kuota(home, *args: str, timeout: float = 60) -> subprocess.CompletedProcess
     env = {**os.environ, "KUOTA_HOME": str(home), "KUOTA_DATA_DIR": str(home / "data")}
     return subprocess.run(
         [sys.executable, "-c", "from nodeclient.cli.main import main; main()", *args],
-        env=env, capture_output=True, timeout=timeout,
+        env=env,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
     )
 
 
 def test_consume_fetch_pays_for_the_bytes_and_serve_reports_them(world, origin, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    proc, host, port = start_node_process(world, home, tmp_path / "node.log", "--status-file", str(home / "status.json"))
+    proc, host, port = start_node_process(
+        world, home, tmp_path / "node.log", "--status-file", str(home / "status.json")
+    )
     consumer_keystore = home / "consumer.json"
     consumer_keystore.write_text(json.dumps(Account.encrypt(world.consumer_key, PASSWORD, iterations=2)))
-    network = ["--rpc-url", world.rpc_url, "--chain-id", str(world.chain_id), "--manifest", str(home / "manifest.json")]
+    network = [
+        "--rpc-url",
+        world.rpc_url,
+        "--chain-id",
+        str(world.chain_id),
+        "--manifest",
+        str(home / "manifest.json"),
+    ]
     try:
         body_file = tmp_path / "body.bin"
         fetched = _kuota(
-            home, "consume", "fetch", origin.url(300 * KIB), *network,
-            "--keystore", str(consumer_keystore), "--password-file", str(home / "password"),
-            "--node", world.node.address, "--relay", f"{host}:{port}", "--max-spend", "1000000",
-            "-o", str(body_file), "--json",
+            home,
+            "consume",
+            "fetch",
+            origin.url(300 * KIB),
+            *network,
+            "--keystore",
+            str(consumer_keystore),
+            "--password-file",
+            str(home / "password"),
+            "--node",
+            world.node.address,
+            "--relay",
+            f"{host}:{port}",
+            "--max-spend",
+            "1000000",
+            "-o",
+            str(body_file),
+            "--json",
         )
         assert fetched.returncode == 0, fetched.stderr.decode()[-2000:]
         summary = json.loads(fetched.stdout)
@@ -49,11 +74,37 @@ def test_consume_fetch_pays_for_the_bytes_and_serve_reports_them(world, origin, 
         assert summary["lastReceipt"]["cumulativeBytes"] == origin.delivered
 
         # Bad input: one clear line and exit code 2 (click's usage errors), before any network use.
-        bad_relay = _kuota(home, "consume", "fetch", origin.url(1), *network, "--keystore", str(consumer_keystore),
-                           "--password-file", str(home / "password"), "--node", world.node.address, "--relay", "nonsense")
+        bad_relay = _kuota(
+            home,
+            "consume",
+            "fetch",
+            origin.url(1),
+            *network,
+            "--keystore",
+            str(consumer_keystore),
+            "--password-file",
+            str(home / "password"),
+            "--node",
+            world.node.address,
+            "--relay",
+            "nonsense",
+        )
         assert bad_relay.returncode == 2 and b"'nonsense' is not HOST:PORT" in bad_relay.stderr
-        bad_node = _kuota(home, "consume", "fetch", origin.url(1), *network, "--keystore", str(consumer_keystore),
-                          "--password-file", str(home / "password"), "--node", "0x1234", "--relay", f"{host}:{port}")
+        bad_node = _kuota(
+            home,
+            "consume",
+            "fetch",
+            origin.url(1),
+            *network,
+            "--keystore",
+            str(consumer_keystore),
+            "--password-file",
+            str(home / "password"),
+            "--node",
+            "0x1234",
+            "--relay",
+            f"{host}:{port}",
+        )
         assert bad_node.returncode == 2 and b"'0x1234' is not an address" in bad_node.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -63,7 +114,9 @@ def test_consume_fetch_pays_for_the_bytes_and_serve_reports_them(world, origin, 
     assert stats.returncode == 0, stats.stderr.decode()
     snapshot = json.loads(stats.stdout)
     assert snapshot["sessions"]["total"] == 1 and snapshot["sessions"]["ended"] == {"bye": 1}
-    assert snapshot["bytes"]["up"] + snapshot["bytes"]["down"] == origin.delivered == snapshot["bytes"]["paid"]
+    assert (
+        snapshot["bytes"]["up"] + snapshot["bytes"]["down"] == origin.delivered == snapshot["bytes"]["paid"]
+    )
     assert snapshot["unpaidExposureBytes"] == 0 and snapshot["receipts"]["stored"] >= 1
     log = (tmp_path / "node.log").read_text()
     assert world.node.private_key[2:] not in log and PASSWORD not in log
@@ -74,6 +127,7 @@ def test_serve_settles_in_the_background_with_the_gas_aware_policy(world, origin
     import time
 
     from integration.support import anvil_key
+
     from nodeclient.relay.client import open_session
 
     home = tmp_path / "home"
@@ -84,14 +138,26 @@ def test_serve_settles_in_the_background_with_the_gas_aware_policy(world, origin
     policy = {"KUOTA_SETTLEMENT__MIN_VALUE": "1", "KUOTA_SETTLEMENT__NATIVE_PRICE": "0"}
     status = home / "status.json"
     proc, host, port = start_node_process(
-        world, home, tmp_path / "node.log", "--settle", "--settle-interval", "1",
-        "--keystore", str(home / "operator.json"), "--password-file", str(home / "password"),
-        "--status-file", str(status), env_extra=policy,
+        world,
+        home,
+        tmp_path / "node.log",
+        "--settle",
+        "--settle-interval",
+        "1",
+        "--keystore",
+        str(home / "operator.json"),
+        "--password-file",
+        str(home / "password"),
+        "--status-file",
+        str(status),
+        env_extra=policy,
     )
     try:
+
         async def consume():
-            session = await open_session(host, port, node=world.node.address, consumer_key=world.consumer_key,
-                                         chain=world.view())
+            session = await open_session(
+                host, port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view()
+            )
             await session.fetch(origin.url(3 * 1024 * KIB), sink=lambda data: None)
             await session.close()
             return session
@@ -101,7 +167,9 @@ def test_serve_settles_in_the_background_with_the_gas_aware_policy(world, origin
         deadline = time.monotonic() + 60
         settled = (0, 0)
         while time.monotonic() < deadline:
-            settled = tuple(int(v) for v in world.system.settlement.channelOf(world.consumer, world.node.address))
+            settled = tuple(
+                int(v) for v in world.system.settlement.channelOf(world.consumer, world.node.address)
+            )
             if settled[0] >= final.cumulative_amount:
                 break
             time.sleep(0.5)
@@ -109,7 +177,9 @@ def test_serve_settles_in_the_background_with_the_gas_aware_policy(world, origin
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
     assert code == 0, (tmp_path / "node.log").read_text()[-3000:]
-    assert settled == (final.cumulative_amount, final.cumulative_bytes), (tmp_path / "node.log").read_text()[-3000:]
+    assert settled == (final.cumulative_amount, final.cumulative_bytes), (tmp_path / "node.log").read_text()[
+        -3000:
+    ]
     snapshot = json.loads(status.read_text())
     assert snapshot["settlements"]["count"] >= 1
     assert snapshot["settlements"]["amount"] == final.cumulative_amount

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import brownie
 import pytest
-from eth_account import Account
+from relay.conftest import PRICE_PER_GIB, start_node_process
 
 from nodeclient.receipts.signing import receipt_digest, receipt_domain
 from nodeclient.receipts.store import ReceiptStore
 from nodeclient.relay.client import ConsumerConfig, open_session
+from nodeclient.relay.errors import RelayError
 from nodeclient.relay.pricing import amount_for
 from nodeclient.settlement import store_path
-
-from relay.conftest import PRICE_PER_GIB, start_node_process
 
 MIB = 1024 * 1024
 
@@ -33,7 +27,11 @@ def test_kill_9_mid_session_keeps_every_acked_receipt_and_it_settles_once(world,
 
     async def consume_until_killed():
         session = await open_session(
-            host, port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view(),
+            host,
+            port,
+            node=world.node.address,
+            consumer_key=world.consumer_key,
+            chain=world.view(),
             config=ConsumerConfig(ping_interval=0.5),
         )
 
@@ -43,7 +41,7 @@ def test_kill_9_mid_session_keeps_every_acked_receipt_and_it_settles_once(world,
             os.kill(proc.pid, signal.SIGKILL)
 
         kill_task = asyncio.create_task(killer())
-        with pytest.raises(Exception):
+        with pytest.raises(RelayError):
             await session.fetch(origin.url(400 * MIB), sink=lambda data: None, timeout=60)
         await kill_task
         await session.close()
@@ -66,28 +64,44 @@ def test_kill_9_mid_session_keeps_every_acked_receipt_and_it_settles_once(world,
     with ReceiptStore(path, domain=domain) as store:
         store.check_integrity()
         for receipt in acked:
-            assert store.contains(receipt_digest(receipt, domain)), f"acked receipt {receipt.cumulative_bytes} lost"
+            assert store.contains(receipt_digest(receipt, domain)), (
+                f"acked receipt {receipt.cumulative_bytes} lost"
+            )
         latest = store.latest(world.consumer, world.node.address).receipt
     # The store may hold one receipt more than was acked (stored, then killed before the ACK), never less.
     assert latest.cumulative_amount >= acked[-1].cumulative_amount
     assert latest.cumulative_bytes <= session.metered_bytes
     assert latest.cumulative_amount == amount_for(latest.cumulative_bytes, PRICE_PER_GIB)
 
-    as_tuple = (latest.consumer, latest.node, latest.session_id, latest.cumulative_bytes, latest.cumulative_amount,
-                latest.latency_ms, latest.issued_at)
+    as_tuple = (
+        latest.consumer,
+        latest.node,
+        latest.session_id,
+        latest.cumulative_bytes,
+        latest.cumulative_amount,
+        latest.latency_ms,
+        latest.issued_at,
+    )
     tx = settlement.settle(as_tuple, latest.signature, {"from": stranger})
     assert tx.return_value == latest.cumulative_amount
     with brownie.reverts():
         settlement.settle(as_tuple, latest.signature, {"from": stranger})
     assert tuple(int(v) for v in settlement.channelOf(world.consumer, world.node.address)) == (
-        latest.cumulative_amount, latest.cumulative_bytes)
+        latest.cumulative_amount,
+        latest.cumulative_bytes,
+    )
 
     # The restarted node continues the channel from its store; the consumer checks that base itself.
     proc, host, port = start_node_process(world, home, tmp_path / "node.log")
     try:
+
         async def resume():
             resumed = await open_session(
-                host, port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view(),
+                host,
+                port,
+                node=world.node.address,
+                consumer_key=world.consumer_key,
+                chain=world.view(),
             )
             before = origin.delivered
             await resumed.fetch(origin.url(2 * MIB), sink=lambda data: None)
@@ -102,8 +116,16 @@ def test_kill_9_mid_session_keeps_every_acked_receipt_and_it_settles_once(world,
     final = resumed.receipts[-1]
     assert final.cumulative_bytes == latest.cumulative_bytes + delivered
     tx = settlement.settle(
-        (final.consumer, final.node, final.session_id, final.cumulative_bytes, final.cumulative_amount,
-         final.latency_ms, final.issued_at),
-        final.signature, {"from": stranger},
+        (
+            final.consumer,
+            final.node,
+            final.session_id,
+            final.cumulative_bytes,
+            final.cumulative_amount,
+            final.latency_ms,
+            final.issued_at,
+        ),
+        final.signature,
+        {"from": stranger},
     )
     assert tx.return_value == amount_for(delivered, PRICE_PER_GIB)

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import pytest
 from eth_account import Account
+from relay.conftest import PRICE_PER_GIB
 
 from nodeclient.relay.client import ConsumerConfig, RelaySession, open_session
-from nodeclient.relay.errors import RemoteError
-from nodeclient.relay.framing import FrameType, decode_control, decode_data, encode_control, encode_data, encode_frame, read_frame
+from nodeclient.relay.errors import RelayError, RemoteError
+from nodeclient.relay.framing import (
+    FrameType,
+    decode_control,
+    decode_data,
+    encode_control,
+    encode_data,
+    encode_frame,
+    read_frame,
+)
 from nodeclient.relay.handshake import Hello, Welcome, new_challenge
 from nodeclient.relay.pricing import amount_for
-
-from relay.conftest import PRICE_PER_GIB
 
 MIB = 1024 * 1024
 
@@ -39,13 +45,18 @@ class StopsSigningAfter(RelaySession):
 def _freeload(world, node, url: str, session_class: type) -> tuple[RelaySession, BaseException | None]:
     async def run():
         session = await open_session(
-            node.host, node.port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view(),
-            config=ConsumerConfig(ping_interval=0), session_class=session_class,
+            node.host,
+            node.port,
+            node=world.node.address,
+            consumer_key=world.consumer_key,
+            chain=world.view(),
+            config=ConsumerConfig(ping_interval=0),
+            session_class=session_class,
         )
         error = None
         try:
             await session.fetch(url, sink=lambda data: None, timeout=30)
-        except Exception as exc:  # the node cuts the session: the fetch must fail, not hang
+        except RelayError as exc:  # the node cuts the session: the fetch must fail, not hang
             error = exc
         await session.close()
         return session, error
@@ -119,21 +130,38 @@ def test_consumer_topped_up_to_the_credit_limit_is_accepted(world, relay, origin
     assert session.receipts[-1].cumulative_bytes == origin.delivered
 
 
-async def _greedy_node(world, listener_ready: asyncio.Future, claims: list, receipts: list, inflate: int) -> None:
+async def _greedy_node(
+    world, listener_ready: asyncio.Future, claims: list, receipts: list, inflate: int
+) -> None:
     """A node that relays honestly but claims ``inflate`` times the bytes in PAUSE frames and pads DATA."""
     view = world.view()
     price = view.node_info(world.node.address).price_per_gib
 
     async def handle(reader, writer):
         challenge = new_challenge()
-        writer.write(encode_control(FrameType.CHALLENGE, {
-            "version": 1, "node": world.node.address, "chainId": view.chain_id,
-            "settlement": view.settlement_address, "pricePerGiB": price, "challenge": challenge,
-        }))
+        writer.write(
+            encode_control(
+                FrameType.CHALLENGE,
+                {
+                    "version": 1,
+                    "node": world.node.address,
+                    "chainId": view.chain_id,
+                    "settlement": view.settlement_address,
+                    "pricePerGiB": price,
+                    "challenge": challenge,
+                },
+            )
+        )
         hello = Hello.from_json(decode_control(await read_frame(reader)))
         welcome = Welcome(
-            node=world.node.address, consumer=hello.consumer, session_id=hello.session_id, price_per_gib=price,
-            credit_bytes=64 * MIB, receipt_interval_bytes=256 * 1024, base_bytes=0, base_amount=0,
+            node=world.node.address,
+            consumer=hello.consumer,
+            session_id=hello.session_id,
+            price_per_gib=price,
+            credit_bytes=64 * MIB,
+            receipt_interval_bytes=256 * 1024,
+            base_bytes=0,
+            base_amount=0,
             hello_digest=hello.digest(view.chain_id, view.settlement_address),
         ).signed(world.node.private_key, view.chain_id, view.settlement_address)
         writer.write(encode_control(FrameType.WELCOME, welcome.to_json()))
@@ -157,7 +185,11 @@ async def _greedy_node(world, listener_ready: asyncio.Future, claims: list, rece
                         writer.write(encode_data(sid, data))
                         claim = carried * inflate
                         claims.append(claim)
-                        writer.write(encode_control(FrameType.PAUSE, {"carriedBytes": claim, "paidBytes": 0, "creditBytes": 1}))
+                        writer.write(
+                            encode_control(
+                                FrameType.PAUSE, {"carriedBytes": claim, "paidBytes": 0, "creditBytes": 1}
+                            )
+                        )
                         await writer.drain()
                     writer.write(encode_control(FrameType.CLOSE, {"stream": sid}))
 
@@ -169,9 +201,15 @@ async def _greedy_node(world, listener_ready: asyncio.Future, claims: list, rece
             elif frame.type == FrameType.RECEIPT:
                 body = decode_control(frame)
                 receipts.append(body)
-                writer.write(encode_control(FrameType.ACK, {
-                    "cumulativeBytes": body["cumulativeBytes"], "cumulativeAmount": body["cumulativeAmount"],
-                }))
+                writer.write(
+                    encode_control(
+                        FrameType.ACK,
+                        {
+                            "cumulativeBytes": body["cumulativeBytes"],
+                            "cumulativeAmount": body["cumulativeAmount"],
+                        },
+                    )
+                )
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -198,7 +236,9 @@ def test_node_claiming_more_bytes_than_delivered_gets_no_signature_for_them(worl
 
     session, result = asyncio.run(run())
     assert result.body_bytes == 8 * MIB
-    assert max(claims) == 3 * (session.received_bytes + session.sent_bytes)  # it claimed three times the bytes...
+    assert max(claims) == 3 * (
+        session.received_bytes + session.sent_bytes
+    )  # it claimed three times the bytes...
     delivered = origin.delivered
     assert session.received_bytes + session.sent_bytes == delivered
     # ...and every signature it got covers at most what was delivered; the last exactly that.
@@ -214,10 +254,14 @@ def test_consumer_stops_signing_at_its_spend_cap(world, relay, origin):
 
     async def run():
         session = await open_session(
-            node.host, node.port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view(),
+            node.host,
+            node.port,
+            node=world.node.address,
+            consumer_key=world.consumer_key,
+            chain=world.view(),
             config=ConsumerConfig(max_spend=cap),
         )
-        with pytest.raises(Exception):
+        with pytest.raises(RelayError):
             await session.fetch(origin.url(20 * MIB), sink=lambda data: None)
         await session.close()
         return session
@@ -242,7 +286,11 @@ def test_second_session_on_the_same_channel_is_refused_while_the_first_is_open(w
         )
         with pytest.raises(RemoteError) as info:
             await open_session(
-                node.host, node.port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view()
+                node.host,
+                node.port,
+                node=world.node.address,
+                consumer_key=world.consumer_key,
+                chain=world.view(),
             )
         result = await first.fetch(origin.url(MIB))
         await first.close()
@@ -258,7 +306,11 @@ def test_consumer_refuses_a_node_above_its_maximum_price(world, relay):
 
     async def run():
         return await open_session(
-            node.host, node.port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view(),
+            node.host,
+            node.port,
+            node=world.node.address,
+            consumer_key=world.consumer_key,
+            chain=world.view(),
             config=ConsumerConfig(max_price_per_gib=PRICE_PER_GIB - 1),
         )
 

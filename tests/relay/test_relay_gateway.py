@@ -22,7 +22,9 @@ def _read_http(sock: socket.socket) -> bytes:
 
 def _connect_proxy(gw: tuple[str, int], origin_port: int, size: int) -> bytes:
     with socket.create_connection(gw, timeout=10) as sock:
-        sock.sendall(f"CONNECT 127.0.0.1:{origin_port} HTTP/1.1\r\nHost: 127.0.0.1:{origin_port}\r\n\r\n".encode())
+        sock.sendall(
+            f"CONNECT 127.0.0.1:{origin_port} HTTP/1.1\r\nHost: 127.0.0.1:{origin_port}\r\n\r\n".encode()
+        )
         reply = b""
         while b"\r\n\r\n" not in reply:
             reply += sock.recv(1)
@@ -54,7 +56,9 @@ def _forward(gw: tuple[str, int], size: int) -> bytes:
         return _read_http(sock)
 
 
-def test_gateway_carries_connect_socks5_absolute_form_and_forward_through_the_paid_session(world, relay, origin):
+def test_gateway_carries_connect_socks5_absolute_form_and_forward_through_the_paid_session(
+    world, relay, origin
+):
     node = relay()
     origin_port = origin.server.server_address[1]
 
@@ -78,7 +82,9 @@ def test_gateway_carries_connect_socks5_absolute_form_and_forward_through_the_pa
         return session, results
 
     session, results = asyncio.run(run())
-    assert results["connect"].endswith(bytes(range(256)) * 4) and b"Content-Length: 307200" in results["connect"]
+    assert (
+        results["connect"].endswith(bytes(range(256)) * 4) and b"Content-Length: 307200" in results["connect"]
+    )
     assert len(results["connect"].split(b"\r\n\r\n", 1)[1]) == 300 * KIB
     assert len(results["socks5"].split(b"\r\n\r\n", 1)[1]) == 200 * KIB
     assert len(results["absolute"]) == 100 * KIB

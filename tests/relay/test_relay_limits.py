@@ -8,7 +8,7 @@ import time
 import pytest
 
 from nodeclient.relay.client import open_session
-from nodeclient.relay.errors import CapReachedError, RemoteError, TargetRefusedError
+from nodeclient.relay.errors import CapReachedError, RelayError, RemoteError, TargetRefusedError
 from nodeclient.relay.limits import Caps, TokenBucket, UsageLedger
 from nodeclient.relay.targets import TargetPolicy
 
@@ -16,8 +16,13 @@ MIB = 1024 * 1024
 
 
 def _session(world, node, key=None):
-    return open_session(node.host, node.port, node=world.node.address, consumer_key=key or world.consumer_key,
-                        chain=world.view())
+    return open_session(
+        node.host,
+        node.port,
+        node=world.node.address,
+        consumer_key=key or world.consumer_key,
+        chain=world.view(),
+    )
 
 
 def test_rate_cap_bounds_the_relay_throughput(world, relay, origin):
@@ -46,7 +51,7 @@ def test_per_session_cap_ends_the_session_and_the_final_receipt_pays_for_all_of_
 
     async def run():
         session = await _session(world, node)
-        with pytest.raises(Exception):
+        with pytest.raises(RelayError):
             await session.fetch(origin.url(5 * MIB), sink=lambda data: None)
         await session.close()
         return session

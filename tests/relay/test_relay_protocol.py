@@ -56,7 +56,11 @@ def test_frames_round_trip():
     [
         (b"\x06\x00\x00", ProtocolError, "inside a frame header after 3 bytes"),
         (b"\x42\x00\x00\x00\x00", ProtocolError, "unknown frame type 0x42"),
-        (b"\x06\x00\x01\x00\x01", FrameTooLargeError, "frame of 65537 bytes exceeds the maximum frame size of 65536"),
+        (
+            b"\x06\x00\x01\x00\x01",
+            FrameTooLargeError,
+            "frame of 65537 bytes exceeds the maximum frame size of 65536",
+        ),
         (b"\x08\x00\x00\x00\x10{}", ProtocolError, "inside a RECEIPT frame after 2 of 16 bytes"),
     ],
 )
@@ -113,7 +117,15 @@ def test_hello_and_welcome_signatures_bind_every_field():
     tampered = Hello.from_json(signed.to_json() | {"pricePerGiB": 1})
     assert tampered.recover(31337, settlement) != consumer.address
     welcome = Welcome(
-        node.address, consumer.address, hello.session_id, 10**6, 2**24, 2**22, 0, 0, signed.digest(31337, settlement)
+        node.address,
+        consumer.address,
+        hello.session_id,
+        10**6,
+        2**24,
+        2**22,
+        0,
+        0,
+        signed.digest(31337, settlement),
     ).signed(node.key, 31337, settlement)
     assert Welcome.from_json(welcome.to_json()).recover(31337, settlement) == node.address
     inflated = Welcome.from_json(welcome.to_json() | {"baseAmount": 5})
@@ -132,9 +144,11 @@ def test_hello_and_welcome_signatures_bind_every_field():
 )
 def test_malformed_hello_fields_are_named(field, value, message):
     account = Account.create()
-    body = Hello(account.address, account.address, new_session_id(), 1, new_challenge(), 1).signed(
-        account.key, 1, account.address
-    ).to_json()
+    body = (
+        Hello(account.address, account.address, new_session_id(), 1, new_challenge(), 1)
+        .signed(account.key, 1, account.address)
+        .to_json()
+    )
     body[field] = value
     with pytest.raises(HandshakeError) as info:
         Hello.from_json(body)

@@ -6,14 +6,12 @@ import asyncio
 import hashlib
 import time
 
-import pytest
-
 from integration.support import event_list
+from relay.conftest import PRICE_PER_GIB
+
 from nodeclient.receipts.signing import receipt_digest, receipt_domain, verify_receipt
 from nodeclient.relay.client import ConsumerConfig, open_session
 from nodeclient.relay.pricing import amount_for
-
-from relay.conftest import PRICE_PER_GIB
 
 MIB = 1024 * 1024
 
@@ -23,8 +21,12 @@ def _fetch(world, relay_thread, url: str, **config) -> tuple:
 
     async def run():
         session = await open_session(
-            relay_thread.host, relay_thread.port, node=world.node.address, consumer_key=world.consumer_key,
-            chain=world.view(), config=ConsumerConfig(**config),
+            relay_thread.host,
+            relay_thread.port,
+            node=world.node.address,
+            consumer_key=world.consumer_key,
+            chain=world.view(),
+            config=ConsumerConfig(**config),
         )
         digest = hashlib.sha256()
         try:
@@ -76,7 +78,9 @@ def test_100_mib_final_receipt_equals_delivered_bytes_and_settles_exactly(world,
     paid = amount_for(final.cumulative_bytes, PRICE_PER_GIB)
     assert tx.return_value == paid
     settled = event_list(tx, "ReceiptSettled")
-    assert len(settled) == 1 and settled[0]["paid"] == paid and settled[0]["cumulativeBytes"] == origin.delivered
+    assert (
+        len(settled) == 1 and settled[0]["paid"] == paid and settled[0]["cumulativeBytes"] == origin.delivered
+    )
     assert escrow.availableOf(world.consumer) == available_before - paid
     fee = paid * world.system.settlement.feeBps() // 10_000
     assert escrow.creditOf(world.node.address) == credit_before + paid - fee
@@ -84,6 +88,11 @@ def test_100_mib_final_receipt_equals_delivered_bytes_and_settles_exactly(world,
 
 def _as_tuple(receipt) -> tuple:
     return (
-        receipt.consumer, receipt.node, receipt.session_id, receipt.cumulative_bytes, receipt.cumulative_amount,
-        receipt.latency_ms, receipt.issued_at,
+        receipt.consumer,
+        receipt.node,
+        receipt.session_id,
+        receipt.cumulative_bytes,
+        receipt.cumulative_amount,
+        receipt.latency_ms,
+        receipt.issued_at,
     )

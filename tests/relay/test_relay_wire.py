@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import pytest
 from eth_account import Account
 
 from nodeclient.receipts.model import Receipt
@@ -42,8 +41,11 @@ class HonestConsumer:
     def run(self) -> None:
         async def loop() -> None:
             self.session = await open_session(
-                self.node.host, self.node.port, node=self.world.node.address,
-                consumer_key=self.world.consumer_key, chain=self.world.view(),
+                self.node.host,
+                self.node.port,
+                node=self.world.node.address,
+                consumer_key=self.world.consumer_key,
+                chain=self.world.view(),
             )
             while not self.stop.is_set():
                 result = await self.session.fetch(self.url)
@@ -53,7 +55,7 @@ class HonestConsumer:
 
         try:
             asyncio.run(loop())
-        except BaseException as exc:  # reported by the test
+        except Exception as exc:  # noqa: BLE001 - reported by the test's assertions
             self.error = exc
 
 
@@ -87,8 +89,11 @@ def _error_after(sock: socket.socket, timeout: float = 8.0) -> dict:
 def _hello(world, challenge: str, *, key: str | None = None, **fields) -> bytes:
     view = world.view()
     hello = Hello(
-        consumer=world.attacker, node=world.node.address, session_id=new_session_id(),
-        price_per_gib=view.node_info(world.node.address).price_per_gib, challenge=challenge,
+        consumer=world.attacker,
+        node=world.node.address,
+        session_id=new_session_id(),
+        price_per_gib=view.node_info(world.node.address).price_per_gib,
+        challenge=challenge,
         issued_at=int(time.time()),
     )
     signed = hello.signed(key or world.attacker_key, view.chain_id, view.settlement_address).to_json()
@@ -99,37 +104,83 @@ def _hello(world, challenge: str, *, key: str | None = None, **fields) -> bytes:
 def _pre_handshake_cases(world) -> list[tuple[str, Callable[[socket.socket, dict], None], str, str]]:
     stranger = Account.create()
     return [
-        ("http request instead of frames", lambda s, c: s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-         "protocol", "unknown frame type 0x47"),
-        ("oversized hello", lambda s, c: s.sendall(struct.pack(">BI", FrameType.HELLO, 2**31)),
-         "frame_too_large", "frame of 2147483648 bytes exceeds the maximum frame size"),
-        ("hello that is not JSON", lambda s, c: s.sendall(encode_frame(FrameType.HELLO, b"{not json")),
-         "handshake", "not UTF-8 JSON"),
-        ("hello that is a JSON array", lambda s, c: s.sendall(encode_frame(FrameType.HELLO, b"[1,2]")),
-         "handshake", "expected an object"),
-        ("hello with a bad address", lambda s, c: s.sendall(_hello(world, c["challenge"], consumer="0x1234")),
-         "handshake", "field 'consumer' is '0x1234', not an address"),
-        ("hello with a negative price", lambda s, c: s.sendall(_hello(world, c["challenge"], pricePerGiB=-1)),
-         "handshake", "field 'pricePerGiB' is -1"),
-        ("hello signed by another key", lambda s, c: s.sendall(_hello(world, c["challenge"], key=stranger.key)),
-         "handshake", f"hello is signed by {stranger.address}, not by its consumer {world.attacker}"),
-        ("hello replayed from another connection", lambda s, c: s.sendall(_hello(world, new_challenge())),
-         "handshake", "not this connection's"),
-        ("data before the handshake", lambda s, c: s.sendall(encode_data(1, b"x" * 10)),
-         "handshake", "expected a HELLO frame, got DATA"),
-        ("slowloris: two header bytes, then silence", lambda s, c: s.sendall(b"\x02\x00"),
-         "handshake", "no valid hello within 2 s"),
+        (
+            "http request instead of frames",
+            lambda s, c: s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "protocol",
+            "unknown frame type 0x47",
+        ),
+        (
+            "oversized hello",
+            lambda s, c: s.sendall(struct.pack(">BI", FrameType.HELLO, 2**31)),
+            "frame_too_large",
+            "frame of 2147483648 bytes exceeds the maximum frame size",
+        ),
+        (
+            "hello that is not JSON",
+            lambda s, c: s.sendall(encode_frame(FrameType.HELLO, b"{not json")),
+            "handshake",
+            "not UTF-8 JSON",
+        ),
+        (
+            "hello that is a JSON array",
+            lambda s, c: s.sendall(encode_frame(FrameType.HELLO, b"[1,2]")),
+            "handshake",
+            "expected an object",
+        ),
+        (
+            "hello with a bad address",
+            lambda s, c: s.sendall(_hello(world, c["challenge"], consumer="0x1234")),
+            "handshake",
+            "field 'consumer' is '0x1234', not an address",
+        ),
+        (
+            "hello with a negative price",
+            lambda s, c: s.sendall(_hello(world, c["challenge"], pricePerGiB=-1)),
+            "handshake",
+            "field 'pricePerGiB' is -1",
+        ),
+        (
+            "hello signed by another key",
+            lambda s, c: s.sendall(_hello(world, c["challenge"], key=stranger.key)),
+            "handshake",
+            f"hello is signed by {stranger.address}, not by its consumer {world.attacker}",
+        ),
+        (
+            "hello replayed from another connection",
+            lambda s, c: s.sendall(_hello(world, new_challenge())),
+            "handshake",
+            "not this connection's",
+        ),
+        (
+            "data before the handshake",
+            lambda s, c: s.sendall(encode_data(1, b"x" * 10)),
+            "handshake",
+            "expected a HELLO frame, got DATA",
+        ),
+        (
+            "slowloris: two header bytes, then silence",
+            lambda s, c: s.sendall(b"\x02\x00"),
+            "handshake",
+            "no valid hello within 2 s",
+        ),
     ]
 
 
-def _signed_receipt_body(world, session: RelaySession, *, key: str | None = None, extra_bytes: int = 0,
-                         amount_delta: int = 0) -> dict:
+def _signed_receipt_body(
+    world, session: RelaySession, *, key: str | None = None, extra_bytes: int = 0, amount_delta: int = 0
+) -> dict:
     nbytes = session.base_bytes + session.metered_bytes + extra_bytes
     amount = session.base_amount + nbytes * session.price_per_gib // (1 << 30) + amount_delta
     view = world.view()
     receipt = Receipt(
-        consumer=world.attacker, node=world.node.address, session_id=session.session_id,
-        cumulative_bytes=nbytes, cumulative_amount=amount, latency_ms=1, issued_at=int(time.time()),
+        consumer=world.attacker,
+        node=world.node.address,
+        session_id=session.session_id,
+        cumulative_bytes=nbytes,
+        cumulative_amount=amount,
+        latency_ms=1,
+        issued_at=int(time.time()),
     )
     signer_key = key or world.attacker_key
     domain = receipt_domain(view.chain_id, view.settlement_address)
@@ -146,30 +197,62 @@ def _signed_receipt_body(world, session: RelaySession, *, key: str | None = None
 def _post_handshake_cases(world) -> list[tuple[str, Callable[[RelaySession], object], str, str]]:
     other = Account.create()
     return [
-        ("receipt with fields missing",
-         lambda s: s._send(encode_control(FrameType.RECEIPT, {"consumer": world.attacker})),
-         "bad_receipt", "receipt rejected: Receipt field"),
-        ("receipt signed by another key",
-         lambda s: s._send(encode_control(FrameType.RECEIPT, _signed_receipt_body(world, s, key=other.key))),
-         "bad_receipt", f"recovers to {other.address}"),
-        ("receipt for bytes never carried",
-         lambda s: s._send(encode_control(FrameType.RECEIPT, _signed_receipt_body(world, s, extra_bytes=5 * MIB))),
-         "bad_receipt", "but the node metered only"),
-        ("receipt with the wrong amount",
-         lambda s: s._send(encode_control(FrameType.RECEIPT, _signed_receipt_body(world, s, extra_bytes=0, amount_delta=7))),
-         "bad_receipt", "cumulativeAmount"),
-        ("oversized frame mid-session",
-         lambda s: s._send(struct.pack(">BI", FrameType.DATA, 64 * MIB)),
-         "frame_too_large", "frame of 67108864 bytes exceeds the maximum frame size"),
-        ("DATA for a stream never opened",
-         lambda s: s._send(encode_data(77, b"payload")),
-         "protocol", "DATA for unknown stream 77"),
-        ("slowloris inside a frame",
-         lambda s: s._send(struct.pack(">BI", FrameType.RECEIPT, 100) + b"{"),
-         "protocol", "no complete frame within"),
-        ("frame of an unknown type",
-         lambda s: s._send(b"\xee\x00\x00\x00\x00"),
-         "protocol", "unknown frame type 0xee"),
+        (
+            "receipt with fields missing",
+            lambda s: s._send(encode_control(FrameType.RECEIPT, {"consumer": world.attacker})),
+            "bad_receipt",
+            "receipt rejected: Receipt field",
+        ),
+        (
+            "receipt signed by another key",
+            lambda s: s._send(
+                encode_control(FrameType.RECEIPT, _signed_receipt_body(world, s, key=other.key))
+            ),
+            "bad_receipt",
+            f"recovers to {other.address}",
+        ),
+        (
+            "receipt for bytes never carried",
+            lambda s: s._send(
+                encode_control(FrameType.RECEIPT, _signed_receipt_body(world, s, extra_bytes=5 * MIB))
+            ),
+            "bad_receipt",
+            "but the node metered only",
+        ),
+        (
+            "receipt with the wrong amount",
+            lambda s: s._send(
+                encode_control(
+                    FrameType.RECEIPT, _signed_receipt_body(world, s, extra_bytes=0, amount_delta=7)
+                )
+            ),
+            "bad_receipt",
+            "cumulativeAmount",
+        ),
+        (
+            "oversized frame mid-session",
+            lambda s: s._send(struct.pack(">BI", FrameType.DATA, 64 * MIB)),
+            "frame_too_large",
+            "frame of 67108864 bytes exceeds the maximum frame size",
+        ),
+        (
+            "DATA for a stream never opened",
+            lambda s: s._send(encode_data(77, b"payload")),
+            "protocol",
+            "DATA for unknown stream 77",
+        ),
+        (
+            "slowloris inside a frame",
+            lambda s: s._send(struct.pack(">BI", FrameType.RECEIPT, 100) + b"{"),
+            "protocol",
+            "no complete frame within",
+        ),
+        (
+            "frame of an unknown type",
+            lambda s: s._send(b"\xee\x00\x00\x00\x00"),
+            "protocol",
+            "unknown frame type 0xee",
+        ),
     ]
 
 
@@ -181,32 +264,41 @@ def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> Non
         time.sleep(0.05)
 
 
-def test_bad_wire_input_is_refused_with_a_logged_reason_while_another_session_works(world, relay, origin, caplog):
+def test_bad_wire_input_is_refused_with_a_logged_reason_while_another_session_works(
+    world, relay, origin, caplog
+):
     caplog.set_level(logging.INFO, logger="kuota.relay")
     node = relay(handshake_timeout=2.0, frame_timeout=1.0, idle_timeout=10.0)
     honest = HonestConsumer(world, node, origin.url(MIB))
     worker = threading.Thread(target=honest.run, name="honest-consumer")
     worker.start()
     try:
-        _wait_until(lambda: honest.fetched >= 1 or honest.error is not None, 20, "the honest consumer's first fetch")
+        _wait_until(
+            lambda: honest.fetched >= 1 or honest.error is not None, 20, "the honest consumer's first fetch"
+        )
         refused: list[str] = []
         for name, attack, code, reason in _pre_handshake_cases(world):
             with socket.create_connection((node.host, node.port), timeout=5) as sock:
                 frame_type, payload = _recv_frame(sock)
                 assert frame_type == FrameType.CHALLENGE, name
                 challenge = json.loads(payload)
-                before = honest.fetched
                 attack(sock, challenge)
                 error = _error_after(sock)
             assert error["code"] == code, (name, error)
             assert reason in error["message"], (name, error)
-            assert any(reason in r.getMessage() and "refused connection" in r.getMessage() for r in caplog.records), name
+            assert any(
+                reason in r.getMessage() and "refused connection" in r.getMessage() for r in caplog.records
+            ), name
             refused.append(name)
             assert honest.error is None, (name, honest.error)
 
         async def attack_in_session(attack: Callable[[RelaySession], object]) -> RelaySession:
             session = await open_session(
-                node.host, node.port, node=world.node.address, consumer_key=world.attacker_key, chain=world.view(),
+                node.host,
+                node.port,
+                node=world.node.address,
+                consumer_key=world.attacker_key,
+                chain=world.view(),
                 config=ConsumerConfig(ping_interval=0),
             )
             first = await session.fetch(origin.url(4096))
@@ -219,16 +311,22 @@ def test_bad_wire_input_is_refused_with_a_logged_reason_while_another_session_wo
             return session
 
         for name, attack, code, reason in _post_handshake_cases(world):
-            _wait_until(lambda: node.snapshot()["sessions"]["active"] == 1, 10, "the previous attacker session to end")
+            _wait_until(
+                lambda: node.snapshot()["sessions"]["active"] == 1, 10, "the previous attacker session to end"
+            )
             session = asyncio.run(attack_in_session(attack))
             assert session.remote_error is not None, name
             assert session.remote_error.code == code, (name, session.remote_error)
             assert reason in session.remote_error.reason, (name, session.remote_error)
-            assert any(reason in r.getMessage() and f"ending ({code})" in r.getMessage() for r in caplog.records), name
+            assert any(
+                reason in r.getMessage() and f"ending ({code})" in r.getMessage() for r in caplog.records
+            ), name
             refused.append(name)
             assert honest.error is None, (name, honest.error)
         fetched_during = honest.fetched
-        _wait_until(lambda: honest.fetched > fetched_during or honest.error is not None, 20, "one more honest fetch")
+        _wait_until(
+            lambda: honest.fetched > fetched_during or honest.error is not None, 20, "one more honest fetch"
+        )
     finally:
         honest.stop.set()
         worker.join(30)
@@ -236,6 +334,9 @@ def test_bad_wire_input_is_refused_with_a_logged_reason_while_another_session_wo
     assert len(refused) == 18
     snap = node.snapshot()
     # The honest session paid for everything it received, to the byte, despite the noise.
-    assert honest.session is not None and honest.session.receipts[-1].cumulative_bytes == honest.session.metered_bytes
+    assert (
+        honest.session is not None
+        and honest.session.receipts[-1].cumulative_bytes == honest.session.metered_bytes
+    )
     assert snap["receipts"]["rejected"] == 4
     assert sum(snap["sessions"]["refused"].values()) == 10
