@@ -16,7 +16,7 @@ import {RewardMath} from "./libraries/RewardMath.sol";
 /// @dev Gas layout: a channel is one slot (settledAmount, settledBytes as uint128); the node's
 /// registry status, the fee rate and the latency curve are read once per call; the node's credit,
 /// the protocol fee and the reward weight are written once per call (aggregated over a batch).
-contract ReceiptSettlement is IReceiptSettlement, AccessControl, Pausable, EIP712 {
+contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausable {
     bytes32 public constant PARAMETER_ROLE = keccak256("PARAMETER_ROLE");
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
     bytes32 public constant RECEIPT_TYPEHASH = keccak256(
@@ -47,8 +47,10 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, Pausable, EIP71
     INodeRegistry private immutable _registry;
     IRewardPool private immutable _rewardPool;
 
-    mapping(address consumer => mapping(address node => Channel)) private _channels;
+    // Pausable is the last base, so `_feeBps` packs into the slot of Pausable's `_paused`: the pause
+    // check and the fee rate cost one cold storage read per call, not two.
     uint16 private _feeBps;
+    mapping(address consumer => mapping(address node => Channel)) private _channels;
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE, PARAMETER_ROLE and PAUSER_ROLE.
     constructor(address admin, address escrow_, address registry_, address rewardPool_, uint16 feeBps_)
