@@ -231,14 +231,16 @@ def settle(cx: CliContext, node_address: str | None, force: bool) -> None:
 
     client = cx.client()
     policy = cx.settings().settlement
-    signer = cx.signer()
+    # A dry run needs only the sender's address (for the estimate): no password, nothing signed.
+    signer = None if cx.dry_run else cx.signer()
+    sender = cx.account_info().address if signer is None else signer.address
     results: list[dict[str, Any]] = []
     with open_store(client) as store:
         nodes = [parse_address("node", node_address)] if node_address else nodes_in_store(store)
         with cx.status("reconciling in-flight settlements") as update:
             report = reconcile(client, store, signer, progress=update)
         for node in nodes:
-            plan = plan_settlement(client, store, signer.address, node, policy, force=force)
+            plan = plan_settlement(client, store, sender, node, policy, force=force)
             entry: dict[str, Any] = {"plan": plan.to_json(), "result": None}
             results.append(entry)
             if not plan.decision.act:

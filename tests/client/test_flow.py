@@ -66,7 +66,7 @@ def test_full_operator_and_consumer_flow(funded, kuota, tmp_path):
     assert kuota.settlement.channelOf(consumer, node)[0] == 0
 
     # A dry run shows the plan and sends nothing.
-    dry = k.ok("receipts", "settle", "--node", node, "--force", "--dry-run", "--account", "operator", *k.pw(), "--json")
+    dry = k.ok("receipts", "settle", "--node", node, "--force", "--dry-run", "--account", "operator", "--json")  # no password needed
     assert dry["dryRun"] is True and dry["nodes"][0]["plan"]["value"] == 3_500_000
     assert kuota.settlement.channelOf(consumer, node)[0] == 0
 
