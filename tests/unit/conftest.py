@@ -4,7 +4,7 @@ Every unit test runs against the system deployed by ``scripts/deploy.py`` (the r
 with one staked operator, one registered node and one funded consumer set up once per module;
 ``fn_isolation`` reverts the chain after each test.
 
-Custom errors are asserted exactly: `custom_error` builds the revert data the contract must return
+Custom errors are asserted exactly: `unit_helpers.custom_error` builds the revert data the contract must return
 (selector of the error's signature + ABI-encoded arguments) and renders it through Brownie's own
 decoder, so ``brownie.reverts(custom_error("StakingZeroAmount()"))`` matches that error with those
 argument values and nothing else.
