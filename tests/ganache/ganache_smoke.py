@@ -32,6 +32,7 @@ from integration.support import (  # noqa: E402
     receipt_domain,
     register_node,
     sign_receipt,
+    sign_receipt_eth_account,
 )
 
 NETWORK_ID = "kuota-ganache-smoke"
@@ -105,6 +106,8 @@ def _run(accounts, chain_id: int, mnemonic: str) -> dict:
         issued_at=web3.eth.get_block("latest")["timestamp"],
     )
     signature = sign_receipt(receipt, consumer_key, chain_id, system.settlement.address)
+    # The client's signer and eth-account agree byte for byte (RFC 6979 signatures are deterministic).
+    assert signature == sign_receipt_eth_account(receipt, consumer_key, chain_id, system.settlement.address)
     typed = {
         "types": {
             "EIP712Domain": [

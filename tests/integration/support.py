@@ -3,8 +3,8 @@ registration with a node-key proof, and the reward figures the contracts promise
 
 Everything signs with real secp256k1 keys: consumers are Anvil accounts whose private keys come from
 the Anvil mnemonic, node keys are fixed test keys. Receipts are signed by the client's signer
-(``nodeclient.receipts.signing``) when it is installed, otherwise by eth-account's EIP-712 encoder;
-either way the contract's ``ecrecover`` must agree, so nothing here can make a bad signature pass.
+(``nodeclient.receipts.signing``), the code consumers run; eth-account's EIP-712 encoder signs node
+keys and serves as an independent cross-check. The contract's ``ecrecover`` must agree either way.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = [
     "node_key",
     "receipt_domain",
     "sign_receipt",
+    "sign_receipt_eth_account",
     "sign_node_key",
     "register_node",
     "latency_multiplier_bps",
@@ -163,15 +164,12 @@ def _sign_typed(private_key: str, domain: dict, types: dict, primary: str, messa
 
 
 def sign_receipt(receipt: Receipt, private_key: str, chain_id: int, settlement_address: str) -> bytes:
-    """65-byte r‖s‖v signature of ``receipt`` by ``private_key`` under the settlement's domain."""
-    domain = receipt_domain(chain_id, settlement_address)
-    try:
-        from nodeclient.receipts import Receipt as ClientReceipt
-        from nodeclient.receipts.signing import receipt_domain as client_domain
-        from nodeclient.receipts.signing import sign_receipt as client_sign
-    except ImportError:
-        return _sign_typed(private_key, domain, RECEIPT_TYPES, "Receipt", receipt.as_message())
-    # The signer node operators run: prefer it so these tests exercise the shipped code path.
+    """65-byte r‖s‖v signature of ``receipt`` by ``private_key``, made by the client's signer
+    (``nodeclient.receipts.signing``, the code consumers run) under the settlement's domain."""
+    from nodeclient.receipts import Receipt as ClientReceipt
+    from nodeclient.receipts.signing import receipt_domain as client_domain
+    from nodeclient.receipts.signing import sign_receipt as client_sign
+
     client_receipt = ClientReceipt(
         consumer=receipt.consumer,
         node=receipt.node,
@@ -184,6 +182,12 @@ def sign_receipt(receipt: Receipt, private_key: str, chain_id: int, settlement_a
     signed = client_sign(client_receipt, private_key, client_domain(chain_id, settlement_address))
     signature = signed.signature
     return bytes.fromhex(signature[2:]) if isinstance(signature, str) else bytes(signature)
+
+
+def sign_receipt_eth_account(receipt: Receipt, private_key: str, chain_id: int, settlement_address: str) -> bytes:
+    """The same signature made independently with eth-account's EIP-712 encoder (a cross-check)."""
+    domain = receipt_domain(chain_id, settlement_address)
+    return _sign_typed(private_key, domain, RECEIPT_TYPES, "Receipt", receipt.as_message())
 
 
 def sign_node_key(key: NodeKey, node: str, operator: str, chain_id: int, registry_address: str) -> bytes:

@@ -3,7 +3,7 @@
 Three consumers and three nodes (two operators) act in random order: deposits, thaw requests,
 cancels and withdrawals, receipts signed and settled one by one or in batches (fresh, resubmitted,
 stale, lower-bytes and under-funded ones), node earnings withdrawals, fee sweeps, stake, stake-for,
-unbond, withdraw and slash, jail/unjail, time travel across thaw, unbonding and epoch boundaries,
+unbond, withdraw and slash, node exit, jail/unjail, time travel across thaw, unbonding and epoch boundaries,
 epoch finalisation, claims, and an emission change. A Python model predicts every outcome
 (including the exact custom error of every refused call) and the invariants compare model and chain
 after every step:
@@ -20,12 +20,15 @@ after every step:
   amount the consumer signed for the channel;
 - per-node reward ≤ rewardPerFeeUnit × fee and ≤ the epoch's per-node cap.
 
-Size: ``KUOTA_STATEFUL_EXAMPLES`` examples × up to ``KUOTA_STATEFUL_STEPS`` steps, default 30 × 15
-(2–4 minutes on a shared 2-core machine). Hypothesis keeps its first ~10 examples tiny (1–3 steps),
-runs extra short examples while it explores, and enables a random subset of the rules in each
-example (swarm testing), so many short examples cover more than a few long ones; the default yields
-roughly 300–600 steps. The test prints the examples, steps and outcomes it actually ran (``-s``).
-Raise both for a soak, e.g. ``KUOTA_STATEFUL_EXAMPLES=300 KUOTA_STATEFUL_STEPS=40``.
+Every example opens with traffic on every node (``initialize_traffic``) and closes, if all its steps
+and invariants passed, with an epilogue that ends the epoch, finalises and claims everything and
+checks the books again, so each example's usage goes through caps, scaling, dust and claims
+whichever rules hypothesis enabled for it (it enables a random subset per example: swarm testing).
+
+Size: ``KUOTA_STATEFUL_EXAMPLES`` examples × up to ``KUOTA_STATEFUL_STEPS`` steps, default 25 × 12
+(2–4 minutes on a shared 2-core machine). Hypothesis keeps its first ~10 examples tiny (1–3 steps)
+and runs extra short examples while it explores; the test prints the examples, steps and outcomes
+it actually ran (``-s``). Raise both for a soak, e.g. ``KUOTA_STATEFUL_EXAMPLES=300 KUOTA_STATEFUL_STEPS=40``.
 """
 
 from __future__ import annotations
@@ -42,11 +45,13 @@ from eth_utils import keccak
 
 from integration.support import BPS, Receipt, check_error, event_list, latency_multiplier_bps, sign_receipt
 
-EXAMPLES = int(os.environ.get("KUOTA_STATEFUL_EXAMPLES", "30"))
-STEPS = int(os.environ.get("KUOTA_STATEFUL_STEPS", "15"))
+EXAMPLES = int(os.environ.get("KUOTA_STATEFUL_EXAMPLES", "25"))
+STEPS = int(os.environ.get("KUOTA_STATEFUL_STEPS", "12"))
 
 MAX_DEPOSIT = 5 * 10**9  # 5000 USD (6 decimals)
 MAX_RECEIPT_STEP = 3 * 10**9  # big enough to hit the per-node cap in one receipt
+# NodeRegistry.NodeStatus values.
+ACTIVE, EXITING, JAILED = 1, 2, 3
 # What ran, by rule name (plus "examples"): reported by the test and checked to be non-trivial.
 STATS: Counter[str] = Counter()
 # Calls whose outcome depends on a deadline are kept this far from it (Anvil's clock is wall time).
@@ -103,6 +108,7 @@ class SystemMachine:
     st_emission = strategy("uint256", min_value=0, max_value=50 * 10**18)
     st_wait = strategy("bool")
     st_flag = strategy("bool")
+    st_traffic = strategy("uint256[9]", max_value=300 * 10**6)
     st_kind = strategy("uint8", max_value=2)
 
     def __init__(cls, world) -> None:
@@ -129,7 +135,7 @@ class SystemMachine:
         self.credits = [int(s.escrow.creditOf(n.address)) for n in w.nodes]
         self.fees = int(s.escrow.accruedFees())
         self.channels = {(c, n): Channel() for c in range(self.n_consumers) for n in range(self.n_nodes)}
-        self.jailed = [False] * self.n_nodes
+        self.status = [ACTIVE] * self.n_nodes
         self.bonded = [int(s.staking.bondedOf(op)) for op in w.operators]
         self.unbonding = [list(s.staking.unbondingOf(op)) for op in w.operators]
         self.slashed = self.reporter_rewards = self.burned = 0
@@ -155,6 +161,19 @@ class SystemMachine:
         self.steps += 1
 
     # ------------------------------------------------------------------ rules (one action each)
+
+    def initialize_traffic(self, st_traffic, st_latency) -> None:
+        """Every example opens with traffic: each consumer pays each node 0–300 USD, settled in one
+        batch per node, so every example has usage to finalise, cap, scale and claim."""
+        self._count()
+        for n in range(self.n_nodes):
+            items = [
+                (self._sign_next(c, n, amount, amount * 1_000, st_latency), c)
+                for c in range(self.n_consumers)
+                if (amount := st_traffic[n * self.n_consumers + c]) > 0
+            ]
+            if items:
+                self._settle_batch(n, [i[0][0] for i in items], [i[0][1] for i in items], [i[1] for i in items])
 
     def rule_deposit(self, st_consumer, st_deposit, st_flag) -> None:
         """A consumer deposits, or a third party deposits for it."""
@@ -356,7 +375,8 @@ class SystemMachine:
         channel.settled_bytes = receipt.cumulative_bytes
         fee = paid * self.fee_bps // BPS
         multiplier = latency_multiplier_bps(receipt.latency_ms, *self.curve)
-        weight = 0 if self.jailed[n] else fee * multiplier // BPS
+        # Only Active nodes earn reward weight; Exiting and Jailed nodes are paid without it.
+        weight = fee * multiplier // BPS if self.status[n] == ACTIVE else 0
         return True, paid, fee, weight
 
     def _book(self, n: int, tx, paid: int, fee: int, weight: int) -> None:
@@ -451,10 +471,14 @@ class SystemMachine:
             receipts.append(item[0])
             signatures.append(item[1])
             owners.append(c)
+        self._settle_batch(st_node, receipts, signatures, owners)
+
+    def _settle_batch(self, node: int, receipts: list[Receipt], signatures: list[bytes], owners: list[int]) -> None:
+        """settleMany for ``node``: the model predicts which receipts settle, pay and skip."""
         total_paid = total_fee = total_weight = settled = 0
         expected_skips = 0
         for receipt, c in zip(receipts, owners):
-            ok, paid, fee, weight = self._apply(receipt, c, st_node)
+            ok, paid, fee, weight = self._apply(receipt, c, node)
             settled += ok
             expected_skips += not ok
             total_paid += paid
@@ -470,24 +494,48 @@ class SystemMachine:
         assert (batch["receiptCount"], batch["settledCount"]) == (len(receipts), settled)
         assert (batch["paid"], batch["fee"]) == (total_paid, total_fee)
         assert bytes(batch["bundleRoot"]) == root
-        self._book(st_node, tx, total_paid, total_fee, total_weight)
+        self._book(node, tx, total_paid, total_fee, total_weight)
         STATS["~batch receipts settled"] += settled
         STATS["~batch receipts skipped"] += expected_skips
 
-    def rule_jail_toggle(self, st_node) -> None:
-        """The jailer jails an active node or unjails a jailed one (jailed usage pays but earns no weight)."""
+    def rule_node_status(self, st_node, st_flag) -> None:
+        """The operator asks to exit an Active node (its stake stops being required), or the jailer
+        jails a node (an Exiting one counts toward the required stake again) or unjails it (Active)."""
+        if st_flag:
+            self._do_request_exit(st_node)
+        else:
+            self._do_jail_toggle(st_node)
+
+    def _do_request_exit(self, n: int) -> None:
         self._count()
-        node = self.world.nodes[st_node].address
-        if self.jailed[st_node]:
+        node = self.world.nodes[n].address
+        operator = self.world.operators[self.world.node_operator[n]]
+        if self.status[n] != ACTIVE:
+            expect_error(
+                self.s.registry.requestExit, (node,), operator, "RegistryInvalidStatus", (node, self.status[n])
+            )
+            return
+        self.s.registry.requestExit(node, {"from": operator})
+        self.status[n] = EXITING
+
+    def _do_jail_toggle(self, n: int) -> None:
+        self._count()
+        node = self.world.nodes[n].address
+        if self.status[n] == JAILED:
             self.s.registry.unjail(node, {"from": self.world.slasher})
+            self.status[n] = ACTIVE
         else:
             self.s.registry.jail(node, "stateful test", {"from": self.world.slasher})
-        self.jailed[st_node] = not self.jailed[st_node]
+            self.status[n] = JAILED
 
     # ------------------------------------------------------------------ staking
 
     def _required(self, op: int) -> int:
-        return self.min_stake * self.world.node_operator.count(op)
+        """minStake × the operator's nodes that have not exited (a jailed node still counts)."""
+        live = [n for n, owner in enumerate(self.world.node_operator) if owner == op and self.status[n] != EXITING]
+        required = self.min_stake * len(live)
+        assert int(self.s.registry.requiredStake(self.world.operators[op])) == required
+        return required
 
     def _do_stake(self, st_operator, st_stake) -> None:
         """An operator bonds more stake."""
@@ -817,3 +865,4 @@ def test_system_invariants(state_machine, world):
     assert steps > 0
     assert stats["~settled receipts"] + stats["~batch receipts settled"] > 0
     assert stats["~examples closed by the epilogue"] > 0
+    assert stats["~epochs finalised"] > 0
