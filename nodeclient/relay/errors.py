@@ -6,7 +6,7 @@ frame and writes to its log, so an operator can grep refusals by kind.
 
 from __future__ import annotations
 
-from nodeclient.errors import EXIT_FUNDS, EXIT_REFUSED, RelayError
+from nodeclient.errors import EXIT_FUNDS, EXIT_REFUSED, ConfigError, RelayError
 
 __all__ = [
     "CapReachedError",
@@ -22,6 +22,15 @@ __all__ = [
     "SpendCapReachedError",
     "TargetRefusedError",
 ]
+
+
+class RelayConfigError(ConfigError):
+    """A relay setting is out of range; names the setting, its value and the rule it breaks."""
+
+    def __init__(self, setting: str, value: object, rule: str) -> None:
+        self.setting = setting
+        self.value = value
+        super().__init__(f"relay setting {setting} = {value!r} is invalid: {rule}")
 
 
 class ProtocolError(RelayError):

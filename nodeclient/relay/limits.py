@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nodeclient.errors import StoreError
-from nodeclient.relay.errors import CapReachedError
+from nodeclient.relay.errors import CapReachedError, RelayConfigError
 
 __all__ = ["Caps", "TokenBucket", "UsageLedger"]
 
@@ -35,7 +35,7 @@ class TokenBucket:
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
         if rate <= 0:
-            raise ValueError(f"rate must be positive bytes per second, got {rate}")
+            raise RelayConfigError("rate_bytes_per_s", rate, "must be positive")
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else max(rate / 10, 256 * 1024))
         self._tokens = self.burst

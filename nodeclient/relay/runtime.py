@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nodeclient.errors import KuotaError
+from nodeclient.relay.errors import RelayConfigError
 from nodeclient.relay.server import RelayServer
 
 __all__ = ["BackgroundSettler", "serve_node"]
@@ -38,7 +39,7 @@ class BackgroundSettler:
         self, settle_once: Callable[[], dict[str, Any]], interval: float, server: RelayServer
     ) -> None:
         if interval <= 0:
-            raise ValueError(f"settlement interval must be positive seconds, got {interval}")
+            raise RelayConfigError("settle_interval", interval, "must be a positive number of seconds")
         self.settle_once = settle_once
         self.interval = interval
         self.server = server

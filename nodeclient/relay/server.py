@@ -30,6 +30,7 @@ from nodeclient.relay.errors import (
     InsufficientEscrowError,
     ProtocolError,
     ReceiptRejectedError,
+    RelayConfigError,
     RelayError,
     SessionRefusedError,
     TargetRefusedError,
@@ -58,6 +59,7 @@ __all__ = ["ReceiptSink", "RelayConfig", "RelayServer"]
 log = logging.getLogger("kuota.relay.node")
 
 _NODE_INFO_TTL_S = 30.0
+_SUMMARY_LOG_S = 60.0
 
 
 class ReceiptSink(Protocol):
@@ -101,21 +103,39 @@ class RelayConfig:
 
     def __post_init__(self) -> None:
         if self.credit_bytes <= 0:
-            raise ValueError(f"credit_bytes must be positive, got {self.credit_bytes}")
+            raise RelayConfigError("credit_bytes", self.credit_bytes, "must be positive")
         if not 0 < self.receipt_interval_bytes <= self.credit_bytes:
-            raise ValueError(
-                f"receipt_interval_bytes ({self.receipt_interval_bytes}) must be in 1..credit_bytes ({self.credit_bytes})"
+            raise RelayConfigError(
+                "receipt_interval_bytes",
+                self.receipt_interval_bytes,
+                f"must be in 1..credit_bytes ({self.credit_bytes})",
             )
         if not 0 < self.chunk_bytes <= self.credit_bytes:
-            raise ValueError(
-                f"chunk_bytes ({self.chunk_bytes}) must be in 1..credit_bytes ({self.credit_bytes})"
+            raise RelayConfigError(
+                "chunk_bytes", self.chunk_bytes, f"must be in 1..credit_bytes ({self.credit_bytes})"
             )
-        if self.chunk_bytes + STREAM_ID_SIZE > self.max_frame:
-            raise ValueError(f"chunk_bytes ({self.chunk_bytes}) + 4 must fit in max_frame ({self.max_frame})")
         if self.max_frame < 4096:
-            raise ValueError(f"max_frame must be at least 4096 bytes, got {self.max_frame}")
-        if self.max_sessions <= 0 or self.max_streams_per_session <= 0:
-            raise ValueError("max_sessions and max_streams_per_session must be positive")
+            raise RelayConfigError("max_frame", self.max_frame, "must be at least 4096 bytes")
+        if self.chunk_bytes + STREAM_ID_SIZE > self.max_frame:
+            raise RelayConfigError(
+                "chunk_bytes", self.chunk_bytes, f"plus 4 must fit in max_frame ({self.max_frame})"
+            )
+        for name in ("max_sessions", "max_streams_per_session"):
+            if getattr(self, name) <= 0:
+                raise RelayConfigError(name, getattr(self, name), "must be positive")
+        for name in (
+            "handshake_timeout",
+            "idle_timeout",
+            "frame_timeout",
+            "pause_timeout",
+            "connect_timeout",
+        ):
+            if getattr(self, name) <= 0:
+                raise RelayConfigError(name, getattr(self, name), "must be a positive number of seconds")
+        if self.rate_bytes_per_s is not None and self.rate_bytes_per_s <= 0:
+            raise RelayConfigError(
+                "rate_bytes_per_s", self.rate_bytes_per_s, "must be positive (or None for no cap)"
+            )
 
 
 def _ceil_amount(nbytes: int, price: int) -> int:
@@ -237,8 +257,23 @@ class RelayServer:
                 log.warning("cannot write relay status file %s: %s", self.config.stats_path, exc)
 
     async def _stats_loop(self) -> None:
+        last_log = time.monotonic()
         while True:
             self._write_stats()
+            if time.monotonic() - last_log >= _SUMMARY_LOG_S:
+                last_log = time.monotonic()
+                stats = self.stats
+                log.info(
+                    "relay: %d sessions open (%d total), %d bytes down / %d up, %d unpaid, %d receipts stored, "
+                    "%d settlements",
+                    stats.sessions_active,
+                    stats.sessions_total,
+                    stats.bytes_down,
+                    stats.bytes_up,
+                    stats.unpaid_exposure_bytes,
+                    stats.receipts_stored,
+                    stats.settlements,
+                )
             await asyncio.sleep(self.config.stats_interval)
 
     # -- chain facts ---------------------------------------------------------------------------

@@ -153,3 +153,25 @@ def test_malformed_hello_fields_are_named(field, value, message):
     with pytest.raises(HandshakeError) as info:
         Hello.from_json(body)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"credit_bytes": 0}, "relay setting credit_bytes = 0 is invalid: must be positive"),
+        ({"receipt_interval_bytes": 2**30}, "relay setting receipt_interval_bytes = 1073741824 is invalid"),
+        ({"chunk_bytes": 2**20, "credit_bytes": 2**23}, "plus 4 must fit in max_frame"),
+        (
+            {"idle_timeout": 0},
+            "relay setting idle_timeout = 0 is invalid: must be a positive number of seconds",
+        ),
+        ({"rate_bytes_per_s": -5.0}, "relay setting rate_bytes_per_s = -5.0 is invalid"),
+    ],
+)
+def test_relay_config_names_the_bad_setting(overrides, message):
+    from nodeclient.relay.errors import RelayConfigError
+    from nodeclient.relay.server import RelayConfig
+
+    with pytest.raises(RelayConfigError) as info:
+        RelayConfig(**overrides)
+    assert message in str(info.value)
