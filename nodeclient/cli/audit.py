@@ -38,7 +38,11 @@ def _target(cx: CliContext, confirmations: int | None) -> tuple[str, Any, int]:
         url, manifest_path, depth = cx.rpc_url, cx.manifest, DEFAULT_CONFIRMATIONS
         expected = cx.chain_id
     else:
-        profile = cx.settings().profile()
+        try:
+            profile = cx.settings().profile()
+        except KuotaError as exc:
+            # Every input the auditor cannot use exits 4, so CI can tell "could not audit" from a verdict.
+            raise AuditInputError(f"network profile unusable: {exc}") from None
         url, manifest_path, depth, expected = profile.rpc_url, profile.manifest, profile.confirmations, profile.chain_id
     try:
         deployment = load_manifest(manifest_path, expected_chain_id=expected)
