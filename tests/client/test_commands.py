@@ -122,3 +122,31 @@ def test_account_balance_transfer_and_local_faucet(fresh, kuota):
     assert after["payment"] == before["payment"] + 7 * 10**6 and after["kuota"] == before["kuota"] + 25 * 10**17
     too_much = k.run("account", "transfer", "PAYMENT", k.addresses["operator"], "1000000", "--account", "payout", *k.pw(), "--yes")
     assert too_much.exit_code == 5 and "1,000,000" in too_much.stderr
+
+
+def test_partial_payment_then_top_up_settles_the_rest(fresh, kuota, tmp_path):
+    """Escrow short: the receipt pays what is there; after a top-up the same receipt settles the rest."""
+    k = fresh
+    node, consumer = k.addresses["node"], k.addresses["consumer"]
+    k.ok("stake", "add", "1000", "--account", "operator", *k.pw(), "--yes")
+    k.ok("node", "register", "--account", "operator", "--node-account", "node", "--price", "1", "--capacity", "1",
+         "--region", "x", *k.pw(), "--yes")
+    k.ok("escrow", "deposit", "1", "--account", "consumer", *k.pw(), "--yes")
+    f = tmp_path / "r.jsonl"
+    k.ok("receipts", "sign", "--node", node, "--amount", "3", "--bytes", "3000", "--out", str(f), "--account", "consumer", *k.pw())
+    k.ok("receipts", "import", str(f), "--node", node)
+    first = k.ok("receipts", "settle", "--force", "--account", "operator", *k.pw(), "--yes", "--json")["nodes"][0]
+    assert first["plan"]["value"] == 1_000_000 and first["result"]["paid"] == 1_000_000
+    assert kuota.settlement.channelOf(consumer, node)[0] == 1_000_000
+    listed = k.ok("receipts", "list", "--json")["channels"][0]
+    assert listed["settledAmount"] == 1_000_000 and listed["unsettledAmount"] == 2_000_000
+    # Nothing to collect while the escrow is empty: the plan says so and sends nothing.
+    empty = k.ok("receipts", "settle", "--force", "--account", "operator", *k.pw(), "--yes", "--json")["nodes"][0]
+    assert empty["result"] is None and any("escrow is empty" in n for n in empty["plan"]["notes"])
+    k.ok("escrow", "deposit", "5", "--account", "consumer", *k.pw(), "--yes")
+    second = k.ok("receipts", "settle", "--force", "--account", "operator", *k.pw(), "--yes", "--json")["nodes"][0]
+    assert second["result"]["paid"] == 2_000_000
+    assert kuota.settlement.channelOf(consumer, node)[0] == 3_000_000
+    assert kuota.escrow.availableOf(consumer) == 3_000_000  # 1 + 5 deposited, 3 paid
+    ledger = k.ok("earnings", "--node", node, "--json")["totals"]
+    assert ledger["gross"] == 3_000_000 and ledger["settlements"] == 2 and ledger["consistent"] is True
