@@ -133,10 +133,18 @@ class RelayStream:
             await self.session._send(encode_control(FrameType.CLOSE, {"stream": self.id}))
 
     async def close(self) -> None:
-        """Close both directions."""
-        await self.write_eof()
-        self.session._streams.pop(self.id, None)
+        """Close both directions. If the destination has not finished, the node is told to abort the
+        stream, so it stops relaying (and this consumer stops paying for) bytes nobody will read."""
+        if self.session._streams.pop(self.id, None) is None:
+            return
         self.session._closed_streams.add(self.id)
+        if self.session._dead is not None:
+            return
+        if not self.remote_closed:
+            self.eof_sent = True
+            await self.session._send(encode_control(FrameType.CLOSE, {"stream": self.id, "abort": True}))
+        else:
+            await self.write_eof()
 
 
 class RelaySession:

@@ -693,7 +693,10 @@ class _Session:
         elif t == FrameType.CLOSE:
             body = decode_control(frame)
             stream = self.streams.get(body.get("stream"))  # type: ignore[arg-type]
-            if stream is not None and not stream.closed_by_peer:
+            if stream is not None and body.get("abort") is True:
+                # The consumer stopped reading: stop relaying now, or it would pay for bytes it discards.
+                self._drop_stream(stream)
+            elif stream is not None and not stream.closed_by_peer:
                 stream.closed_by_peer = True
                 stream.up.put_nowait(None)
         elif t == FrameType.BYE:

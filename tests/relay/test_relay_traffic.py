@@ -96,3 +96,29 @@ def _as_tuple(receipt) -> tuple:
         receipt.latency_ms,
         receipt.issued_at,
     )
+
+
+def test_closing_a_stream_early_stops_the_relay_and_the_payment(world, relay, origin):
+    node = relay()
+    size = 200 * MIB
+
+    async def run():
+        session = await open_session(
+            node.host, node.port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view()
+        )
+        stream = await session.open_stream("127.0.0.1", origin.server.server_address[1])
+        await stream.write(b"GET /bytes/%d HTTP/1.0\r\n\r\n" % size)
+        got = 0
+        while got < MIB:
+            got += len(await stream.read(65536))
+        await stream.close()
+        await asyncio.sleep(1.0)  # anything still relayed after the abort would arrive (and be paid) now
+        await session.close()
+        return session
+
+    session = asyncio.run(run())
+    snap = node.wait_idle()
+    carried = snap["bytes"]["down"] + snap["bytes"]["up"]
+    # At most the credit window beyond what was read before the abort; nowhere near the 200 MiB body.
+    assert carried <= MIB + node.server.config.credit_bytes + node.server.config.chunk_bytes
+    assert session.receipts[-1].cumulative_bytes == session.metered_bytes == carried
