@@ -4,7 +4,7 @@
 chain, a manifest whose contracts are not at their addresses). ``gather`` reads the events of the range
 with ``LogFetcher``, pins the header of every block it uses, reads the parameters at the end block and,
 for a range that starts after the deployment, the state just before it. ``EndState`` answers the
-contracts' views at the end block for ``reconcile`` — every call pinned with ``block_identifier``, so a
+contracts' views at the end block for ``reconcile`` — every call pinned to the end block's hash, so a
 head that moves while the audit runs changes nothing.
 """
 
@@ -155,11 +155,14 @@ def resolve_range(
 
 
 class EndState:
-    """The contracts' views at one block (``block_identifier`` pinned on every call)."""
+    """The contracts' views at one block, every call pinned to its hash (EIP-1898) or number."""
 
-    def __init__(self, source: AuditSource, block: int) -> None:
+    def __init__(self, source: AuditSource, block: int, block_hash: str | None = None) -> None:
         self.source = source
         self.block = block
+        # Pin by hash (EIP-1898) when known: after a reorg the call fails instead of silently
+        # answering from the other branch at the same height.
+        self._identifier: Any = block_hash if block_hash else block
         self._c = {name: source.contract(name) for name in EVENT_CONTRACTS}
         self._token = source.w3.eth.contract(address=source.contracts["PaymentToken"], abi=ERC20_ABI)
         self.calls = 0
@@ -167,7 +170,7 @@ class EndState:
     def _call(self, fn: Any, what: str) -> Any:
         self.calls += 1
         try:
-            return rpc_call(self.source.w3, "eth_call", lambda: fn.call(block_identifier=self.block))
+            return rpc_call(self.source.w3, "eth_call", lambda: fn.call(block_identifier=self._identifier))
         except KuotaError:
             raise
         except Exception as exc:  # a revert or an RPC that cannot serve this block's state
@@ -235,7 +238,7 @@ class EndState:
 def _check_contracts(source: AuditSource, end: EndState) -> None:
     for name in EVENT_CONTRACTS + ("PaymentToken",):
         address = source.contracts[name]
-        code = rpc_call(source.w3, "eth_getCode", lambda a=address: source.w3.eth.get_code(a, block_identifier=end.block))
+        code = rpc_call(source.w3, "eth_getCode", lambda a=address: source.w3.eth.get_code(a, block_identifier=end._identifier))
         if not code:
             raise ChainMismatchError(
                 f"the manifest's {name} at {address} has no code at block {end.block} on chain {source.chain_id}: "
@@ -253,9 +256,9 @@ def _fetch_headers(source: AuditSource, blocks: BlockIndex, numbers: Iterable[in
     blocks.prefetch(list(numbers))
 
 
-def _seed(source: AuditSource, block: int, events: list[Event]) -> Seed:
-    """State at ``block`` (just before the range) of every party the range's events touch."""
-    state = EndState(source, block)
+def _seed(source: AuditSource, block: Any, events: list[Event]) -> Seed:
+    """State at ``block`` (the header just before the range) of every party the range's events touch."""
+    state = EndState(source, block.number, block.hash)
     seed = Seed()
     consumers: set[str] = set()
     nodes: set[str] = set()
@@ -311,9 +314,8 @@ def _seed(source: AuditSource, block: int, events: list[Event]) -> Seed:
 def gather(source: AuditSource, rng: BlockRange, fetcher: LogFetcher) -> tuple[ChainData, BlockIndex, EndState, list[Event]]:
     """Read the range: decoded events, pinned headers, end-block parameters, seed, funding transfers."""
     blocks = BlockIndex(source.w3)
-    end = EndState(source, rng.to_block)
     blocks.header(rng.from_block)
-    blocks.header(rng.to_block)
+    end = EndState(source, rng.to_block, blocks.header(rng.to_block).hash)
     _check_contracts(source, end)
     decoder = EventDecoder({n: source.contracts[n] for n in EVENT_CONTRACTS}, source.abis)
     addresses = [source.contracts[n] for n in EVENT_CONTRACTS]
@@ -325,7 +327,10 @@ def gather(source: AuditSource, rng: BlockRange, fetcher: LogFetcher) -> tuple[C
         ev = decoder.decode(r)
         if ev is not None:
             events.append(ev)
-    seed = Seed() if rng.from_block <= source.deployment_block else _seed(source, rng.from_block - 1, events)
+    seed = Seed()
+    if rng.from_block > source.deployment_block:
+        before = BlockIndex(source.w3).header(rng.from_block - 1)
+        seed = _seed(source, before, events)
     genesis = int(end.reward_view("genesis"))
     epoch_length = int(end.reward_view("epochLength"))
     data = ChainData(
