@@ -13,7 +13,7 @@ from typing import Any
 
 from nodeclient.audit.crypto import SECP256K1_HALF_N, keccak, receipt_digest, recover_address
 
-__all__ = ["FIELDS", "ParsedReceipt", "parse_receipt", "verify_chunk", "checksum"]
+__all__ = ["FIELDS", "ParsedReceipt", "checksum", "parse_receipt", "verify_chunk"]
 
 FIELDS = ("consumer", "node", "sessionId", "cumulativeBytes", "cumulativeAmount", "latencyMs", "issuedAt", "signature")
 _KEYS = frozenset(FIELDS)

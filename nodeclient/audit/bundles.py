@@ -20,10 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-import threading
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,17 @@ from nodeclient.audit.errors import AuditInputError
 from nodeclient.audit.findings import Findings
 from nodeclient.audit.replay import BatchRecord
 
-__all__ = ["BundleFile", "BundleReceipt", "Bundle", "BundleReport", "read_bundle_dir", "read_bundle_urls",
-           "verify_bundles", "recover_many", "default_jobs"]
+__all__ = [
+    "Bundle",
+    "BundleFile",
+    "BundleReceipt",
+    "BundleReport",
+    "default_jobs",
+    "read_bundle_dir",
+    "read_bundle_urls",
+    "recover_many",
+    "verify_bundles",
+]
 
 #: Parallel recovery pays for its process start-up only above this many receipts.
 PARALLEL_THRESHOLD = 4_000

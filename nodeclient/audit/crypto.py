@@ -33,12 +33,12 @@ __all__ = [
     "RECEIPT_TYPEHASH",
     "SECP256K1_HALF_N",
     "ReceiptTuple",
-    "keccak",
     "domain_separator",
-    "receipt_struct_hash",
-    "receipt_digest",
-    "recover_address",
+    "keccak",
     "merkle_root",
+    "receipt_digest",
+    "receipt_struct_hash",
+    "recover_address",
 ]
 
 RECEIPT_TYPE = (
@@ -106,7 +106,7 @@ def recover_address(digest: bytes, signature: bytes) -> bytes | None:
         return None
     try:
         point = PublicKey.from_signature_and_message(signature[:64] + bytes((v - 27,)), digest, hasher=None)
-    except Exception:  # coincurve raises ValueError/Exception for r out of range or no point
+    except Exception:  # noqa: BLE001 - coincurve raises ValueError/Exception for r out of range or no point
         return None
     return keccak(point.format(compressed=False)[1:])[12:]
 

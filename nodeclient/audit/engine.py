@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeclient.audit.bundles import BundleFile, default_jobs, read_bundle_dir, read_bundle_urls, verify_bundles
+from nodeclient.audit.bundles import (
+    BundleFile,
+    default_jobs,
+    read_bundle_dir,
+    read_bundle_urls,
+    verify_bundles,
+)
 from nodeclient.audit.findings import Findings
 from nodeclient.audit.heuristics import HeuristicLimits, find_warnings
 from nodeclient.audit.logs import FetchStats, LogFetcher

@@ -14,14 +14,14 @@ from __future__ import annotations
 from nodeclient.errors import EXIT_AUDIT_EVIDENCE, EXIT_AUDIT_MISMATCH, EXIT_CHAIN, AuditError
 
 __all__ = [
+    "AuditEvidenceError",
     "AuditInputError",
     "AuditMismatchError",
-    "AuditEvidenceError",
-    "RpcUnavailableError",
     "ChainMismatchError",
-    "UnconfirmedRangeError",
     "LogRangeError",
     "ReorgDuringFetchError",
+    "RpcUnavailableError",
+    "UnconfirmedRangeError",
 ]
 
 

@@ -16,7 +16,7 @@ from eth_utils import to_checksum_address
 from nodeclient.audit.crypto import keccak
 from nodeclient.audit.errors import ChainMismatchError
 
-__all__ = ["RawLog", "Event", "EventDecoder", "event_signature", "TRANSFER_TOPIC"]
+__all__ = ["TRANSFER_TOPIC", "Event", "EventDecoder", "RawLog", "event_signature"]
 
 TRANSFER_TOPIC = keccak(b"Transfer(address,address,uint256)")
 
@@ -79,7 +79,7 @@ def _is_dynamic(kind: str) -> bool:
 
 
 class _EventSpec:
-    __slots__ = ("contract", "name", "indexed", "data_names", "data_types")
+    __slots__ = ("contract", "data_names", "data_types", "indexed", "name")
 
     def __init__(self, contract: str, entry: dict[str, Any]) -> None:
         self.contract = contract
@@ -125,7 +125,7 @@ class EventDecoder:
                 args[name] = topic if _is_dynamic(kind) else abi_decode([kind], topic)[0]
             if spec.data_types:
                 args.update(zip(spec.data_names, abi_decode(spec.data_types, log.data)))
-        except Exception as exc:  # eth-abi raises several types; all mean "not this ABI"
+        except Exception as exc:  # noqa: BLE001 - eth-abi raises several types; all mean "not this ABI"
             raise ChainMismatchError(
                 f"log {log.log_index} of block {log.block_number} from {spec.contract} ({log.address}) does not "
                 f"decode as {spec.name}: {exc}; the contract there is not the one the shipped ABI describes"

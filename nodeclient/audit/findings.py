@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MISMATCH", "EVIDENCE", "WARNING", "SEVERITIES", "Finding", "Findings"]
+__all__ = ["EVIDENCE", "MISMATCH", "SEVERITIES", "WARNING", "Finding", "Findings"]
 
 MISMATCH = "mismatch"
 EVIDENCE = "evidence"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import pairwise
 from statistics import median
 
 from nodeclient.audit.bundles import Bundle
@@ -94,7 +95,7 @@ def _capacity(ledger: Ledger, bundles: list[Bundle], f: Findings, counts: dict[s
         counts["capacity_channels_checked"] += 1
         points = sorted(set(points))
         worst = None
-        for (t0, b0, _), (t1, b1, src) in zip(points, points[1:]):
+        for (t0, b0, _), (t1, b1, src) in pairwise(points):
             if b1 <= b0:
                 continue
             rate = _mbps(b1 - b0, t1 - t0)

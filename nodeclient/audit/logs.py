@@ -28,7 +28,7 @@ from web3.exceptions import Web3RPCError
 from nodeclient.audit.errors import LogRangeError, ReorgDuringFetchError, RpcUnavailableError
 from nodeclient.audit.events import RawLog
 
-__all__ = ["FetchStats", "LogFetcher", "BlockIndex", "classify_rpc_error", "rpc_call"]
+__all__ = ["BlockIndex", "FetchStats", "LogFetcher", "classify_rpc_error", "rpc_call"]
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class LogFetcher:
             self.stats.calls += 1
             try:
                 entries = self._w3.eth.get_logs(params)  # type: ignore[arg-type]
-            except Exception as exc:  # classified; fatal errors propagate
+            except Exception as exc:  # noqa: BLE001 - classified; fatal errors propagate
                 kind = classify_rpc_error(exc)
                 if kind == "fatal":
                     raise LogRangeError(start, end, _short(exc)) from None
@@ -245,7 +245,7 @@ class BlockIndex:
                     if int(block["number"]) != n:
                         raise ValueError(f"batch answered block {block['number']} for {n}")
                     self._blocks[n] = BlockHeader(number=n, hash=_hex(block["hash"]), timestamp=int(block["timestamp"]))
-            except Exception as exc:  # batches are optional for providers: fall back, never fail on them
+            except Exception as exc:  # noqa: BLE001 - batches are optional for providers: fall back, never fail on them
                 log.info("batched eth_getBlockByNumber refused (%s); reading %d headers one by one", _short(exc), len(part))
                 for n in part:
                     self.header(n)

@@ -21,7 +21,7 @@ from rich.table import Table
 from nodeclient.audit.findings import EVIDENCE, MISMATCH, WARNING, Finding
 from nodeclient.errors import EXIT_AUDIT_EVIDENCE, EXIT_AUDIT_MISMATCH
 
-__all__ = ["REPORT_VERSION", "verdict_of", "to_json", "write_csv", "render_summary", "first_finding"]
+__all__ = ["REPORT_VERSION", "first_finding", "render_summary", "to_json", "verdict_of", "write_csv"]
 
 REPORT_VERSION = 1
 

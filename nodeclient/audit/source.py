@@ -23,10 +23,19 @@ from nodeclient.abi import load_abi
 from nodeclient.audit.errors import AuditInputError, ChainMismatchError, UnconfirmedRangeError
 from nodeclient.audit.events import TRANSFER_TOPIC, Event, EventDecoder
 from nodeclient.audit.logs import BlockIndex, LogFetcher, rpc_call
-from nodeclient.audit.replay import PARAMETERS, Account, Channel, ChainData, EpochState, NodeEpoch, NodeInfo, Seed
+from nodeclient.audit.replay import (
+    PARAMETERS,
+    Account,
+    ChainData,
+    Channel,
+    EpochState,
+    NodeEpoch,
+    NodeInfo,
+    Seed,
+)
 from nodeclient.errors import KuotaError
 
-__all__ = ["AuditSource", "BlockRange", "EndState", "open_source", "resolve_range", "gather", "ERC20_ABI"]
+__all__ = ["ERC20_ABI", "AuditSource", "BlockRange", "EndState", "gather", "open_source", "resolve_range"]
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +182,7 @@ class EndState:
             return rpc_call(self.source.w3, "eth_call", lambda: fn.call(block_identifier=self._identifier))
         except KuotaError:
             raise
-        except Exception as exc:  # a revert or an RPC that cannot serve this block's state
+        except Exception as exc:  # noqa: BLE001 - a revert or an RPC that cannot serve this block's state
             raise AuditInputError(
                 f"cannot read {what} at block {self.block} from {self.source.url}: {str(exc)[:200]} "
                 "(a pruned, non-archive node cannot answer for old blocks; audit a recent range or use an archive RPC)"

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Self
 
 import requests
 from eth_account import Account
@@ -25,20 +26,20 @@ from nodeclient.receipts import Receipt
 from nodeclient.receipts.signing import receipt_digest, receipt_domain, sign_receipt
 
 __all__ = [
-    "UNIT",
     "ANVIL_MNEMONIC",
-    "anvil_key",
-    "node_key_signature",
-    "signed_receipt_json",
-    "reference_root",
-    "write_bundle",
-    "bundle_bytes",
+    "UNIT",
     "BatchInfo",
     "Economy",
     "RpcProxy",
+    "anvil_key",
+    "bundle_bytes",
+    "node_key_signature",
     "receipt_tuple",
+    "reference_root",
     "settle_batch",
     "settle_one",
+    "signed_receipt_json",
+    "write_bundle",
 ]
 
 UNIT = 10**6
@@ -150,12 +151,12 @@ class Economy:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_ProxyServer"
+    server: _ProxyServer
 
     def log_message(self, *args: Any) -> None:  # keep test output clean
         pass
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         request = json.loads(body)
         response = self.server.proxy.handle(request)
@@ -169,7 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
-    proxy: "RpcProxy"
+    proxy: RpcProxy
 
 
 class RpcProxy:
@@ -208,11 +209,11 @@ class RpcProxy:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> "RpcProxy":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
 

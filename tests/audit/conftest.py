@@ -12,11 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from brownie import chain, web3
+from audit_helpers import (
+    UNIT,
+    Economy,
+    anvil_key,
+    node_key_signature,
+    settle_batch,
+    settle_one,
+    signed_receipt_json,
+)
+from brownie import chain
 from eth_account import Account
 from eth_utils import keccak
-
-from audit_helpers import UNIT, Economy, anvil_key, node_key_signature, settle_batch, settle_one, signed_receipt_json
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +135,8 @@ def audit_options(economy):
     deployment = load_manifest(economy.manifest_path)
 
     def _options(**overrides: Any) -> Any:
-        values: dict[str, Any] = dict(rpc_url=economy.rpc_url, deployment=deployment, confirmations=0,
-                                      bundle_dir=economy.bundle_dir, jobs=1)
+        values: dict[str, Any] = {"rpc_url": economy.rpc_url, "deployment": deployment, "confirmations": 0,
+                                      "bundle_dir": economy.bundle_dir, "jobs": 1}
         values.update(overrides)
         return AuditOptions(**values)
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 
 import pytest
+from audit_helpers import anvil_key, reference_root, signed_receipt_json
 from brownie import chain
 from eth_account import Account
 
-from audit_helpers import anvil_key, reference_root, signed_receipt_json
 from nodeclient.audit._verify import parse_receipt, verify_chunk
-from nodeclient.audit.crypto import SECP256K1_HALF_N, domain_separator, merkle_root, receipt_digest, recover_address
+from nodeclient.audit.crypto import (
+    SECP256K1_HALF_N,
+    domain_separator,
+    merkle_root,
+    receipt_digest,
+    recover_address,
+)
 from nodeclient.receipts import Receipt
 from nodeclient.receipts.signing import receipt_digest as reference_digest
 from nodeclient.receipts.signing import receipt_domain

@@ -3,9 +3,9 @@ blocks, and the confirmed part of the report does not change at all."""
 
 from __future__ import annotations
 
+from audit_helpers import UNIT, receipt_tuple, signed_receipt_json
 from brownie import chain, web3
 
-from audit_helpers import UNIT, receipt_tuple, signed_receipt_json
 from nodeclient.audit import run_audit
 from nodeclient.audit.report import to_json
 
