@@ -47,12 +47,13 @@ def _node_key_options(fn: Any) -> Any:
 def _node_signer(cx: CliContext, ref: str | None, keystore: Path | None, password_file: Path | None) -> Any:
     if ref is None and keystore is None:
         raise click.UsageError("the node key is required: pass --node-account ALIAS or --node-keystore FILE")
+    # need_key: even a dry run must sign the NodeKey proof, or the simulation reverts.
     if password_file is None:
-        return cx.signer(ref, keystore=keystore, what="--node-account")
+        return cx.signer(ref, keystore=keystore, what="--node-account", need_key=True)
     saved = cx.password_file
     cx.password_file = password_file
     try:
-        return cx.signer(ref, keystore=keystore, what="--node-account")
+        return cx.signer(ref, keystore=keystore, what="--node-account", need_key=True)
     finally:
         cx.password_file = saved
 

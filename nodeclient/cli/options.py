@@ -31,6 +31,7 @@ from nodeclient.errors import KuotaError, RefusedError
 __all__ = [
     "CliContext",
     "DryRun",
+    "WatchOnly",
     "account_options",
     "eth",
     "json_option",
@@ -46,6 +47,22 @@ class DryRun(KuotaError):
     """Raised to stop a ``--dry-run`` command after it printed what it would do (exit 0)."""
 
     exit_code = 0
+
+
+class WatchOnly:
+    """An account known by address only (``--dry-run``): it can be estimated from, never sign."""
+
+    def __init__(self, address: str, alias: str | None = None) -> None:
+        self.address = address
+        self.alias = alias
+
+    def __repr__(self) -> str:
+        return f"WatchOnly(alias={self.alias!r}, address={self.address})"
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise RefusedError(f"dry run: account {self.address} is not unlocked and signs nothing")
+
+    sign_transaction = sign_typed_data = private_key_bytes = _refuse
 
 
 def eth(wei: int) -> str:
@@ -185,9 +202,18 @@ class CliContext:
         # Without a terminal, click reads the line from stdin; at EOF it aborts (exit 8), never hangs.
         return Secret(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True))
 
-    def signer(self, ref: str | None = None, *, keystore: Path | None = None, what: str = "--account") -> Any:
-        """Unlock the selected account (cached per invocation)."""
+    def signer(
+        self, ref: str | None = None, *, keystore: Path | None = None, what: str = "--account", need_key: bool = False
+    ) -> Any:
+        """Unlock the selected account (cached per invocation).
+
+        Under ``--dry-run`` the account is not unlocked (no password asked): a :class:`WatchOnly`
+        stands in, whose address is enough to estimate; ``need_key`` forces a real unlock where
+        the simulation itself needs a signature (the node key's registration proof).
+        """
         info = self.account_info(ref, keystore=keystore, what=what)
+        if self.dry_run and not need_key:
+            return WatchOnly(info.address, info.alias)
         key = str(info.path)
         if key not in self._signers:
             password = self.password(f"Password for {info.alias} ({info.address})")

@@ -16,7 +16,7 @@ def test_operator_lifecycle_commands(fresh, kuota):
     k = fresh
     node, operator = k.addresses["node"], k.addresses["operator"]
     # A dry run of a spend prints the plan (fee included) and sends nothing.
-    dry = k.ok("stake", "add", "1000", "--account", "operator", *k.pw(), "--dry-run", "--json")
+    dry = k.ok("stake", "add", "1000", "--account", "operator", "--dry-run", "--json")  # no password: nothing is signed
     assert dry["dryRun"] is True and dry["fee"]["gasLimit"] > 0 and dry["from"] == operator
     assert kuota.staking.bondedOf(operator) == 0 and kuota.token.allowance(operator, kuota.staking) == 0
     k.ok("stake", "add", "2000", "--account", "operator", *k.pw(), "--yes")
