@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 
 from eth_account import Account
 from relay.conftest import PASSWORD, PRICE_PER_GIB, start_node_process
@@ -73,6 +75,62 @@ def test_consume_fetch_pays_for_the_bytes_and_serve_reports_them(world, origin, 
         assert summary["spent"] == amount_for(origin.delivered, PRICE_PER_GIB)
         assert summary["lastReceipt"]["cumulativeBytes"] == origin.delivered
 
+        # `kuota consume tunnel --to`: a local TCP forward through a paid session, for --duration seconds.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            local_port = probe.getsockname()[1]
+        env = {**os.environ, "KUOTA_HOME": str(home), "KUOTA_DATA_DIR": str(home / "data")}
+        tunnel = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from nodeclient.cli.main import main; main()",
+                "consume",
+                "tunnel",
+                *network,
+                "--keystore",
+                str(consumer_keystore),
+                "--password-file",
+                str(home / "password"),
+                "--node",
+                world.node.address,
+                "--relay",
+                f"{host}:{port}",
+                "--listen",
+                f"127.0.0.1:{local_port}",
+                "--to",
+                f"127.0.0.1:{origin.server.server_address[1]}",
+                "--duration",
+                "8",
+                "--json",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        before = origin.delivered
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", local_port), timeout=10)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and tunnel.poll() is None, tunnel.stderr.read().decode()[
+                    -2000:
+                ]
+                time.sleep(0.2)
+        with conn:
+            conn.sendall(b"GET /bytes/65536 HTTP/1.0\r\n\r\n")
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+        out, err = tunnel.communicate(timeout=60)
+        assert tunnel.returncode == 0, err.decode()[-2000:]
+        tunnelled = json.loads(out)
+        assert len(reply.split(b"\r\n\r\n", 1)[1]) == 65536
+        assert tunnelled["connections"] == 1
+        assert tunnelled["signedBytes"] == origin.delivered - before == tunnelled["ackedBytes"]
+
         # Bad input: one clear line and exit code 2 (click's usage errors), before any network use.
         bad_relay = _kuota(
             home,
@@ -113,7 +171,7 @@ def test_consume_fetch_pays_for_the_bytes_and_serve_reports_them(world, origin, 
     stats = _kuota(home, "node", "serve", "--stats", "--status-file", str(home / "status.json"), "--json")
     assert stats.returncode == 0, stats.stderr.decode()
     snapshot = json.loads(stats.stdout)
-    assert snapshot["sessions"]["total"] == 1 and snapshot["sessions"]["ended"] == {"bye": 1}
+    assert snapshot["sessions"]["total"] == 2 and snapshot["sessions"]["ended"] == {"bye": 2}
     assert (
         snapshot["bytes"]["up"] + snapshot["bytes"]["down"] == origin.delivered == snapshot["bytes"]["paid"]
     )
