@@ -2,7 +2,8 @@
 
 Every figure here is ``gasUsed`` from the transaction's receipt (whole-transaction gas, including the
 21,000 base and calldata), for a transaction that really ran against contracts deployed by
-``scripts.deploy.deploy_system`` with ``scripts/params/local.json``. Nothing is estimated.
+``scripts.deploy.deploy_system`` with ``scripts/params/local.json``. Nothing is estimated
+(``eth_estimateGas`` only sets each transaction's gas limit, which does not change its ``gasUsed``).
 
 "Cold" and "warm" describe storage, not caches: a *warm channel* is a (consumer, node) channel that
 has settled before, so its slot goes nonzero → nonzero; a *warm node* already holds an escrow credit
@@ -12,7 +13,7 @@ under (``GasFigure.conditions``), because the same call costs very different amo
 Use it on its own (the contracts engineer's loop)::
 
     .venv/bin/python bench/run.py --only gas            # whole gas part, with traces
-    .venv/bin/python bench/run.py --only gas --quick    # batches up to 100, fewer traces
+    .venv/bin/python bench/run.py --only gas --quick    # batches up to 100
 
 or from Python: ``with local_system() as ctx: GasBench(ctx).run_all()``.
 
@@ -32,7 +33,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,17 +114,15 @@ class GasFigure:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form (stable keys)."""
-        out = asdict(self)
-        out["per_unit"] = self.per_unit
         return {
-            "label": out["label"],
-            "gasUsed": out["gas_used"],
-            "count": out["count"],
-            "unit": out["unit"],
-            "perUnit": out["per_unit"],
-            "conditions": out["conditions"],
-            "txHashes": out["tx_hashes"],
-            "calldataBytes": out["calldata_bytes"],
+            "label": self.label,
+            "gasUsed": self.gas_used,
+            "count": self.count,
+            "unit": self.unit,
+            "perUnit": self.per_unit,
+            "conditions": self.conditions,
+            "txHashes": list(self.tx_hashes),
+            "calldataBytes": self.calldata_bytes,
         }
 
 
