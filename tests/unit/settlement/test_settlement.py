@@ -333,13 +333,16 @@ def test_settle_many_same_channel_twice_pays_once(system, sign, consumer, consum
 
 
 def test_pause_blocks_settlement_but_not_withdrawals(
-    system, sign, deployer, consumer, consumer_key, node, payout, params
+    system, sign, deployer, consumer, consumer_key, node, payout, params, operator
 ):
     signed = sign(consumer_key, node, 1_000, 10 * UNIT)
     system.settlement.settle(signed.args, signed.signature, {"from": consumer})
     system.escrow.requestThaw(100 * UNIT, {"from": consumer})
-    chain.sleep(params["thawingPeriod"] + 1)
+    stake = system.staking.bondedOf(operator) - system.registry.requiredStake(operator)
+    system.staking.requestUnbond(stake, {"from": operator})
+    chain.sleep(max(params["thawingPeriod"], params["unbondingPeriod"]) + 1)
     system.settlement.pause({"from": deployer})
+    system.rewards.pause({"from": deployer})
 
     later = sign(consumer_key, node, 2_000, 20 * UNIT)
     with brownie.reverts(custom_error("EnforcedPause()")):
@@ -353,6 +356,9 @@ def test_pause_blocks_settlement_but_not_withdrawals(
     credit = system.escrow.creditOf(node)
     system.escrow.withdrawEarnings(node, {"from": consumer})
     assert system.payment_token.balanceOf(payout) == credit
+    before = system.token.balanceOf(operator)
+    system.staking.withdraw({"from": operator})
+    assert system.token.balanceOf(operator) == before + stake
 
     system.settlement.unpause({"from": deployer})
     assert system.settlement.settle(later.args, later.signature, {"from": consumer}).return_value == 10 * UNIT
