@@ -19,6 +19,7 @@ import logging
 import statistics
 import struct
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -58,6 +59,8 @@ __all__ = ["ConsumerConfig", "FetchResult", "RelayClient", "RelaySession", "Rela
 log = logging.getLogger("kuota.relay.consumer")
 
 _MAX_HEADER_BYTES = 64 * 1024
+_HIGH_WATER = 4 * 1024 * 1024
+_LOW_WATER = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,22 +103,75 @@ class RelayStream:
         self.session = session
         self.id = stream_id
         self.target = target
-        self.reader = asyncio.StreamReader(limit=2**20)
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.eof_sent = False
         self.remote_closed = False
+        # Received chunks are queued as they came (no re-buffering into one bytearray: a read never
+        # moves the bytes behind it). ``buffered`` above _HIGH_WATER makes the session stop reading
+        # its socket, so a slow reader backs the node off through TCP instead of growing memory.
+        self._chunks: deque[memoryview] = deque()
+        self.buffered = 0
+        self._eof = False
+        self._error: BaseException | None = None
+        self._readable = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    # -- fed by the session -------------------------------------------------------------------
+
+    def _feed(self, data: memoryview) -> None:
+        if data:
+            self._chunks.append(data)
+            self.buffered += len(data)
+            self._readable.set()
+            if self.buffered > _HIGH_WATER:
+                self._drained.clear()
+
+    def _feed_eof(self) -> None:
+        self._eof = True
+        self._readable.set()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._error is None and not self._eof:
+            self._error = error
+        self._readable.set()
+        self._drained.set()
+
+    # -- reading --------------------------------------------------------------------------------
 
     async def read(self, n: int = -1) -> bytes:
-        """Read up to ``n`` bytes (b"" at end of stream)."""
-        return await self.reader.read(n)
+        """Read up to ``n`` bytes (all that is buffered when ``n`` < 0); b"" at end of stream."""
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self._eof:
+                return b""
+            self._readable.clear()
+            await self._readable.wait()
+        chunk = self._chunks.popleft()
+        if 0 <= n < len(chunk):
+            self._chunks.appendleft(chunk[n:])
+            chunk = chunk[:n]
+        elif n < 0:
+            parts = [chunk, *self._chunks]
+            self._chunks.clear()
+            chunk = memoryview(b"".join(parts))
+        self.buffered -= len(chunk)
+        if self.buffered <= _LOW_WATER:
+            self._drained.set()
+        return bytes(chunk)
 
     async def readexactly(self, n: int) -> bytes:
-        """Read exactly ``n`` bytes."""
-        return await self.reader.readexactly(n)
-
-    async def readuntil(self, separator: bytes = b"\n") -> bytes:
-        """Read up to and including ``separator``."""
-        return await self.reader.readuntil(separator)
+        """Read exactly ``n`` bytes; ``asyncio.IncompleteReadError`` if the stream ends first."""
+        parts: list[bytes] = []
+        got = 0
+        while got < n:
+            part = await self.read(n - got)
+            if not part:
+                raise asyncio.IncompleteReadError(b"".join(parts), n)
+            parts.append(part)
+            got += len(part)
+        return b"".join(parts)
 
     async def write(self, data: bytes) -> None:
         """Send ``data`` to the destination (metered, within the consumer's own view of the credit window)."""
@@ -135,6 +191,11 @@ class RelayStream:
     async def close(self) -> None:
         """Close both directions. If the destination has not finished, the node is told to abort the
         stream, so it stops relaying (and this consumer stops paying for) bytes nobody will read."""
+        # Whatever is buffered will never be read: drop it, and unblock the session's reader if it was
+        # waiting for this stream to drain.
+        self._chunks.clear()
+        self.buffered = 0
+        self._drained.set()
         if self.session._streams.pop(self.id, None) is None:
             return
         self.session._closed_streams.add(self.id)
@@ -389,7 +450,7 @@ class RelaySession:
         for stream in self._streams.values():
             if not stream.opened.done():
                 stream.opened.set_exception(error)
-            stream.reader.set_exception(error)
+            stream._fail(error)
 
     def _die(self, exc: BaseException) -> None:
         if self._dead is None:
@@ -414,8 +475,11 @@ class RelaySession:
             # Bytes received are bytes received, even for a stream the application already closed.
             self.received_bytes += len(data)
             if stream is not None:
-                stream.reader.feed_data(data)
+                stream._feed(data)
             await self._maybe_sign()
+            if stream is not None and not stream._drained.is_set():
+                # Stop reading the socket until the application catches up (TCP backpressure).
+                await stream._drained.wait()
         elif t == FrameType.ACK:
             self._on_ack(decode_control(frame))
         elif t == FrameType.PONG:
@@ -439,7 +503,7 @@ class RelaySession:
                     stream.opened.set_exception(
                         TargetRefusedError(stream.target, str(body.get("error", "closed")))
                     )
-                stream.reader.feed_eof()
+                stream._feed_eof()
         elif t == FrameType.PAUSE:
             # The node's own count is informative only: we sign what we measured, never its figure.
             body = decode_control(frame)

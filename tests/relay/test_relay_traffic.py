@@ -122,3 +122,29 @@ def test_closing_a_stream_early_stops_the_relay_and_the_payment(world, relay, or
     # At most the credit window beyond what was read before the abort; nowhere near the 200 MiB body.
     assert carried <= MIB + node.server.config.credit_bytes + node.server.config.chunk_bytes
     assert session.receipts[-1].cumulative_bytes == session.metered_bytes == carried
+
+
+def test_a_slow_reader_backs_the_node_off_instead_of_buffering_without_bound(world, relay, origin):
+    node = relay()
+    size = 64 * MIB
+
+    async def run():
+        session = await open_session(
+            node.host, node.port, node=world.node.address, consumer_key=world.consumer_key, chain=world.view()
+        )
+        stream = await session.open_stream("127.0.0.1", origin.server.server_address[1])
+        await stream.write(b"GET /bytes/%d HTTP/1.0\r\n\r\n" % size)
+        await asyncio.sleep(1.5)  # the application does not read
+        parked = stream.buffered
+        total = 0
+        while data := await stream.read(1 << 20):
+            total += len(data)
+        await stream.close()
+        await session.close()
+        return session, parked, total
+
+    session, parked, total = asyncio.run(run())
+    # The session stops reading its socket above 4 MiB buffered (one frame may overshoot).
+    assert 0 < parked <= 4 * MIB + node.server.config.chunk_bytes
+    assert total == origin.stats.response_bytes and total > size
+    assert session.receipts[-1].cumulative_bytes == origin.delivered
