@@ -22,15 +22,15 @@ from nodeclient.errors import ConfigError, NotFoundError
 __all__ = [
     "KUOTA_CONTRACTS",
     "LOCAL_CHAIN_IDS",
-    "Deployment",
-    "ManifestError",
-    "ManifestNotFoundError",
     "AbiMismatchError",
     "DeployParamsError",
+    "Deployment",
     "DeploymentConflictError",
-    "local_chain_ids",
-    "load_manifest",
+    "ManifestError",
+    "ManifestNotFoundError",
     "find_manifest",
+    "load_manifest",
+    "local_chain_ids",
 ]
 
 #: The contract names every manifest must record (the payment token included).

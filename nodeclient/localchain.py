@@ -23,42 +23,42 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import requests
 
-from nodeclient.errors import EXIT_REFUSED, ChainError, ConfigError, NotFoundError
+from nodeclient.errors import EXIT_REFUSED, ChainError, ConfigError, InsufficientFundsError, NotFoundError
 
 __all__ = [
     "ANVIL_MNEMONIC",
     "DEFAULT_CHAIN_ID",
-    "ChainKind",
-    "ChainState",
-    "ChainStatus",
-    "LocalChainError",
     "ChainAlreadyRunningError",
+    "ChainKind",
     "ChainNotRunningError",
     "ChainStartError",
+    "ChainState",
+    "ChainStatus",
     "ExecutableNotFoundError",
+    "LocalChainError",
+    "ManagedChain",
     "PortInUseError",
     "StaleChainError",
-    "kuota_home",
-    "state_path",
+    "advance_time",
+    "attach",
+    "chain_status",
+    "exit_with_parent",
     "find_executable",
     "free_port",
-    "port_is_free",
-    "start_chain",
-    "read_state",
-    "chain_status",
-    "attach",
-    "stop_chain",
-    "record_manifest",
     "fund_account",
-    "advance_time",
-    "ManagedChain",
-    "exit_with_parent",
+    "kuota_home",
+    "port_is_free",
+    "read_state",
+    "record_manifest",
+    "start_chain",
+    "state_path",
+    "stop_chain",
 ]
 
 #: The well-known development mnemonic (Anvil's and Hardhat's default). Its keys are public: never
@@ -357,7 +357,7 @@ def _genesis_hash(url: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def _command(kind: str, port: int, chain_id: int, accounts: int, block_time: int | None) -> list[str]:
@@ -509,7 +509,8 @@ def start_chain(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=exit_with_parent if die_with_parent else None,
+            # Only prctl runs between fork and exec (no lock is taken), which is safe with threads.
+            preexec_fn=exit_with_parent if die_with_parent else None,  # noqa: PLW1509
         )
     url = f"http://{LOOPBACK}:{chosen}"
     deadline = time.monotonic() + timeout
@@ -688,8 +689,6 @@ def fund_account(
         if kuota_wei:
             held = int(token.functions.balanceOf(funder).call())
             if held < kuota_wei:
-                from nodeclient.errors import InsufficientFundsError
-
                 raise InsufficientFundsError(f"the faucet account {funder} holds {held} KUOTA wei, less than {kuota_wei}")
             send("kuota", token.functions.transfer(address, kuota_wei).build_transaction({"from": funder}))
         balances["usd"] = int(usd.functions.balanceOf(address).call())
@@ -718,12 +717,23 @@ def advance_time(seconds: int | None = None, home: str | Path | None = None, *, 
         pool = _web3(state).eth.contract(address=deployment.address("RewardPool"), abi=load_abi("RewardPool"))
         genesis = int(pool.functions.genesis().call())
         length = int(pool.functions.epochLength().call())
-        epoch = (before - genesis) // length + 1
-        seconds = genesis + epoch * length + 1 - before
-    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= 10 * 365 * 86_400:
-        raise ConfigError(f"seconds must be a positive integer of at most ten years, got {seconds!r}")
-    _rpc(state.url, "evm_increaseTime", [seconds])
-    _rpc(state.url, "evm_mine", [])
+        # The latest block may be old and the chain's clock may run ahead of ours (earlier advances):
+        # mine one block to learn the chain's "now", then aim at an absolute time from there.
+        _rpc(state.url, "evm_mine", [])
+        now = int(_rpc(state.url, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+        epoch = (now - genesis) // length + 1
+        target = genesis + epoch * length + 1
+        try:
+            _rpc(state.url, "evm_setNextBlockTimestamp", [target])
+            _rpc(state.url, "evm_mine", [])
+        except LocalChainError:
+            # Ganache 7 has no evm_setNextBlockTimestamp; its evm_mine takes the timestamp instead.
+            _rpc(state.url, "evm_mine", [{"timestamp": target}])
+    else:
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= 10 * 365 * 86_400:
+            raise ConfigError(f"seconds must be a positive integer of at most ten years, got {seconds!r}")
+        _rpc(state.url, "evm_increaseTime", [seconds])
+        _rpc(state.url, "evm_mine", [])
     latest = _rpc(state.url, "eth_getBlockByNumber", ["latest", False])
     out = {"blockNumber": int(latest["number"], 16), "timestamp": int(latest["timestamp"], 16), "previous": before}
     if epoch is not None:
@@ -759,10 +769,7 @@ class ManagedChain:
             pass
         finally:
             self.state = None
-            try:
-                atexit.unregister(self.stop)
-            except Exception:  # noqa: BLE001 - unregister during interpreter shutdown is best effort
-                pass
+            atexit.unregister(self.stop)
 
     def __enter__(self) -> ChainState:
         return self.start()

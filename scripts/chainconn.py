@@ -44,7 +44,7 @@ def connect_rpc(
     CONFIG.networks[network_id] = entry
     try:
         network.connect(network_id, launch_rpc=False)
-    except Exception as exc:  # brownie raises ConnectionError/RPCRequestError/ValueError variously
+    except Exception as exc:  # noqa: BLE001 - brownie raises ConnectionError/RPCRequestError/ValueError
         raise ChainError(f"cannot connect to the RPC at {url}: {type(exc).__name__}: {exc}") from None
     try:
         actual = int(network.web3.eth.chain_id)

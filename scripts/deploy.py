@@ -22,9 +22,10 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 if __package__ in (None, ""):
     # `python scripts/deploy.py` and `brownie run` put scripts/ first on sys.path, not the root.
@@ -34,25 +35,25 @@ from eth_utils import is_checksum_address, keccak, to_checksum_address
 
 from nodeclient.abi import abi_hash
 from nodeclient.deployment import (
-    KUOTA_CONTRACTS,
     DeploymentConflictError,
     DeployParamsError,
     local_chain_ids,
 )
 
 __all__ = [
-    "ROOT",
-    "PARAMS_DIR",
     "DEPLOYMENTS_DIR",
-    "TxOptions",
+    "DEPLOY_ORDER",
+    "PARAMS_DIR",
+    "ROOT",
     "SystemDeployment",
-    "load_params",
-    "validate_params",
+    "TxOptions",
     "deploy_system",
-    "manifest_path_for",
-    "main",
     "live",
+    "load_params",
+    "main",
+    "manifest_path_for",
     "plan",
+    "validate_params",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,10 +30,11 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from eth_utils import is_checksum_address, to_checksum_address
 
@@ -50,7 +51,7 @@ from scripts.deploy import (
     manifest_path_for,
 )
 
-__all__ = ["LiveConfig", "run_cli", "run_live", "run_plan", "deploy_local", "deploy_live", "plan_deploy"]
+__all__ = ["LiveConfig", "deploy_live", "deploy_local", "plan_deploy", "run_cli", "run_live", "run_plan"]
 
 GWEI = 10**9
 PASSWORD_ENV = "KUOTA_DEPLOYER_PASSWORD"
@@ -214,12 +215,12 @@ def _fees(w3: Any, config: LiveConfig) -> TxOptions:
 
 
 def _check_payment_token(config: LiveConfig) -> None:
-    if config.params.get("paymentToken") is None and config.chain_id not in LOCAL_CHAIN_IDS:
-        if not config.allow_mock_payment_token:
-            raise DeployParamsError(
-                f"paymentToken is null, which deploys MockUSD (anyone can mint it) on chain {config.chain_id}; "
-                "set paymentToken to the stablecoin's address, or pass --allow-mock-payment-token on a testnet"
-            )
+    mock = config.params.get("paymentToken") is None and config.chain_id not in LOCAL_CHAIN_IDS
+    if mock and not config.allow_mock_payment_token:
+        raise DeployParamsError(
+            f"paymentToken is null, which deploys MockUSD (anyone can mint it) on chain {config.chain_id}; "
+            "set paymentToken to the stablecoin's address, or pass --allow-mock-payment-token on a testnet"
+        )
 
 
 @contextlib.contextmanager

@@ -154,7 +154,11 @@ def deploy(target: str, script_args: tuple[str, ...]) -> None:
     # stdout is captured and re-emitted through click so that `--json` output reaches whoever invoked
     # this command (a pipe, or click's runner); stderr (Brownie's progress, prompts) stays live.
     proc = subprocess.run(
-        [sys.executable, str(script), target, *script_args], cwd=_PROJECT_ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, str(script), target, *script_args],
+        cwd=_PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
     )
     if proc.stdout:
         click.echo(proc.stdout, nl=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["ContentServer", "MAX_BYTES"]
+__all__ = ["MAX_BYTES", "ContentServer"]
 
 MAX_BYTES = 1 << 30
 _CHUNK = bytes(range(256)) * 256  # 64 KiB
@@ -18,7 +18,7 @@ _CHUNK = bytes(range(256)) * 256  # 64 KiB
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         parts = self.path.strip("/").split("/")
         if len(parts) != 2 or parts[0] != "bytes" or not parts[1].isdigit() or int(parts[1]) > MAX_BYTES:
             self.send_error(404, "use /bytes/<n> with n <= 1 GiB")
@@ -34,7 +34,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(piece)
             left -= len(piece)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence per-request logs
+    def log_message(self, format: str, *args: object) -> None:
         return
 
 

@@ -117,7 +117,7 @@ class Relay:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 # Even if the demo is killed with SIGKILL, the kernel stops its relays (Linux).
-                preexec_fn=exit_with_parent,
+                preexec_fn=exit_with_parent,  # noqa: PLW1509 - only prctl runs in the child
             )
         self.one_way_ms = one_way_ms
         self.port = 0
@@ -402,10 +402,7 @@ class Economy:
                 relay.stop()
             except Exception as exc:  # noqa: BLE001 - keep stopping the rest
                 print(f"warning: stopping {relay.actor.name}'s relay: {exc}", file=sys.stderr)
-        try:
-            self.content.stop()
-        except Exception:  # noqa: BLE001 - the server thread may not have started
-            pass
+        self.content.stop()
         self.chain.stop()
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from nodeclient.errors import KuotaError
 
-__all__ = ["Actor", "StepFailed", "StepRecord", "KuotaRunner"]
+__all__ = ["Actor", "KuotaRunner", "StepFailed", "StepRecord"]
 
 KUOTA_BIN = Path(sys.executable).with_name("kuota")
 
@@ -36,7 +36,7 @@ class StepFailed(KuotaError):
         self.code = code
         tail = " | ".join(stderr.strip().splitlines()[-6:]) or "(no output)"
         super().__init__(f"step '{step}' failed: `{command}` exited {code}: {tail}")
-        self.exit_code = code if code > 1 else 1
+        self.exit_code = max(1, code)
 
 
 @dataclass
@@ -123,5 +123,7 @@ class KuotaRunner:
         merged = {**os.environ, **env}
         # None means "unset" (as for click's runner): the user's own KUOTA_* must not leak in.
         clean = {k: v for k, v in merged.items() if v is not None}
-        proc = subprocess.run([str(KUOTA_BIN), *args], env=clean, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [str(KUOTA_BIN), *args], env=clean, capture_output=True, text=True, timeout=300, check=False
+        )
         return proc.returncode, proc.stdout, proc.stderr

@@ -34,6 +34,7 @@ def run_deploy_script(args: list[str], env: dict[str, str] | None = None, timeou
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
 
 

@@ -34,7 +34,7 @@ def invoke(home: Path, *args: str):
 
 def run_kuota(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KUOTA_HOME": str(home)}
-    return subprocess.run([KUOTA, *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([KUOTA, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def wait_gone(pid: int, timeout: float = 10.0) -> bool:
@@ -249,9 +249,8 @@ def test_ganache_up_status_down(tmp_path):
 
 def test_managed_chain_stops_on_exception(tmp_path):
     managed = localchain.ManagedChain(tmp_path)
-    with pytest.raises(RuntimeError):
-        with managed as state:
-            pid = state.pid
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), managed as state:
+        pid = state.pid
+        raise RuntimeError("boom")
     assert wait_gone(pid)
     assert not localchain.state_path(tmp_path).exists()
