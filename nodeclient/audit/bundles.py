@@ -360,6 +360,10 @@ def _check_against_batch(bundle: Bundle, batch: BatchRecord, f: Findings, counts
     name = bundle.name
     where = f"BatchSettled at block {batch.block} log {batch.log_index} (tx {batch.tx_hash})"
     counts["bundle_batch_checks"] += 1
+    if bundle.node.lower() != batch.node.lower():
+        f.evidence("bundle-node", f"bundle {name}",
+                   f"bundle {name} is for node {bundle.node}, but {where} settled node {batch.node}",
+                   position=(batch.block, batch.log_index))
     committed_ok = bundle.computed_root == batch.root
     if not committed_ok:
         f.evidence("bundle-root", f"bundle {name}",

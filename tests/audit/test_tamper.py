@@ -66,6 +66,10 @@ def _other_chain_bundle(eco: Any, doc: dict[str, Any]) -> None:
     doc["chainId"] = 1
 
 
+def _other_node_bundle(eco: Any, doc: dict[str, Any]) -> None:
+    doc["node"] = eco.node_b
+
+
 # (tamper, expected finding code, text the record or message must contain)
 CASES: list[tuple[str, Callable[[Any, dict], None], str, str]] = [
     ("flipped-byte", _flip_signature_byte, "bundle-signature", "receipt #1"),
@@ -76,6 +80,7 @@ CASES: list[tuple[str, Callable[[Any, dict], None], str, str]] = [
     ("root-differs", _root_differs, "bundle-root-declared", "not the root"),
     ("reordered", _reorder, "bundle-order", "receipt #1"),
     ("bundle-for-other-chain", _other_chain_bundle, "bundle-chain", "chain id 1"),
+    ("bundle-for-other-node", _other_node_bundle, "bundle-node", "settled node"),
 ]
 
 
