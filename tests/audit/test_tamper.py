@@ -196,3 +196,24 @@ def test_bundles_fetched_from_url_list_verify_like_files(economy, audit_options,
     assert result.exit_code == 0
     assert result.report["counts"]["bundles_matched"] == len(economy.batches)
     assert all(b["name"].startswith(base) for b in result.report["bundles"])
+
+
+def test_bundle_written_by_the_node_client_is_byte_identical_and_verifies(economy, audit_options, tmp_path):
+    """The operators' bundle writer (``nodeclient.receipts.bundles``) and the auditor agree on the format."""
+    from nodeclient.receipts.bundles import build_bundle
+    from nodeclient.receipts.bundles import write_bundle as client_write_bundle
+    from nodeclient.receipts.model import SignedReceipt
+    from nodeclient.receipts.signing import receipt_domain
+
+    out = tmp_path / "bundles"
+    out.mkdir()
+    domain = receipt_domain(economy.chain_id, economy.system.settlement.address)
+    for batch in economy.batches:
+        signed = [SignedReceipt(consumer=r["consumer"], node=r["node"], session_id=r["sessionId"],
+                                cumulative_bytes=r["cumulativeBytes"], cumulative_amount=r["cumulativeAmount"],
+                                latency_ms=r["latencyMs"], issued_at=r["issuedAt"], signature=r["signature"])
+                  for r in reversed(batch.doc["receipts"])]  # any input order: the writer sorts
+        path = client_write_bundle(build_bundle(signed, domain, batch.node), out)
+        assert path.read_bytes() == batch.path.read_bytes() and path.name == batch.path.name
+    result = run_audit(audit_options(bundle_dir=out))
+    assert result.exit_code == 0 and result.report["counts"]["bundles_matched"] == len(economy.batches)
