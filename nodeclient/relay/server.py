@@ -433,8 +433,10 @@ class _Session:
                 await asyncio.wait_for(self._handshake(), self.cfg.handshake_timeout)
             except TimeoutError:
                 raise HandshakeError(f"no valid hello within {self.cfg.handshake_timeout:g} s") from None
-        except RelayError as exc:
-            code = getattr(exc, "code", "refused")
+        except KuotaError as exc:
+            # RelayError subclasses carry their wire code; anything else (ChainError: the RPC is down)
+            # means the node cannot check the consumer right now, which is not the consumer's fault.
+            code = getattr(exc, "code", "unavailable")
             stats.sessions_refused[code] += 1
             log.warning("refused connection from %s (%s): %s", self.peer, code, exc)
             await self._send_error(code, str(exc))
@@ -947,6 +949,13 @@ class _Session:
                 self._store_idle.set()
         except RelayError as exc:
             self.fail(exc)
+        except KuotaError as exc:  # the escrow re-check could not reach the chain
+            log.error("%s: %s", self._tag(), exc)
+            self.fail(
+                SessionRefusedError(
+                    f"the node cannot reach the chain to re-check escrow ({type(exc).__name__})"
+                )
+            )
 
     async def _store(self, receipt: SignedReceipt) -> None:
         server = self.server

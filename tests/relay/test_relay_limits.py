@@ -139,3 +139,37 @@ def test_port_allow_list_is_enforced(world, relay, origin):
         return info.value
 
     assert "is not in the node's allowed ports" in str(asyncio.run(run()))
+
+
+def test_rpc_outage_refuses_new_sessions_with_a_clear_reason_and_the_relay_keeps_running(
+    world, relay, origin
+):
+    import socket as socketlib
+
+    from web3 import HTTPProvider, Web3
+
+    from nodeclient.relay.chainview import Web3ChainView
+
+    node = relay()
+    live = node.server.chain
+    with socketlib.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    dead_w3 = Web3(HTTPProvider(f"http://127.0.0.1:{dead_port}", request_kwargs={"timeout": 2}))
+    node.server.chain = Web3ChainView(dead_w3, world.chain_id, world.manifest["contracts"])
+
+    with pytest.raises(RemoteError) as info:
+        asyncio.run(_session(world, node))
+    assert info.value.code == "unavailable"
+    assert "reading PaymentEscrow.availableOf" in info.value.reason
+    assert node.snapshot()["sessions"]["refused"] == {"unavailable": 1}
+
+    node.server.chain = live  # the RPC is back: the same relay serves again
+
+    async def run():
+        session = await _session(world, node)
+        result = await session.fetch(origin.url(MIB))
+        await session.close()
+        return result
+
+    assert len(asyncio.run(run()).body) == MIB
