@@ -371,6 +371,8 @@ class SystemMachine:
         account[0] -= from_available
         account[1] -= from_thawing
         paid = from_available + from_thawing
+        STATS["~receipts paid partly (escrow short)"] += paid < owed
+        STATS["~receipts paid from thawing funds"] += from_thawing > 0
         channel.settled_amount += paid
         channel.settled_bytes = receipt.cumulative_bytes
         fee = paid * self.fee_bps // BPS
@@ -450,7 +452,6 @@ class SystemMachine:
         assert event["cumulativeAmount"] == receipt.cumulative_amount
         self._book(n, tx, paid, fee, weight)
         STATS["~settled receipts"] += 1
-        STATS["~partially funded receipts"] += paid < receipt.cumulative_amount - before
 
     def rule_settle_many(self, st_node, st_kinds, st_step, st_bytes, st_latency) -> None:
         """A batch for one node mixing fresh, resubmitted, old (stale) and lower-bytes receipts."""
