@@ -74,6 +74,8 @@ def test_cli_json_is_byte_identical_across_runs_and_exits_zero(economy, tmp_path
     second = _cli(economy, *args, "--csv", str(tmp_path / "csv"))
     assert second.returncode == 0, second.stderr.decode()
     assert first.stdout == second.stdout
+    # No wall clock and no RPC URL (it may carry an API key) in the body.
+    assert economy.rpc_url.encode() not in first.stdout
     report = json.loads(first.stdout)
     assert report["range"]["toBlock"] == head and report["verdict"] == "consistent"
     assert len(report["blocks"]) == report["counts"]["blocks_pinned"] >= 2
