@@ -235,6 +235,11 @@ def settle(cx: CliContext, node_address: str | None, force: bool) -> None:
     signer = None if cx.dry_run else cx.signer()
     sender = cx.account_info().address if signer is None else signer.address
     results: list[dict[str, Any]] = []
+    token = ops().token_info(client, "PaymentToken", client.deployment.address("PaymentEscrow"))
+
+    def money(units: int) -> str:
+        return format_amount(units, token.decimals, token.symbol)
+
     with open_store(client) as store:
         nodes = [parse_address("node", node_address)] if node_address else nodes_in_store(store)
         with cx.status("reconciling in-flight settlements") as update:
@@ -244,15 +249,16 @@ def settle(cx: CliContext, node_address: str | None, force: bool) -> None:
             entry: dict[str, Any] = {"plan": plan.to_json(), "result": None}
             results.append(entry)
             if not plan.decision.act:
-                cx.note(f"node {node}: not settling ({plan.decision.reason})")
+                cx.note(f"node {node}: not settling: value {money(plan.decision.value)}, gas ≈ {money(plan.decision.gas_value)} "
+                        f"({plan.decision.reason})")
                 continue
             if cx.dry_run:
-                cx.note(f"node {node}: would settle {len(plan.channels)} receipts for {plan.value} units "
+                cx.note(f"node {node}: would settle {len(plan.channels)} receipts for {money(plan.value)} "
                         f"({plan.decision.reason}); estimated fee {eth(plan.quote.expected_cost)}")
                 continue
             if not cx.yes:
                 cx.err_console.print(
-                    f"settle {len(plan.channels)} receipts of node {node} collecting up to {plan.value} units "
+                    f"settle {len(plan.channels)} receipts of node {node} collecting up to {money(plan.value)} "
                     f"({plan.decision.reason})\n  estimated fee {eth(plan.quote.expected_cost)} (at most {eth(plan.quote.max_cost)})"
                 )
                 if not click.confirm("Send this settlement?", default=False, err=True):
@@ -260,7 +266,7 @@ def settle(cx: CliContext, node_address: str | None, force: bool) -> None:
             with cx.status(f"settling {len(plan.channels)} receipts of {node}") as update:
                 result = execute_plan(client, store, signer, plan, progress=update)
             entry["result"] = result.to_json()
-    decimals = ops().token_info(client, "PaymentToken", client.deployment.address("PaymentEscrow")).decimals
+    decimals = token.decimals
 
     def human(c):  # type: ignore[no-untyped-def]
         if report.confirmed or report.failed or report.skipped:

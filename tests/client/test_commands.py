@@ -143,7 +143,11 @@ def test_partial_payment_then_top_up_settles_the_rest(fresh, kuota, tmp_path):
     # Nothing to collect while the escrow is empty: the plan says so and sends nothing.
     empty = k.ok("receipts", "settle", "--force", "--account", "operator", *k.pw(), "--yes", "--json")["nodes"][0]
     assert empty["result"] is None and any("escrow is empty" in n for n in empty["plan"]["notes"])
+    human = k.ok("receipts", "settle", "--account", "operator", *k.pw(), "--yes")  # human output path
+    assert "nothing sent" in human.stdout
     k.ok("escrow", "deposit", "5", "--account", "consumer", *k.pw(), "--yes")
+    human = k.ok("receipts", "settle", "--account", "operator", *k.pw(), "--yes")
+    assert "not settling: value 2 mUSD" in human.stderr  # the default policy: 2 USD is not worth the gas
     second = k.ok("receipts", "settle", "--force", "--account", "operator", *k.pw(), "--yes", "--json")["nodes"][0]
     assert second["result"]["paid"] == 2_000_000
     assert kuota.settlement.channelOf(consumer, node)[0] == 3_000_000
