@@ -231,7 +231,9 @@ class Economy:
             state = self.chain.start()
             self.facts["chain"] = {"url": state.url, "chainId": state.chain_id, "pid": state.pid}
             chain_env = {**self._clean_env, "KUOTA_HOME": str(self.chain.home)}
-            out = self.runner.run("deploy", None, ["deploy", "local", "--json"], env=chain_env)
+            # `kuota deploy` runs Brownie, which narrates every transaction on stderr: run it as a
+            # process so that narration lands in the log, not on the summary's terminal.
+            out = self.runner.run("deploy", None, ["deploy", "local", "--json"], env=chain_env, as_process=True)
             self.manifest_path = Path(out["manifestPath"])
             self.facts["deploy"] = {"transactions": out["transactions"], "gasUsed": out["gasUsed"]}
             self.facts["contracts"] = out["manifest"]["contracts"]

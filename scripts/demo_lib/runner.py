@@ -75,12 +75,23 @@ class KuotaRunner:
         self.log_dir = log_dir
         self.records: list[StepRecord] = []
 
-    def run(self, step: str, actor: Actor | None, args: list[str], *, env: dict[str, str | None] | None = None) -> Any:
-        """Run ``kuota <args>``; return the JSON it printed (if any) or its text; raise on failure."""
+    def run(
+        self,
+        step: str,
+        actor: Actor | None,
+        args: list[str],
+        *,
+        env: dict[str, str | None] | None = None,
+        as_process: bool = False,
+    ) -> Any:
+        """Run ``kuota <args>``; return the JSON it printed (if any) or its text; raise on failure.
+
+        ``as_process`` runs this one command as a process whatever the mode (its stderr is captured).
+        """
         full_env = {**(actor.env if actor else {}), **(env or {})}
         shown = "kuota " + " ".join(shlex.quote(a) for a in args)
         started = time.monotonic()
-        if self.subprocess_mode:
+        if self.subprocess_mode or as_process:
             code, out, err = self._run_process(args, full_env)
         else:
             code, out, err = self._run_inline(args, full_env)
