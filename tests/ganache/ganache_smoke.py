@@ -19,13 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from eth_account import Account  # noqa: E402
-from eth_account.messages import encode_typed_data  # noqa: E402
-
-from eth_utils import keccak  # noqa: E402
-from hexbytes import HexBytes  # noqa: E402
-
-from integration.support import (  # noqa: E402
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak
+from hexbytes import HexBytes
+from integration.support import (
     RECEIPT_TYPES,
     Receipt,
     node_key,
@@ -78,7 +76,9 @@ def _run(accounts, chain_id: int, mnemonic: str) -> dict:
     Account.enable_unaudited_hdwallet_features()
     deployer, treasury, slasher, operator, consumer, payout = (accounts[i] for i in range(6))
     consumer_key = Account.from_mnemonic(mnemonic, account_path="m/44'/60'/0'/0/4").key.hex()
-    assert Account.from_key(consumer_key).address == consumer.address, "mnemonic does not match Ganache's accounts"
+    assert Account.from_key(consumer_key).address == consumer.address, (
+        "mnemonic does not match Ganache's accounts"
+    )
 
     params = load_params("local")
     params.update(treasury=treasury.address, slasher=slasher.address)

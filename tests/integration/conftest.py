@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from brownie import chain
-
 from integration.support import Actor, NodeKey, Receipt, anvil_key, node_key, register_node, sign_receipt
 
 
@@ -92,7 +91,9 @@ def signed(system) -> Callable[..., tuple[tuple, bytes]]:
             latency_ms=latency_ms,
             issued_at=chain.time(),
         )
-        return receipt.as_tuple(), sign_receipt(receipt, consumer.private_key, chain.id, system.settlement.address)
+        return receipt.as_tuple(), sign_receipt(
+            receipt, consumer.private_key, chain.id, system.settlement.address
+        )
 
     return _signed
 

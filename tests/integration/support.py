@@ -24,21 +24,21 @@ __all__ = [
     "BPS",
     "RECEIPT_TYPES",
     "Actor",
+    "BatchReader",
     "NodeKey",
     "Receipt",
     "anvil_key",
+    "check_error",
+    "event_list",
+    "ints",
+    "latency_multiplier_bps",
     "node_key",
     "receipt_domain",
+    "register_node",
+    "reverts_with",
+    "sign_node_key",
     "sign_receipt",
     "sign_receipt_eth_account",
-    "sign_node_key",
-    "register_node",
-    "latency_multiplier_bps",
-    "event_list",
-    "BatchReader",
-    "ints",
-    "check_error",
-    "reverts_with",
 ]
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -184,7 +184,9 @@ def sign_receipt(receipt: Receipt, private_key: str, chain_id: int, settlement_a
     return bytes.fromhex(signature[2:]) if isinstance(signature, str) else bytes(signature)
 
 
-def sign_receipt_eth_account(receipt: Receipt, private_key: str, chain_id: int, settlement_address: str) -> bytes:
+def sign_receipt_eth_account(
+    receipt: Receipt, private_key: str, chain_id: int, settlement_address: str
+) -> bytes:
     """The same signature made independently with eth-account's EIP-712 encoder (a cross-check)."""
     domain = receipt_domain(chain_id, settlement_address)
     return _sign_typed(private_key, domain, RECEIPT_TYPES, "Receipt", receipt.as_message())

@@ -8,7 +8,6 @@ and Σ claimed + Σ claimable ≤ totalPaid with at most 1 wei of rounding dust 
 from __future__ import annotations
 
 from brownie import chain
-
 from integration.support import BPS, ints
 
 USD = 10**6
@@ -21,7 +20,9 @@ def _conservation(system, nodes, epochs) -> None:
     finalized = int(system.rewards.finalizedThrough())
     scheduled = sum(ints(system.rewards.epochInfo(e))[0] for e in range(finalized))
     assert emitted == scheduled == paid + carry
-    outstanding = sum(int(system.rewards.claimable(n.address, e)) for n in nodes for e in epochs if e < finalized)
+    outstanding = sum(
+        int(system.rewards.claimable(n.address, e)) for n in nodes for e in epochs if e < finalized
+    )
     claimed = int(system.rewards.totalClaimed())
     dust = paid - claimed - outstanding
     assert 0 <= dust <= len(nodes) * len(epochs)
@@ -33,7 +34,9 @@ def test_empty_epochs_carry_their_whole_schedule(
     emission = int(system.rewards.emissionPerEpoch())
     rpfu = int(system.rewards.rewardPerFeeUnit())
     cap = emission * int(system.rewards.maxNodeShareBps()) // BPS
-    nodes = [add_node(operator if i < 3 else operator2, f"carry-{i}", payout=accounts[10 + i]) for i in range(5)]
+    nodes = [
+        add_node(operator if i < 3 else operator2, f"carry-{i}", payout=accounts[10 + i]) for i in range(5)
+    ]
     fund(consumer_actor.account, 10_000_000 * USD)
 
     # Three whole epochs pass with no usage at all, then they are finalised.
@@ -55,7 +58,9 @@ def test_empty_epochs_carry_their_whole_schedule(
     # Five nodes hit the per-node cap in one epoch: Σ capped (5 × cap) exceeds that epoch's own
     # schedule, but the carried emission covers it, so nobody is scaled down.
     for i, node in enumerate(nodes):
-        receipt, signature = signed(consumer_actor, node, 100_000 * USD, latency_ms=10, session=bytes([i]) * 32)
+        receipt, signature = signed(
+            consumer_actor, node, 100_000 * USD, latency_ms=10, session=bytes([i]) * 32
+        )
         system.settlement.settle(receipt, signature, {"from": stranger})
     assert 5 * cap > emission
     to_next_epoch(1)
@@ -66,7 +71,7 @@ def test_empty_epochs_carry_their_whole_schedule(
     assert paid == 5 * cap
     assert carry == budget - paid
     for node in nodes:
-        fee, weight, capped, _ = ints(system.rewards.nodeEpoch(node.address, busy))
+        _, weight, capped, _ = ints(system.rewards.nodeEpoch(node.address, busy))
         assert weight * rpfu > cap and capped == cap
         assert system.rewards.claimable(node.address, busy) == cap
     _conservation(system, nodes, [busy])
@@ -107,7 +112,7 @@ def test_scaled_epoch_pays_exactly_its_budget_and_carries_nothing(
             system.settlement.settle(receipt, signature, {"from": stranger})
         next_epoch = to_next_epoch(1)
         system.rewards.finalizeEpochs(2**32, {"from": stranger})
-        scheduled, total_capped, budget, paid, carry, _ = ints(system.rewards.epochInfo(epoch))
+        _, total_capped, budget, paid, carry, _ = ints(system.rewards.epochInfo(epoch))
         assert total_capped == 8 * cap
         if total_capped > budget:
             break
@@ -134,7 +139,10 @@ def test_emission_change_is_not_retroactive(
     system.settlement.settle(receipt, signature, {"from": stranger})
     tx = system.rewards.setEmissionPerEpoch(new, {"from": deployer})
     assert tx.events["ParameterUpdated"]["name"] == "emissionPerEpoch"
-    assert (tx.events["ParameterUpdated"]["oldValue"], tx.events["ParameterUpdated"]["newValue"]) == (old, new)
+    assert (tx.events["ParameterUpdated"]["oldValue"], tx.events["ParameterUpdated"]["newValue"]) == (
+        old,
+        new,
+    )
     # Every past epoch was finalised at the old schedule by the setter itself.
     assert system.rewards.finalizedThrough() == current
     assert all(ints(system.rewards.epochInfo(e))[0] == old for e in range(current))

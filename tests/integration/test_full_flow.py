@@ -8,14 +8,23 @@ from __future__ import annotations
 
 from brownie import chain
 from eth_utils import keccak
-
 from integration.support import BPS, event_list, ints, latency_multiplier_bps
 
 USD = 10**6
 
 
 def test_full_operator_and_consumer_lifecycle(
-    system, deployer, treasury, operator, stranger, accounts, consumer_actor, add_node, fund, signed, to_next_epoch
+    system,
+    deployer,
+    treasury,
+    operator,
+    stranger,
+    accounts,
+    consumer_actor,
+    add_node,
+    fund,
+    signed,
+    to_next_epoch,
 ):
     payout = accounts[13]
     consumer = consumer_actor.account
@@ -53,7 +62,12 @@ def test_full_operator_and_consumer_lifecycle(
     tx2 = system.settlement.settleMany([r2, r3], [s2, s3], root, {"from": stranger})
     fee2, fee3 = 15 * USD * fee_bps // BPS, 15 * USD * fee_bps // BPS
     batch = tx2.events["BatchSettled"]
-    assert (batch["receiptCount"], batch["settledCount"], batch["paid"], batch["fee"]) == (2, 2, 30 * USD, fee2 + fee3)
+    assert (batch["receiptCount"], batch["settledCount"], batch["paid"], batch["fee"]) == (
+        2,
+        2,
+        30 * USD,
+        fee2 + fee3,
+    )
     assert batch["bundleRoot"] == "0x" + root.hex()
     assert ints(system.settlement.channelOf(consumer, node.address)) == (40 * USD, 40 * USD * 1_000)
 
@@ -63,7 +77,10 @@ def test_full_operator_and_consumer_lifecycle(
     assert ints(system.escrow.accountOf(consumer)) == (60 * USD, 0, 0)
 
     # Rewards: weight = Σ fee_i × multiplier(latency_i); a lone node is neither capped nor scaled.
-    weight = fee1 * latency_multiplier_bps(20, *curve) // BPS + (fee2 + fee3) * latency_multiplier_bps(300, *curve) // BPS
+    weight = (
+        fee1 * latency_multiplier_bps(20, *curve) // BPS
+        + (fee2 + fee3) * latency_multiplier_bps(300, *curve) // BPS
+    )
     assert ints(system.rewards.nodeEpoch(node.address, epoch)) == (fees, weight, weight * rpfu, 0)
     expected_reward = weight * rpfu
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from brownie import chain
 from eth_utils import keccak
-
 from integration.support import reverts_with
 
 USD = 10**6

@@ -8,13 +8,14 @@ is there and advances the channel only by that, so the same receipt settles the 
 from __future__ import annotations
 
 from brownie import chain
-
 from integration.support import BPS, ints, reverts_with
 
 USD = 10**6
 
 
-def test_node_settles_during_thaw_from_thawing_funds(system, operator, stranger, consumer_actor, add_node, fund, signed):
+def test_node_settles_during_thaw_from_thawing_funds(
+    system, operator, stranger, consumer_actor, add_node, fund, signed
+):
     consumer = consumer_actor.account
     node = add_node(operator, "thaw-race-a")
     fund(consumer, 100 * USD)

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from brownie import chain
-
-from integration.support import Actor, BPS, anvil_key, ints
+from integration.support import BPS, Actor, anvil_key, ints
 
 USD = 10**6
 MAX_EPOCHS = 8
@@ -30,7 +29,9 @@ def test_self_dealer_rewards_never_exceed_fees_burned(
     dealer_operator = accounts[14]
     dealer_consumer = Actor(accounts[15], anvil_key(15))
     dealer_nodes = [add_node(dealer_operator, f"wash-{i}", payout=accounts[16]) for i in range(2)]
-    honest_nodes = [add_node(op, f"honest-{op.address}-{i}") for op in (operator, operator2) for i in range(3)]
+    honest_nodes = [
+        add_node(op, f"honest-{op.address}-{i}") for op in (operator, operator2) for i in range(3)
+    ]
 
     dealer_start_usd = 5_000_000 * USD
     system.payment_token.mint(dealer_consumer.account, dealer_start_usd, {"from": dealer_consumer.account})
@@ -65,7 +66,7 @@ def test_self_dealer_rewards_never_exceed_fees_burned(
         # Consecutive epochs (no empty one in between, whose schedule would refill the carry).
         next_epoch = to_next_epoch(1)
         system.rewards.finalizeEpochs(2**32, {"from": stranger})
-        scheduled, total_capped, budget, paid, carry, finalized = ints(system.rewards.epochInfo(epoch))
+        _, total_capped, budget, _, _, finalized = ints(system.rewards.epochInfo(epoch))
         assert finalized
         if round_ > 0 and total_capped > budget:
             seen_scaled = True
@@ -87,7 +88,7 @@ def test_self_dealer_rewards_never_exceed_fees_burned(
     for epoch in epochs:
         fee = dealer_fee_by_epoch[epoch]
         reward = rewards_by_epoch[epoch]
-        scheduled, total_capped, budget, paid, carry, _ = ints(system.rewards.epochInfo(epoch))
+        _, total_capped, budget, _, _, _ = ints(system.rewards.epochInfo(epoch))
         # The bound: reward × (1 / rewardPerFeeUnit) ≤ fee, i.e. reward ≤ rewardPerFeeUnit × fee.
         assert reward <= rpfu * fee, (epoch, reward, fee)
         if epoch == epochs[0]:

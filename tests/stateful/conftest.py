@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from brownie import chain
-
 from integration.support import Actor, BatchReader, NodeKey, anvil_key, node_key, register_node
 
 STATEFUL_EMISSION = 10 * 10**18 + 7
@@ -54,7 +53,9 @@ def stateful_params(local_params) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world(accounts, rpc_url, deployer, treasury, slasher, auditor, stranger, operator, operator2, stateful_params) -> World:
+def world(
+    accounts, rpc_url, deployer, treasury, slasher, auditor, stranger, operator, operator2, stateful_params
+) -> World:
     from scripts.deploy import deploy_system
 
     system = deploy_system(deployer, stateful_params, manifest_path=None)

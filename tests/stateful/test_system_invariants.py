@@ -42,7 +42,6 @@ from brownie import chain
 from brownie.exceptions import VirtualMachineError
 from brownie.test import strategy
 from eth_utils import keccak
-
 from integration.support import BPS, Receipt, check_error, event_list, latency_multiplier_bps, sign_receipt
 
 EXAMPLES = int(os.environ.get("KUOTA_STATEFUL_EXAMPLES", "25"))
@@ -173,7 +172,9 @@ class SystemMachine:
                 if (amount := st_traffic[n * self.n_consumers + c]) > 0
             ]
             if items:
-                self._settle_batch(n, [i[0][0] for i in items], [i[0][1] for i in items], [i[1] for i in items])
+                self._settle_batch(
+                    n, [i[0][0] for i in items], [i[0][1] for i in items], [i[1] for i in items]
+                )
 
     def rule_deposit(self, st_consumer, st_deposit, st_flag) -> None:
         """A consumer deposits, or a third party deposits for it."""
@@ -347,7 +348,9 @@ class SystemMachine:
             latency_ms=latency,
             issued_at=chain.time(),
         )
-        signature = sign_receipt(receipt, consumer.private_key, self.world.chain_id, self.s.settlement.address)
+        signature = sign_receipt(
+            receipt, consumer.private_key, self.world.chain_id, self.s.settlement.address
+        )
         channel = self.channels[c, n]
         channel.receipts.append((receipt, signature))
         channel.max_signed_amount = max(channel.max_signed_amount, amount)
@@ -362,7 +365,10 @@ class SystemMachine:
     def _apply(self, receipt: Receipt, c: int, n: int) -> tuple[bool, int, int, int]:
         """Model one receipt: (settled?, paid, fee, weight); updates balances and the channel."""
         channel = self.channels[c, n]
-        if receipt.cumulative_amount <= channel.settled_amount or receipt.cumulative_bytes < channel.settled_bytes:
+        if (
+            receipt.cumulative_amount <= channel.settled_amount
+            or receipt.cumulative_bytes < channel.settled_bytes
+        ):
             return False, 0, 0, 0
         owed = receipt.cumulative_amount - channel.settled_amount
         account = self.accounts[c]
@@ -397,7 +403,9 @@ class SystemMachine:
             assert scheduled == self.emission, (epoch, scheduled, self.emission)
             record.scheduled = scheduled
         assert scheduled == record.scheduled
-        chain_fee, chain_weight, chain_capped, claimed = self.s.rewards.nodeEpoch(self.world.nodes[n].address, epoch)
+        chain_fee, chain_weight, chain_capped, claimed = self.s.rewards.nodeEpoch(
+            self.world.nodes[n].address, epoch
+        )
         assert (chain_fee, chain_weight) == (record.fee[n], record.weight[n])
         assert chain_capped == self._capped(record, n)
         assert not claimed
@@ -474,7 +482,9 @@ class SystemMachine:
             owners.append(c)
         self._settle_batch(st_node, receipts, signatures, owners)
 
-    def _settle_batch(self, node: int, receipts: list[Receipt], signatures: list[bytes], owners: list[int]) -> None:
+    def _settle_batch(
+        self, node: int, receipts: list[Receipt], signatures: list[bytes], owners: list[int]
+    ) -> None:
         """settleMany for ``node``: the model predicts which receipts settle, pay and skip."""
         total_paid = total_fee = total_weight = settled = 0
         expected_skips = 0
@@ -513,7 +523,11 @@ class SystemMachine:
         operator = self.world.operators[self.world.node_operator[n]]
         if self.status[n] != ACTIVE:
             expect_error(
-                self.s.registry.requestExit, (node,), operator, "RegistryInvalidStatus", (node, self.status[n])
+                self.s.registry.requestExit,
+                (node,),
+                operator,
+                "RegistryInvalidStatus",
+                (node, self.status[n]),
             )
             return
         self.s.registry.requestExit(node, {"from": operator})
@@ -533,7 +547,9 @@ class SystemMachine:
 
     def _required(self, op: int) -> int:
         """minStake × the operator's nodes that have not exited (a jailed node still counts)."""
-        live = [n for n, owner in enumerate(self.world.node_operator) if owner == op and self.status[n] != EXITING]
+        live = [
+            n for n, owner in enumerate(self.world.node_operator) if owner == op and self.status[n] != EXITING
+        ]
         required = self.min_stake * len(live)
         assert int(self.s.registry.requiredStake(self.world.operators[op])) == required
         return required
@@ -559,7 +575,11 @@ class SystemMachine:
         bonded, required = self.bonded[st_operator], self._required(st_operator)
         if st_stake > bonded:
             expect_error(
-                self.s.staking.requestUnbond, (st_stake,), op, "StakingInsufficientStake", (op.address, bonded, st_stake)
+                self.s.staking.requestUnbond,
+                (st_stake,),
+                op,
+                "StakingInsufficientStake",
+                (op.address, bonded, st_stake),
             )
             return
         if bonded - st_stake < required:
@@ -602,7 +622,12 @@ class SystemMachine:
         op = self.world.operators[st_operator]
         bonded, (unbonding, ends) = self.bonded[st_operator], self.unbonding[st_operator]
         if bonded + unbonding == 0:
-            expect_error(self.s.staking.slash, (op, st_stake, self.world.reporter), self.world.slasher, "StakingInsufficientStake")
+            expect_error(
+                self.s.staking.slash,
+                (op, st_stake, self.world.reporter),
+                self.world.slasher,
+                "StakingInsufficientStake",
+            )
             return
         from_bonded = min(st_stake, bonded)
         from_unbonding = min(st_stake - from_bonded, unbonding)
@@ -611,7 +636,11 @@ class SystemMachine:
         reporter_before = int(self.s.token.balanceOf(self.world.reporter))
         tx = self.s.staking.slash(op, st_stake, self.world.reporter, {"from": self.world.slasher})
         event = tx.events["Slashed"]
-        assert (event["amount"], event["reporterReward"], event["burned"]) == (slashed, reward, slashed - reward)
+        assert (event["amount"], event["reporterReward"], event["burned"]) == (
+            slashed,
+            reward,
+            slashed - reward,
+        )
         assert int(self.s.token.balanceOf(self.world.reporter)) - reporter_before == reward
         self.bonded[st_operator] -= from_bonded
         self.unbonding[st_operator] = [unbonding - from_unbonding, ends]
@@ -653,14 +682,20 @@ class SystemMachine:
         node = self.world.nodes[n].address
         current = int(self.s.rewards.currentEpoch())
         epochs = sorted(
-            e for e, record in self.epochs.items() if e < current and n in record.fee and (n, e) not in self.claimed
+            e
+            for e, record in self.epochs.items()
+            if e < current and n in record.fee and (n, e) not in self.claimed
         )[:st_count]
         if not epochs:
-            expect_error(self.s.rewards.claim, (node, [current + 1]), self.world.stranger, "RewardsEpochNotFinished")
+            expect_error(
+                self.s.rewards.claim, (node, [current + 1]), self.world.stranger, "RewardsEpochNotFinished"
+            )
             return
         # claimable() projects epochs that have ended but are not finalised yet.
         if sum(int(self.s.rewards.claimable(node, e)) for e in epochs) == 0:
-            expect_error(self.s.rewards.claim, (node, epochs), self.world.stranger, "RewardsNothingToClaim", (node,))
+            expect_error(
+                self.s.rewards.claim, (node, epochs), self.world.stranger, "RewardsNothingToClaim", (node,)
+            )
             return
         payout = self.world.payouts[n]
         before = int(self.s.token.balanceOf(payout))
@@ -679,7 +714,11 @@ class SystemMachine:
         STATS["~epoch rewards claimed"] += len(epochs)
         # A second claim of the same epoch is refused.
         expect_error(
-            self.s.rewards.claim, (node, epochs[:1]), self.world.stranger, "RewardsAlreadyClaimed", (node, epochs[0])
+            self.s.rewards.claim,
+            (node, epochs[:1]),
+            self.world.stranger,
+            "RewardsAlreadyClaimed",
+            (node, epochs[0]),
         )
 
     def rule_set_emission(self, st_emission) -> None:
@@ -707,7 +746,9 @@ class SystemMachine:
             record = self.epochs.get(e)
             capped = {n: self._capped(record, n) for n in record.fee} if record else {}
             # An epoch nobody used or froze is finalised with the emission in force.
-            assert scheduled == (record.scheduled if record is not None and record.scheduled is not None else self.emission)
+            assert scheduled == (
+                record.scheduled if record is not None and record.scheduled is not None else self.emission
+            )
             assert total_capped == sum(capped.values())
             assert budget == scheduled + self.carry
             assert paid == min(total_capped, budget)
@@ -766,7 +807,11 @@ class SystemMachine:
         s, w = self.s, self.world
         ops = w.operators
         values = w.read(
-            [(s.token.balanceOf, (s.staking.address,)), (s.staking.totalBonded, ()), (s.staking.totalUnbonding, ())]
+            [
+                (s.token.balanceOf, (s.staking.address,)),
+                (s.staking.totalBonded, ()),
+                (s.staking.totalUnbonding, ()),
+            ]
             + [(s.staking.bondedOf, (op.address,)) for op in ops]
             + [(s.staking.unbondingOf, (op.address,)) for op in ops]
         )
@@ -809,7 +854,10 @@ class SystemMachine:
         w = self.world
         used = [(key, channel) for key, channel in self.channels.items() if channel.receipts]
         values = w.read(
-            [(self.s.settlement.channelOf, (w.consumers[c].address, w.nodes[n].address)) for (c, n), _ in used]
+            [
+                (self.s.settlement.channelOf, (w.consumers[c].address, w.nodes[n].address))
+                for (c, n), _ in used
+            ]
         )
         for ((c, n), channel), (amount, nbytes) in zip(used, values):
             assert amount == channel.settled_amount
@@ -834,7 +882,9 @@ class SystemMachine:
         self._sync_finalized()
         for n in range(self.n_nodes):
             node = self.world.nodes[n].address
-            epochs = sorted(e for (m, e), r in self.rewards.items() if m == n and r > 0 and (m, e) not in self.claimed)
+            epochs = sorted(
+                e for (m, e), r in self.rewards.items() if m == n and r > 0 and (m, e) not in self.claimed
+            )
             if not epochs:
                 continue
             payout = self.world.payouts[n]
