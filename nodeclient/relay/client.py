@@ -669,6 +669,11 @@ class RelaySession:
         if self._closed:
             return
         self._closed = True
+        for stream in list(self._streams.values()):
+            # Unread data will not be read now; a reader parked on a full stream must not block the ACK.
+            stream._chunks.clear()
+            stream.buffered = 0
+            stream._drained.set()
         if self._dead is None:
             with contextlib.suppress(Exception):
                 await self._sign(force=True)

@@ -574,7 +574,7 @@ class _Session:
         owed = self.base_amount - settled_amount
         self.credit_amount = _ceil_amount(self.cfg.credit_bytes, self.price)
         needed = owed + self.credit_amount
-        if available < needed or (self.price > 0 and available <= owed):
+        if available < needed:
             raise InsufficientEscrowError(hello.consumer, available, needed)
         self._escrow_available = available
         self._settled_amount = settled_amount
