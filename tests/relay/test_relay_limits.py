@@ -173,3 +173,28 @@ def test_rpc_outage_refuses_new_sessions_with_a_clear_reason_and_the_relay_keeps
         return result
 
     assert len(asyncio.run(run()).body) == MIB
+
+
+def test_max_sessions_refuses_the_next_connection_and_frees_the_slot_when_a_session_ends(
+    world, relay, origin
+):
+    node = relay(max_sessions=1)
+
+    async def run():
+        first = await _session(world, node)
+        with pytest.raises(RemoteError) as info:
+            await _session(world, node, key=world.attacker_key)
+        await first.close()
+        return info.value
+
+    refused = asyncio.run(run())
+    assert refused.code == "refused" and "the node is at its limit of 1 sessions" in refused.reason
+    node.wait_idle()
+
+    async def again():
+        session = await _session(world, node, key=world.attacker_key)
+        result = await session.fetch(origin.url(4096))
+        await session.close()
+        return result
+
+    assert len(asyncio.run(again()).body) == 4096
