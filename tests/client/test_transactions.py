@@ -233,3 +233,56 @@ def test_transient_rpc_faults_are_retried_with_a_bound(fresh):
         assert time.monotonic() - started < 15
     finally:
         down.close()
+
+
+def test_reorged_out_transaction_is_resent_at_the_same_nonce_and_counts_once(fresh):
+    """A tx mined then removed by a reorg before reaching the confirmation depth is not reported
+    confirmed; the client re-sends it at the same nonce, and its effect happens exactly once."""
+    k = fresh
+    client = client_for(k, confirmations=5, stuck_after=1.0, tx_timeout=90)
+    signer = unlock(k, "operator")
+    token = client.contract("KuotaToken")
+    payout = k.addresses["payout"]
+    balance_before = token.functions.balanceOf(payout).call()
+    nonce = client.w3.eth.get_transaction_count(signer.address)
+    hashes: list[str] = []
+    outcome: dict = {}
+    stop = threading.Event()
+
+    def miner():
+        while not stop.wait(0.5):
+            client.w3.provider.make_request("evm_mine", [])
+
+    def send():
+        try:
+            outcome["result"] = client.transact(signer, token.functions.transfer(payout, 10**18), "transfer 1 KUOTA",
+                                                on_signed=lambda h, n: hashes.append(h))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    deadline = time.monotonic() + 30
+    first_block = None
+    while time.monotonic() < deadline and first_block is None:
+        if hashes:
+            receipt = client.receipt_of(hashes[0])
+            first_block = None if receipt is None else int(receipt["blockNumber"])
+        time.sleep(0.05)
+    assert first_block is not None, "the first transaction was never mined"
+    depth = client.w3.eth.block_number - first_block + 1
+    assert depth < 5, "the reorg must come before the confirmation depth"
+    client.w3.provider.make_request("anvil_reorg", [depth, []])
+    assert client.receipt_of(hashes[0]) is None and client.w3.eth.get_transaction_count(signer.address) == nonce
+    mining = threading.Thread(target=miner, daemon=True)
+    mining.start()
+    try:
+        sender.join(timeout=90)
+    finally:
+        stop.set()
+        mining.join(timeout=5)
+    assert "error" not in outcome, outcome.get("error")
+    result = outcome["result"]
+    assert result.nonce == nonce and len(hashes) >= 2 and result.tx_hash != hashes[0]
+    assert client.w3.eth.get_transaction_count(signer.address) == nonce + 1
+    assert token.functions.balanceOf(payout).call() == balance_before + 10**18  # once, not twice
