@@ -61,6 +61,7 @@ contract NodeRegistry is INodeRegistry, AccessControl, EIP712 {
         bytes calldata nodeKeySignature
     ) external {
         if (node == address(0)) revert RegistryZeroAddress("node");
+        if (node == msg.sender) revert RegistryNodeKeyIsOperator(node);
         if (_nodes[node].status != NodeStatus.None) revert RegistryNodeAlreadyRegistered(node);
         _checkFields(payout, region, metadataURI);
         _checkKeySignature(node, node, msg.sender, nodeKeySignature);
@@ -108,6 +109,7 @@ contract NodeRegistry is INodeRegistry, AccessControl, EIP712 {
     function rotateKey(address node, address newKey, bytes calldata newKeySignature) external {
         NodeRecord storage record = _operatorRecord(node);
         if (newKey == address(0)) revert RegistryZeroAddress("newKey");
+        if (newKey == msg.sender) revert RegistryNodeKeyIsOperator(newKey);
         _checkKeySignature(node, newKey, msg.sender, newKeySignature);
         address oldKey = record.signingKey;
         record.signingKey = newKey;

@@ -36,6 +36,9 @@ interface INodeRegistry {
     /// @notice `node` has `status`, which does not allow this action.
     error RegistryInvalidStatus(address node, uint8 status);
     error RegistryStringTooLong(string field, uint256 length, uint256 max);
+    /// @notice The node key `key` is the operator's own wallet: the hot key on the relay machine must
+    /// not be the key that holds the stake.
+    error RegistryNodeKeyIsOperator(address key);
     /// @notice `operator` has `staked` bonded; registering needs `required`.
     error RegistryInsufficientStake(address operator, uint256 staked, uint256 required);
     /// @notice Parameter `name` set to `value`, outside [`min`, `max`].

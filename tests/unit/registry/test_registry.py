@@ -112,6 +112,18 @@ def test_register_rejects_bad_fields(system, operator, fresh_key, payout):
         _register(system, operator, fresh_key, payout, uri="u" * 257)
 
 
+def test_node_key_must_not_be_the_operator_wallet(system, operator, node, payout):
+    from unit_helpers import anvil_key
+
+    operator_key = Account.from_key(anvil_key(3))
+    assert operator_key.address == operator.address
+    with brownie.reverts(custom_error("RegistryNodeKeyIsOperator(address)", operator)):
+        _register(system, operator, operator_key, payout)
+    sig = node_key_signature(system.registry, operator_key, node, operator.address)
+    with brownie.reverts(custom_error("RegistryNodeKeyIsOperator(address)", operator)):
+        system.registry.rotateKey(node, operator, sig, {"from": operator})
+
+
 def test_register_without_stake_is_rejected(system, stranger, fresh_key, payout):
     with brownie.reverts(custom_error("RegistryInsufficientStake(address,uint256,uint256)", stranger, 0, MIN)):
         _register(system, stranger, fresh_key, payout)
