@@ -390,7 +390,7 @@ class ChainClient:
             ChainUnreachableError: the RPC went away (the journal keeps the signed tx).
         """
         sender = signer.address
-        with account_lock(self.data_dir, self.chain_id, sender):
+        with account_lock(self.data_dir, self.chain_id, sender, on_wait=progress):
             self.finish_pending(signer, progress=progress)
             quote = self.estimate(sender, fn_call, description, value)
             balance = self.balance(sender)
@@ -458,7 +458,7 @@ class ChainClient:
         record = self.journal.get(tx_hash)
         if record is None:
             raise TransactionError(f"transaction {tx_hash} is not in this client's journal")
-        with account_lock(self.data_dir, self.chain_id, record.sender):
+        with account_lock(self.data_dir, self.chain_id, record.sender, on_wait=progress):
             return self._await_group(
                 signer, record.sender, record.nonce, record.description, on_signed=on_signed, progress=progress
             )

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +108,13 @@ class TxRecord:
 
 
 @contextmanager
-def account_lock(data_dir: Path, chain_id: int, sender: str, timeout: float = 600.0) -> Iterator[None]:
+def account_lock(
+    data_dir: Path,
+    chain_id: int,
+    sender: str,
+    timeout: float = 600.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
     """Hold an exclusive lock for ``sender`` on ``chain_id`` across processes.
 
     Two ``kuota`` processes sending from one account would race for nonces; the lock makes nonce
@@ -125,6 +131,8 @@ def account_lock(data_dir: Path, chain_id: int, sender: str, timeout: float = 60
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(f"waiting for another kuota process that is sending from {sender}")
                 if time.monotonic() > deadline:
                     raise StoreError(
                         f"account {sender} is busy in another kuota process (lock {path}) for over {timeout:.0f} s"
