@@ -60,6 +60,7 @@ PARAMETERS: tuple[tuple[str, str], ...] = (
 )
 
 _JAILED = "Jailed"
+_ACTIVE = "Active"
 #: RewardPool setters that snapshot the current epoch before they change a value.
 _FREEZING = frozenset({"emissionPerEpoch", "rewardPerFeeUnit", "maxNodeShareBps"})
 
@@ -350,7 +351,7 @@ class _Replayer:
     # ---------------------------------------------------------------- registry
     def _on_NodeRegistered(self, ev: Event) -> None:
         a = ev.args
-        self.nodes[a["node"]] = NodeInfo(a["operator"], a["payout"], int(a["capacityMbps"]), "Active")
+        self.nodes[a["node"]] = NodeInfo(a["operator"], a["payout"], int(a["capacityMbps"]), _ACTIVE)
         self.counts["nodes_registered"] += 1
 
     def _on_NodeUpdated(self, ev: Event) -> None:
@@ -362,7 +363,7 @@ class _Replayer:
         self.nodes[ev.args["node"]].status = _JAILED
 
     def _on_NodeUnjailed(self, ev: Event) -> None:
-        self.nodes[ev.args["node"]].status = "Active"
+        self.nodes[ev.args["node"]].status = _ACTIVE
 
     def _on_NodeExitRequested(self, ev: Event) -> None:
         self.nodes[ev.args["node"]].status = "Exiting"
@@ -609,8 +610,15 @@ class _Replayer:
         low = self.p("RewardPool", "latencyLowMs")
         high = self.p("RewardPool", "latencyHighMs")
         floor = self.p("RewardPool", "latencyFloorBps")
-        jailed = self.nodes[node].status == _JAILED if node in self.nodes else False
-        multiplier = 0 if jailed else latency_multiplier_bps(latency, low, high, floor) if high > low else BPS
+        # Only Active nodes earn reward weight; Jailed and Exiting nodes are paid at weight 0. A node
+        # unknown to the replay (registered before a partial range, not seeded) is taken as Active.
+        rewarded = self.nodes[node].status == _ACTIVE if node in self.nodes else True
+        if not rewarded:
+            multiplier = 0
+        elif high > low:
+            multiplier = latency_multiplier_bps(latency, low, high, floor)
+        else:  # unreachable with the contract's bounds (lowMs < highMs); keep the replay total
+            multiplier = BPS
         weight = fee * multiplier // BPS
         self.totals["paid"] += paid
         self.totals["fees"] += fee

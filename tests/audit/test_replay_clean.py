@@ -103,3 +103,25 @@ def test_range_starting_after_deployment_seeds_state_and_stays_consistent(econom
     assert [r for r in full["settlements"] if r["block"] >= start] == report["settlements"]
     # Channels opened before the range were seeded: the partial payment's top-up still replays exactly.
     assert 0 < report["counts"]["settlements"] < full["counts"]["settlements"]
+
+
+def test_jailed_and_exiting_nodes_replay_at_weight_zero(economy, audit_options, slasher, operator2, consumer):
+    """Usage of a Jailed or Exiting node is paid but earns no reward weight; the replay agrees."""
+    from brownie import chain
+
+    from audit_helpers import UNIT, receipt_tuple, signed_receipt_json
+
+    system = economy.system
+    system.registry.jail(economy.node_a, "audit test", {"from": slasher})
+    system.registry.requestExit(economy.node_b, {"from": operator2})
+    for node, amount in ((economy.node_a, 40), (economy.node_b, 41)):
+        receipt = signed_receipt_json(economy.keys[consumer.address], node, amount * 2**20, amount * UNIT,
+                                      issued_at=chain.time() - 1, latency_ms=10, session=11, chain_id=economy.chain_id,
+                                      settlement=system.settlement.address)
+        tx = system.settlement.settle(receipt_tuple(receipt), receipt["signature"], {"from": consumer})
+        assert tx.events["UsageRecorded"]["weight"] == 0 < tx.events["UsageRecorded"]["fee"]
+    chain.mine()
+    report = run_audit(audit_options()).report
+    assert report["verdict"] == "consistent"
+    last_two = report["settlements"][-2:]
+    assert [r["weight"] for r in last_two] == ["0", "0"] and all(int(r["fee"]) > 0 for r in last_two)
