@@ -131,9 +131,16 @@ def test_consumer_topped_up_to_the_credit_limit_is_accepted(world, relay, origin
 
 
 async def _greedy_node(
-    world, listener_ready: asyncio.Future, claims: list, receipts: list, inflate: int
+    world,
+    listener_ready: asyncio.Future,
+    claims: list,
+    receipts: list,
+    inflate: int,
+    base: tuple[int, int] = (0, 0),
 ) -> None:
-    """A node that relays honestly but claims ``inflate`` times the bytes in PAUSE frames and pads DATA."""
+    """A node that relays honestly but claims ``inflate`` times the bytes it carried in PAUSE frames.
+
+    With ``base`` it also claims the channel starts there, without any receipt to show for it."""
     view = world.view()
     price = view.node_info(world.node.address).price_per_gib
 
@@ -160,8 +167,8 @@ async def _greedy_node(
             price_per_gib=price,
             credit_bytes=64 * MIB,
             receipt_interval_bytes=256 * 1024,
-            base_bytes=0,
-            base_amount=0,
+            base_bytes=base[0],
+            base_amount=base[1],
             hello_digest=hello.digest(view.chain_id, view.settlement_address),
         ).signed(world.node.private_key, view.chain_id, view.settlement_address)
         writer.write(encode_control(FrameType.WELCOME, welcome.to_json()))
@@ -336,3 +343,28 @@ def test_consumer_refuses_a_relay_that_is_not_the_node_it_asked_for(world, relay
     with pytest.raises(HandshakeError) as info:
         asyncio.run(run())
     assert f"is node {world.node.address!r}, not {impostor}" in str(info.value)
+
+
+def test_consumer_refuses_a_node_that_inflates_the_channel_base(world):
+    from nodeclient.relay.errors import HandshakeError
+
+    async def run():
+        ready = asyncio.get_running_loop().create_future()
+        node_task = asyncio.create_task(
+            _greedy_node(world, ready, [], [], inflate=1, base=(10 * MIB, 10_000))
+        )
+        port = await ready
+        try:
+            await open_session(
+                "127.0.0.1",
+                port,
+                node=world.node.address,
+                consumer_key=world.consumer_key,
+                chain=world.view(),
+            )
+        finally:
+            node_task.cancel()
+
+    with pytest.raises(HandshakeError) as info:
+        asyncio.run(run())
+    assert f"the node claims the channel starts at {10 * MIB} bytes / 10000" in str(info.value)
