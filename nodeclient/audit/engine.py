@@ -48,7 +48,7 @@ class AuditOptions:
     bundle_urls: Path | None = None
     jobs: int = field(default_factory=default_jobs)
     #: seconds a receipt's issuedAt may run ahead of the block that settled it (consumer clock skew).
-    max_clock_skew: int = 0
+    max_clock_skew: int = 300
     getlogs_initial_span: int = 2_000
     getlogs_max_span: int = 50_000
 

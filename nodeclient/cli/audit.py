@@ -70,8 +70,9 @@ def _target(cx: CliContext, confirmations: int | None) -> tuple[str, Any, int]:
               help="Also write settlements.csv, node_epochs.csv and findings.csv into this directory.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1, max=256), default=None,
               help="Processes for signature recovery over bundles (default: all cores).")
-@click.option("--max-clock-skew", type=click.IntRange(min=0, max=86_400), default=0, show_default=True,
-              help="Seconds a bundle receipt's issuedAt may be later than the block that settled it.")
+@click.option("--max-clock-skew", type=click.IntRange(min=0, max=86_400), default=300, show_default=True,
+              help="Seconds a bundle receipt's issuedAt may be later than the block that settled it "
+                   "(consumer clocks run ahead; 0 is strictest).")
 @click.option("--getlogs-span", type=click.IntRange(min=1, max=1_000_000), default=2_000, show_default=True,
               help="First eth_getLogs block span (it shrinks on provider limits and grows on success).")
 @json_option
