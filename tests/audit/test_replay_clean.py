@@ -107,9 +107,8 @@ def test_range_starting_after_deployment_seeds_state_and_stays_consistent(econom
 
 def test_jailed_and_exiting_nodes_replay_at_weight_zero(economy, audit_options, slasher, operator2, consumer):
     """Usage of a Jailed or Exiting node is paid but earns no reward weight; the replay agrees."""
-    from brownie import chain
-
     from audit_helpers import UNIT, receipt_tuple, signed_receipt_json
+    from brownie import chain
 
     system = economy.system
     system.registry.jail(economy.node_a, "audit test", {"from": slasher})
