@@ -112,3 +112,23 @@ def verify_chunk(job: tuple[bytes, list[Any]]) -> list[ParsedReceipt | str]:
         digest = receipt_digest(fields, separator)
         append((*fields, digest, recover_address(digest, sig) or b""))
     return out
+
+
+#: (separator, receipt objects) set by the parent just before it forks its workers: a forked child
+#: reads them through copy-on-write memory instead of receiving them pickled.
+_SHARED: tuple[bytes, list[Any]] | None = None
+
+
+def share(separator: bytes, objs: list[Any] | None) -> None:
+    """Publish the receipts to workers forked after this call (``None`` objs clears it)."""
+    global _SHARED
+    _SHARED = (separator, objs) if objs is not None else None
+
+
+def verify_range(bounds: tuple[int, int]) -> list[ParsedReceipt | str]:
+    """``verify_chunk`` over ``_SHARED[1][start:end]`` (fork workers only)."""
+    if _SHARED is None:
+        raise RuntimeError("verify_range needs receipts shared before the fork")
+    separator, objs = _SHARED
+    start, end = bounds
+    return verify_chunk((separator, objs[start:end]))

@@ -152,10 +152,22 @@ def recover_many(separator: bytes, objs: list[Any], jobs: int) -> list[Any]:
     if jobs <= 1 or len(objs) < PARALLEL_THRESHOLD:
         return _verify.verify_chunk((separator, objs))
     size = max(1_000, min(CHUNK, -(-len(objs) // (jobs * 4))))
-    chunks = [(separator, objs[i : i + size]) for i in range(0, len(objs), size)]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=_context()) as pool:
-        out: list[Any] = []
-        for part in pool.map(_verify.verify_chunk, chunks):
+    bounds = [(i, min(i + size, len(objs))) for i in range(0, len(objs), size)]
+    context = _context()
+    out: list[Any] = []
+    if context.get_start_method() == "fork":
+        # Forked workers see the parsed receipts through copy-on-write memory: only index ranges
+        # go in and compact results come back, so the parent does not pickle every receipt.
+        _verify.share(separator, objs)
+        try:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                for part in pool.map(_verify.verify_range, bounds):
+                    out.extend(part)
+        finally:
+            _verify.share(separator, None)
+        return out
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        for part in pool.map(_verify.verify_chunk, [(separator, objs[a:b]) for a, b in bounds]):
             out.extend(part)
     return out
 
