@@ -179,25 +179,18 @@ def balance(cx: CliContext, address: str | None) -> None:
 @pass_cx
 def transfer(cx: CliContext, token: str, to: str, amount: str, units: bool) -> None:
     """Send AMOUNT of KUOTA or of the payment token to address TO."""
-    from nodeclient._utils.values import format_amount, parse_address, parse_amount
-    from nodeclient.errors import InsufficientFundsError
+    from nodeclient._utils.values import parse_address
 
     recipient = parse_address("recipient", to)
     client = cx.client()
     name = _TOKENS[token.upper()]
-    info = ops().token_info(client, name, recipient)
-    value = parse_amount("amount", amount, 0 if units else info.decimals)
+    quantity = cx.token_amount(name, amount, base_units=units)
     signer = cx.signer()
-    held = ops().token_info(client, name, signer.address).balance
-    if held < value:
-        raise InsufficientFundsError(
-            f"account {signer.address} holds {format_amount(held, info.decimals, info.symbol)}, "
-            f"less than the {format_amount(value, info.decimals, info.symbol)} to send"
-        )
-    result = cx.send(signer, client.contract(name).functions.transfer(recipient, value),
-                     f"send {format_amount(value, info.decimals, info.symbol)} to {recipient}", kind="transfer")
-    cx.emit({"tx": result.to_json(), "to": recipient, "amount": value, "token": name},
-            lambda c: c.print(f"sent {format_amount(value, info.decimals, info.symbol)} to {recipient} in {result.tx_hash}"))
+    cx.require_balance(signer, name, quantity, "send")
+    result = cx.send(signer, client.contract(name).functions.transfer(recipient, quantity.value),
+                     f"send {quantity} to {recipient}", kind="transfer")
+    cx.emit({"tx": result.to_json(), "to": recipient, "amount": quantity.value, "token": name},
+            lambda c: c.print(f"sent {quantity} to {recipient} in {result.tx_hash}"))
 
 
 @account.command("faucet")

@@ -10,9 +10,10 @@ import time
 
 import click
 
-from nodeclient._utils.values import format_amount, parse_address, parse_amount
+from nodeclient._utils.values import format_amount, parse_address
 from nodeclient.cli.options import (
     CliContext,
+    TokenAmount,
     account_options,
     json_option,
     network_options,
@@ -32,8 +33,8 @@ def escrow() -> None:
 
 
 def _amount(cx: CliContext, text: str, units: bool) -> tuple[int, int, str]:
-    info = ops().token_info(cx.client(), "PaymentToken", cx.client().deployment.address("PaymentEscrow"))
-    return parse_amount("amount", text, 0 if units else info.decimals), info.decimals, info.symbol
+    amount = cx.token_amount("PaymentToken", text, base_units=units)
+    return amount.value, amount.decimals, amount.symbol
 
 
 @escrow.command("deposit")
@@ -49,12 +50,7 @@ def deposit(cx: CliContext, amount: str, units: bool) -> None:
     value, decimals, symbol = _amount(cx, amount, units)
     client = cx.client()
     signer = cx.signer()
-    balance = ops().token_info(client, "PaymentToken", signer.address).balance
-    if balance < value:
-        raise InsufficientFundsError(
-            f"account {signer.address} holds {format_amount(balance, decimals, symbol)}, "
-            f"less than the {format_amount(value, decimals, symbol)} to deposit"
-        )
+    cx.require_balance(signer, "PaymentToken", TokenAmount(value, decimals, symbol), "deposit")
     cx.ensure_allowance(signer, "PaymentToken", "PaymentEscrow", value)
     result = cx.send(signer, client.contract("PaymentEscrow").functions.deposit(value), f"deposit {format_amount(value, decimals, symbol)} into escrow", kind="deposit")
     acct = ops().escrow_account(client, signer.address)

@@ -31,6 +31,7 @@ from nodeclient.errors import KuotaError, RefusedError
 __all__ = [
     "CliContext",
     "DryRun",
+    "TokenAmount",
     "WatchOnly",
     "account_options",
     "eth",
@@ -261,6 +262,26 @@ class CliContext:
         with self.status(f"{description}: sending") as update:
             return client.transact(signer, fn_call, description, progress=update, **kwargs)
 
+    def token_amount(self, token: str, text: str, *, base_units: bool) -> TokenAmount:
+        """Parse a command's AMOUNT of ``token`` (decimal tokens, or base units with ``--units``)."""
+        from nodeclient._utils.values import parse_amount
+
+        info = ops().token_info(self.client(), token, self.client().deployment.address(token))
+        value = parse_amount("amount", text, 0 if base_units else info.decimals)
+        return TokenAmount(value, info.decimals, info.symbol)
+
+    def require_balance(self, signer: Any, token: str, amount: TokenAmount, purpose: str) -> None:
+        """Refuse before any transaction when ``signer`` holds less ``token`` than ``amount``."""
+        from nodeclient._utils.values import format_amount
+        from nodeclient.errors import InsufficientFundsError
+
+        held = ops().token_info(self.client(), token, signer.address).balance
+        if held < amount.value:
+            raise InsufficientFundsError(
+                f"account {signer.address} holds {format_amount(held, amount.decimals, amount.symbol)}, "
+                f"less than the {amount} to {purpose}"
+            )
+
     def ensure_allowance(self, signer: Any, token: str, spender: str, amount: int) -> Any:
         """Approve exactly ``amount`` of ``token`` to ``spender`` if the allowance is short (one tx).
 
@@ -276,6 +297,20 @@ class CliContext:
         call = client.contract(token).functions.approve(client.deployment.address(spender), amount)
         self.note(f"step 1 of 2: allow {spender} to take {amount} base units of {token} (a second transaction follows)")
         return self.send(signer, call, f"approve {spender} for {amount} {token} units", kind="approve")
+
+
+@dataclass(frozen=True)
+class TokenAmount:
+    """An amount of a token in base units, with what it takes to print it."""
+
+    value: int
+    decimals: int
+    symbol: str
+
+    def __str__(self) -> str:
+        from nodeclient._utils.values import format_amount
+
+        return format_amount(self.value, self.decimals, self.symbol)
 
 
 def network_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -9,9 +9,10 @@ import time
 
 import click
 
-from nodeclient._utils.values import format_amount, parse_address, parse_amount
+from nodeclient._utils.values import format_amount, parse_address
 from nodeclient.cli.options import (
     CliContext,
+    TokenAmount,
     account_options,
     json_option,
     network_options,
@@ -20,7 +21,6 @@ from nodeclient.cli.options import (
     spend_options,
     table,
 )
-from nodeclient.errors import InsufficientFundsError
 
 __all__ = ["COMMANDS", "stake"]
 
@@ -31,9 +31,8 @@ def stake() -> None:
 
 
 def _amount(cx: CliContext, text: str, units: bool) -> tuple[int, int, str]:
-    info = ops().token_info(cx.client(), "KuotaToken", cx.client().deployment.address("Staking"))
-    value = parse_amount("amount", text, 0 if units else info.decimals)
-    return value, info.decimals, info.symbol
+    amount = cx.token_amount("KuotaToken", text, base_units=units)
+    return amount.value, amount.decimals, amount.symbol
 
 
 @stake.command("add")
@@ -49,12 +48,7 @@ def add(cx: CliContext, amount: str, units: bool) -> None:
     value, decimals, symbol = _amount(cx, amount, units)
     client = cx.client()
     signer = cx.signer()
-    balance = ops().token_info(client, "KuotaToken", signer.address).balance
-    if balance < value:
-        raise InsufficientFundsError(
-            f"account {signer.address} holds {format_amount(balance, decimals, symbol)}, "
-            f"less than the {format_amount(value, decimals, symbol)} to stake"
-        )
+    cx.require_balance(signer, "KuotaToken", TokenAmount(value, decimals, symbol), "stake")
     cx.ensure_allowance(signer, "KuotaToken", "Staking", value)
     result = cx.send(signer, client.contract("Staking").functions.stake(value), f"stake {format_amount(value, decimals, symbol)}", kind="stake")
     info = ops().stake_info(client, signer.address)
