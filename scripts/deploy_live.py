@@ -434,6 +434,7 @@ def run_cli(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv or ["local"])
     command = args.command or "local"
+    dry_run = getattr(args, "dry_run", False)  # only `live` and `plan` take --dry-run
     try:
         with _stdout_to_stderr(args.json):
             if command == "local":
@@ -442,7 +443,7 @@ def run_cli(argv: list[str]) -> int:
                     fresh=args.fresh,
                 )
                 result: dict[str, Any] = _summary(system, path)
-            elif command == "plan" or args.dry_run:
+            elif command == "plan" or dry_run:
                 result = plan_deploy(_live_config(args))
                 if not args.json:
                     _print_plan(result)
@@ -451,7 +452,7 @@ def run_cli(argv: list[str]) -> int:
                 result = _summary(system, path)
         if args.json:
             print(json.dumps(result, sort_keys=True))
-        elif command != "plan" and not args.dry_run:
+        elif command != "plan" and not dry_run:
             print(f"Kuota deployed on chain {result['manifest']['chainId']}; manifest {result['manifestPath']}")
             for name, address in result["manifest"]["contracts"].items():
                 print(f"  {name:<18} {address}")
