@@ -64,6 +64,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Extra gas limit (not gas spent: only what the transaction uses is paid) for a settlement. If a
+# reward epoch ends between the estimate and inclusion, the batch becomes the node's (or the
+# epoch's) first usage record and costs ~80k more than estimated (docs/GAS.md, "settle, first in a
+# new epoch"); without this margin such a batch runs out of gas and the node pays for a revert.
+EPOCH_BOUNDARY_GAS = 100_000
+
 
 @dataclass(frozen=True)
 class ChannelPlan:
@@ -343,6 +349,7 @@ def execute_plan(
             f"settle batch {batch_id} ({len(plan.channels)} receipts) of node {plan.node}",
             kind="settle",
             node=plan.node,
+            gas_headroom=EPOCH_BOUNDARY_GAS,
             on_signed=lambda h, n: store.mark_submitted(batch_id, h, n),
             progress=progress,
         )

@@ -350,8 +350,14 @@ class ChainClient:
     def _fee_cap(self) -> int | None:
         return None if self.profile.max_fee_gwei is None else int(self.profile.max_fee_gwei * _GWEI)
 
-    def estimate(self, sender: str, fn_call: Any, description: str, value: int = 0) -> FeeQuote:
-        """Estimate gas and fees of ``fn_call`` from ``sender``; a revert raises the decoded error."""
+    def estimate(
+        self, sender: str, fn_call: Any, description: str, value: int = 0, *, gas_headroom: int = 0
+    ) -> FeeQuote:
+        """Estimate gas and fees of ``fn_call`` from ``sender``; a revert raises the decoded error.
+
+        ``gas_headroom`` is added to the limit for calls whose cost can jump between estimate and
+        inclusion by more than the 20 % margin covers (see ``nodeclient.settlement``).
+        """
         try:
             gas = int(fn_call.estimate_gas({"from": sender, "value": value}))
         except _TRANSIENT as exc:
@@ -365,7 +371,7 @@ class ChainClient:
             raise TransactionError(f"{description}: gas estimation failed: {message}") from None
         base, max_fee, priority = self.fee_caps()
         # 20 % headroom: state can change between estimate and inclusion (e.g. a channel settled).
-        return FeeQuote(gas_limit=math.ceil(gas * 1.2) + 5_000, base_fee=base, max_fee=max_fee, priority_fee=priority, value=value)
+        return FeeQuote(gas_limit=math.ceil(gas * 1.2) + 5_000 + gas_headroom, base_fee=base, max_fee=max_fee, priority_fee=priority, value=value)
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -378,6 +384,7 @@ class ChainClient:
         kind: str = "tx",
         node: str | None = None,
         value: int = 0,
+        gas_headroom: int = 0,
         on_signed: Callable[[str, int], None] | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> TxResult:
@@ -392,7 +399,7 @@ class ChainClient:
         sender = signer.address
         with account_lock(self.data_dir, self.chain_id, sender, on_wait=progress):
             self.finish_pending(signer, progress=progress)
-            quote = self.estimate(sender, fn_call, description, value)
+            quote = self.estimate(sender, fn_call, description, value, gas_headroom=gas_headroom)
             balance = self.balance(sender)
             if balance < quote.max_cost:
                 raise NotEnoughGasFundsError(sender, balance, quote.max_cost)

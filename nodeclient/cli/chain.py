@@ -111,7 +111,12 @@ def _units(text: str | None, decimals: int, flag: str) -> int:
 @click.option("--kuota", default=None, help="KUOTA to transfer from the deployer, e.g. 2000.")
 @click.option("--json", "as_json", is_flag=True, help="Print transactions and balances as JSON.")
 def fund(address: str, eth: str | None, usd: str | None, kuota: str | None, as_json: bool) -> None:
-    """Faucet for the local chain: give ADDRESS ether, MockUSD and KUOTA (development only)."""
+    """Faucet for the local chain: give ADDRESS ether, MockUSD and KUOTA (development only).
+
+    With no amount given, ADDRESS gets what the README's guides need: 10 ETH, 100 USD, 2000 KUOTA.
+    """
+    if eth is None and usd is None and kuota is None:
+        eth, usd, kuota = "10", "100", "2000"
     result = localchain.fund_account(
         address,
         eth_wei=_units(eth, 18, "--eth"),
