@@ -24,6 +24,8 @@ contract NodeRegistry is INodeRegistry, AccessControl, EIP712 {
         address operator;
         uint64 registeredAt;
         NodeStatus status;
+        // Set by requestExit and never cleared: unjail returns an exiting node to Exiting, not Active.
+        bool exitRequested;
         address payout;
         uint96 pricePerGiB;
         address signingKey;
@@ -121,6 +123,7 @@ contract NodeRegistry is INodeRegistry, AccessControl, EIP712 {
         NodeRecord storage record = _operatorRecord(node);
         if (record.status != NodeStatus.Active) revert RegistryInvalidStatus(node, uint8(record.status));
         record.status = NodeStatus.Exiting;
+        record.exitRequested = true;
         _liveNodeCount[msg.sender] -= 1;
         emit NodeExitRequested(node, msg.sender);
     }
@@ -145,7 +148,13 @@ contract NodeRegistry is INodeRegistry, AccessControl, EIP712 {
         NodeRecord storage record = _nodes[node];
         if (record.status == NodeStatus.None) revert RegistryNodeNotRegistered(node);
         if (record.status != NodeStatus.Jailed) revert RegistryInvalidStatus(node, uint8(record.status));
-        record.status = NodeStatus.Active;
+        if (record.exitRequested) {
+            // The exit request survives the jail: back to Exiting, and out of the stake requirement again.
+            record.status = NodeStatus.Exiting;
+            _liveNodeCount[record.operator] -= 1;
+        } else {
+            record.status = NodeStatus.Active;
+        }
         emit NodeUnjailed(node);
     }
 

@@ -22,6 +22,9 @@ contract RewardPool is IRewardPool, AccessControl, Pausable {
     uint256 public constant MAX_EMISSION_PER_EPOCH = 1e30;
     uint256 public constant MAX_REWARD_PER_FEE_UNIT = 1e24;
     uint32 public constant MAX_LATENCY_MS = 60_000;
+    /// @notice Most epochs `claim` and the parameter setters finalise in one call (each costs about
+    /// 30k gas, so this stays far below a block); longer backlogs go through `finalizeEpochs` first.
+    uint256 public constant MAX_FINALIZE_PER_CALL = 200;
 
     /// @dev Parameters in force now (one slot).
     struct Params {
@@ -150,7 +153,7 @@ contract RewardPool is IRewardPool, AccessControl, Pausable {
             if (epoch >= current) revert RewardsEpochNotFinished(epoch, current);
             if (epoch > last) last = epoch;
         }
-        _finalizeThrough(last + 1);
+        _finalizeThroughBounded(last + 1);
 
         address payout = _registry.payoutOf(node);
         if (payout == address(0)) revert RewardsUnknownNode(node);
@@ -361,11 +364,22 @@ contract RewardPool is IRewardPool, AccessControl, Pausable {
         _totalEmitted = emitted.toUint128();
     }
 
+    /// @dev `_finalizeThrough` for calls that finalise as a side effect: a backlog longer than
+    /// MAX_FINALIZE_PER_CALL reverts instead of running out of gas, so it is worked off in chunks by
+    /// `finalizeEpochs` (which anyone may call) and the call then succeeds.
+    function _finalizeThroughBounded(uint256 target) private {
+        uint256 through = _finalizedThrough;
+        if (target > through && target - through > MAX_FINALIZE_PER_CALL) {
+            revert RewardsTooManyPendingEpochs(target - through, MAX_FINALIZE_PER_CALL);
+        }
+        _finalizeThrough(target);
+    }
+
     /// @dev Fixes the current epoch's schedule and rates before a parameter changes, so the change
     /// applies from the next epoch and never retroactively.
     function _freezeCurrent() private {
         uint256 epoch = currentEpoch();
-        _finalizeThrough(epoch);
+        _finalizeThroughBounded(epoch);
         Epoch storage ep = _epochs[epoch];
         if (!ep.snapshotted) _snapshot(ep);
     }

@@ -84,7 +84,8 @@ interface INodeRegistry {
     /// @notice JAILER_ROLE: Active or Exiting → Jailed. A jailed node is still paid but earns no rewards.
     function jail(address node, string calldata reason) external;
 
-    /// @notice JAILER_ROLE: Jailed → Active.
+    /// @notice JAILER_ROLE: Jailed → Active, or → Exiting if the node had requested its exit (the
+    /// exit request survives the jail, and the node leaves `requiredStake` again).
     function unjail(address node) external;
 
     /// @notice PARAMETER_ROLE: stake per node, 1 wei to 1e27 wei. Applies to later registrations and unbonds.

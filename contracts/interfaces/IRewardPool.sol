@@ -25,6 +25,9 @@ interface IRewardPool {
     error RewardsParameterOutOfBounds(string name, uint256 value, uint256 min, uint256 max);
     /// @notice The latency curve needs `lowMs < highMs <= 60000` and `floorBps <= 10000`.
     error RewardsInvalidLatencyCurve(uint32 lowMs, uint32 highMs, uint16 floorBps);
+    /// @notice `claim` or a parameter setter would finalise `pending` epochs, more than `maxPerCall`
+    /// (bounded so one call always fits in a block): call `finalizeEpochs(maxPerCall)` first, as often as needed.
+    error RewardsTooManyPendingEpochs(uint256 pending, uint256 maxPerCall);
 
     event UsageRecorded(address indexed node, uint256 indexed epoch, uint256 fee, uint256 weight);
     event EpochFinalized(uint256 indexed epoch, uint256 budget, uint256 totalCapped, uint256 paid, uint256 carry);
@@ -39,7 +42,8 @@ interface IRewardPool {
     function finalizeEpochs(uint256 maxCount) external returns (uint256 count);
 
     /// @notice Claims `node`'s rewards for `epochs` (all finished), minted to its payout address.
-    /// Anyone may call. Finalises the epochs up to the largest one first.
+    /// Anyone may call. Finalises the epochs up to the largest one first: at most
+    /// `MAX_FINALIZE_PER_CALL` of them, else `RewardsTooManyPendingEpochs` (call `finalizeEpochs` first).
     function claim(address node, uint256[] calldata epochs) external returns (uint256 amount);
 
     /// @notice PARAMETER_ROLE: reward-token emission per epoch (≤ 1e30); from the next epoch on.

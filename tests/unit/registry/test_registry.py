@@ -182,6 +182,28 @@ def test_jail_and_unjail(system, node, slasher):
         system.registry.unjail(node, {"from": slasher})
 
 
+def test_unjail_returns_an_exiting_node_to_exiting(system, node, operator, slasher):
+    system.registry.requestExit(node, {"from": operator})
+    system.registry.jail(node, "double signing", {"from": slasher})
+    assert system.registry.requiredStake(operator) == MIN
+    tx = system.registry.unjail(node, {"from": slasher})
+    assert tx.events["NodeUnjailed"]["node"] == node
+    # The exit request survives the jail: Exiting again, and the stake requirement released again.
+    assert system.registry.statusOf(node) == EXITING
+    assert system.registry.getNode(node)[6] == EXITING
+    assert system.registry.requiredStake(operator) == 0
+    with brownie.reverts(custom_error("RegistryInvalidStatus(address,uint8)", node, EXITING)):
+        system.registry.unjail(node, {"from": slasher})
+    with brownie.reverts(custom_error("RegistryInvalidStatus(address,uint8)", node, EXITING)):
+        system.registry.requestExit(node, {"from": operator})
+    # A second jail and unjail keep it Exiting, and the count never goes below zero.
+    system.registry.jail(node, "again", {"from": slasher})
+    assert system.registry.requiredStake(operator) == MIN
+    system.registry.unjail(node, {"from": slasher})
+    assert system.registry.statusOf(node) == EXITING
+    assert system.registry.requiredStake(operator) == 0
+
+
 def test_min_stake_is_bounded_and_evented(system, deployer):
     with brownie.reverts(
         custom_error("RegistryParameterOutOfBounds(string,uint256,uint256,uint256)", "minStakePerNode", 0, 1, 10**27)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import brownie
 import pytest
+from brownie import web3
 
 from unit_helpers import UNIT, custom_error, mine_at, plain, set_next_timestamp
 
@@ -28,6 +29,19 @@ def _next_epoch(pool):
     epoch = pool.currentEpoch() + 1
     mine_at(pool.epochStart(epoch))
     return epoch
+
+
+def _mined(fn, *args, sender):
+    """Sends ``fn(*args)`` and waits for its receipt through web3; returns (return value, receipt).
+
+    Brownie's own wait races Anvil after long runs of heavy transactions ("Tx dropped without known
+    replacement" although the tx was mined), so the receipt is read directly; the return value is
+    the same call simulated just before, on the same state."""
+    expected = fn.call(*args, {"from": sender})
+    sent = fn(*args, {"from": sender, "required_confs": 0})
+    receipt = web3.eth.wait_for_transaction_receipt(sent.txid, timeout=60)
+    assert receipt["status"] == 1
+    return expected, receipt
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,3 +349,49 @@ def test_claim_for_unregistered_node_is_rejected(make_pool, settler, stranger):
     mine_at(pool.epochStart(1))
     with brownie.reverts(custom_error("RewardsUnknownNode(address)", stranger)):
         pool.claim(stranger, [0], {"from": stranger})
+
+
+def test_claim_after_long_idle_backlog_is_worked_off_in_bounded_chunks(
+    make_pool, settler, node, node2, deployer, stranger
+):
+    emission = 1_000
+    pool, token = make_pool(emission, 1, 10_000)  # cap = 1000 per node, epoch 60 s
+    max_per_call = pool.MAX_FINALIZE_PER_CALL()
+    assert max_per_call == 200
+    pool.recordUsage(node, 300, 300, {"from": settler})  # epoch 0
+    late = 5_199  # 5200 epochs: 25 chunks by finalizeEpochs, the last 200 by the claim itself
+    mine_at(pool.epochStart(late))
+    pool.recordUsage(node, 5_000, 5_000, {"from": settler})  # capped 1000
+    pool.recordUsage(node2, 2_000, 2_000, {"from": settler})  # capped 1000
+    mine_at(pool.epochStart(late + 1))
+    assert pool.currentEpoch() == late + 1 and pool.finalizedThrough() == 0
+    # A claim (or a setter) that would finalise the whole idle backlog refuses with the way out.
+    error = custom_error("RewardsTooManyPendingEpochs(uint256,uint256)", late + 1, max_per_call)
+    with brownie.reverts(error):
+        pool.claim(node, [0, late], {"from": stranger})
+    with brownie.reverts(error):
+        pool.setEmissionPerEpoch(2_000, {"from": deployer})
+    # Anyone works the backlog off in chunks, each far below a block (30M gas).
+    chunks = 0
+    while pool.currentEpoch() - pool.finalizedThrough() > max_per_call:
+        before = pool.finalizedThrough()
+        count, receipt = _mined(pool.finalizeEpochs, max_per_call, sender=stranger)
+        assert count == max_per_call and receipt["gasUsed"] < 8_000_000
+        assert pool.finalizedThrough() == before + max_per_call
+        chunks += 1
+    assert chunks == 25 and pool.currentEpoch() - pool.finalizedThrough() == max_per_call
+    # The claim finalises the rest itself (≤ MAX_FINALIZE_PER_CALL epochs) within a sane gas.
+    amount, receipt = _mined(pool.claim, node, [0, late], sender=stranger)
+    assert amount == 300 + 1_000 and receipt["gasUsed"] < 8_000_000
+    assert pool.finalizedThrough() == late + 1
+    amount, _ = _mined(pool.claim, node2, [late], sender=stranger)
+    assert amount == 1_000
+    # Idle epochs carried their whole schedule forward; nothing was created or lost.
+    emitted = emission * (late + 1)
+    assert pool.totalEmitted() == emitted
+    assert pool.carry() == emitted - 300 - 2_000
+    assert plain(pool.epochInfo(late - 1)) == (emission, 0, emission * late - 300, 0, emission * late - 300, True)
+    assert pool.totalClaimed() == token.totalSupply() == 2_300
+    dust = pool.totalPaid() - pool.totalClaimed()
+    assert dust == 0
+    assert pool.totalClaimed() + pool.carry() + dust == pool.totalEmitted()
