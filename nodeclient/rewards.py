@@ -22,8 +22,11 @@ __all__ = [
     "ClaimPlan",
     "EpochNotClaimableError",
     "EpochReward",
+    "FinalizationBacklogError",
     "RewardsSummary",
     "claim",
+    "finalize_backlog",
+    "pending_finalizations",
     "plan_claim",
     "rewards_summary",
 ]
@@ -34,6 +37,38 @@ class EpochNotClaimableError(KuotaError):
 
     def __init__(self, node: str, epoch: int, reason: str) -> None:
         super().__init__(f"epoch {epoch} cannot be claimed for node {node}: {reason}")
+
+
+class FinalizationBacklogError(KuotaError):
+    """More epochs wait for finalisation than one claim may finalise (RewardPool.MAX_FINALIZE_PER_CALL)."""
+
+    def __init__(self, pending: int, per_call: int) -> None:
+        super().__init__(
+            f"{pending} reward epochs wait to be finalised, more than the {per_call} one claim may finalise; "
+            "run `kuota rewards finalize` first (anyone may, in bounded steps), then claim"
+        )
+
+
+def pending_finalizations(client: ChainClient, through_epoch: int) -> tuple[int, int]:
+    """Return (epochs still to finalise so that ``through_epoch`` is final, the pool's per-call limit)."""
+    pool = client.contract("RewardPool").functions
+    done = int(pool.finalizedThrough().call())
+    return max(0, through_epoch + 1 - done), int(pool.MAX_FINALIZE_PER_CALL().call())
+
+
+def finalize_backlog(client: ChainClient, signer: Any, *, progress: Any = None) -> list[TxResult]:
+    """Finalise every finished epoch, ``MAX_FINALIZE_PER_CALL`` per transaction (bounded gas each)."""
+    pool = client.contract("RewardPool").functions
+    current = int(pool.currentEpoch().call())
+    results: list[TxResult] = []
+    while True:
+        pending, per_call = pending_finalizations(client, current - 1)
+        if pending == 0:
+            return results
+        step = min(pending, per_call)
+        results.append(
+            client.transact(signer, pool.finalizeEpochs(step), f"finalise {step} reward epochs", kind="finalize", progress=progress)
+        )
 
 
 @dataclass(frozen=True)
@@ -181,6 +216,11 @@ def plan_claim(
     quote = None
     gas_cost = 0
     if chosen:
+        # A claim finalises the epochs it needs, but at most MAX_FINALIZE_PER_CALL of them (a bounded
+        # gas cost after a long idle period); beyond that its estimate would only show a revert.
+        pending, per_call = pending_finalizations(client, max(chosen))
+        if pending > per_call:
+            raise FinalizationBacklogError(pending, per_call)
         quote = client.estimate(sender, client.contract("RewardPool").functions.claim(node, chosen), f"claim rewards of {node}")
         gas_cost = quote.expected_cost
     decision = decide(summary.value_in_payment_units(amount), gas_cost, policy, force=force or epochs is not None)

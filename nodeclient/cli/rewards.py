@@ -1,4 +1,4 @@
-"""``kuota rewards show|claim``: a node's reward epochs and claiming them (to its payout address)."""
+"""``kuota rewards show|claim|finalize``: a node's reward epochs and claiming them (to its payout address)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,34 @@ def claim(cx: CliContext, node_address: str, epochs: tuple[str, ...], force: boo
         result = send_claim(client, signer, plan, progress=update)
     cx.emit({"plan": plan.to_json(), "result": result.to_json()},
             lambda c: c.print(f"claimed {format_amount(plan.amount, 18, 'KUOTA')} for epochs {plan.epochs} in {result.tx_hash}"))
+
+
+@rewards.command("finalize")
+@network_options
+@account_options
+@spend_options
+@json_option
+@pass_cx
+def finalize(cx: CliContext) -> None:
+    """Finalise every finished reward epoch, in bounded steps (needed before claims after long idle)."""
+    from nodeclient.rewards import finalize_backlog, pending_finalizations
+
+    client = cx.client()
+    current = int(client.contract("RewardPool").functions.currentEpoch().call())
+    pending, per_call = pending_finalizations(client, current - 1)
+    if pending == 0:
+        cx.emit({"pending": 0, "results": []}, lambda c: c.print("every finished epoch is already final"))
+        return
+    signer = cx.signer()
+    if not cx.yes:
+        steps = -(-pending // per_call)
+        cx.err_console.print(f"finalise {pending} epochs in {steps} transaction(s) of at most {per_call} epochs")
+        if not click.confirm("Send?", default=False, err=True):
+            raise RefusedError("declined: no epoch was finalised")
+    with cx.status("finalising reward epochs") as update:
+        results = finalize_backlog(client, signer, progress=update)
+    cx.emit({"pending": pending, "results": [r.to_json() for r in results]},
+            lambda c: c.print(f"finalised {pending} epochs in {len(results)} transaction(s)"))
 
 
 COMMANDS = [rewards]

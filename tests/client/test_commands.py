@@ -154,3 +154,40 @@ def test_partial_payment_then_top_up_settles_the_rest(fresh, kuota, tmp_path):
     assert kuota.escrow.availableOf(consumer) == 3_000_000  # 1 + 5 deposited, 3 paid
     ledger = k.ok("earnings", "--node", node, "--json")["totals"]
     assert ledger["gross"] == 3_000_000 and ledger["settlements"] == 2 and ledger["consistent"] is True
+
+
+def test_claim_after_long_idle_finalizes_the_backlog_first(fresh, kuota, tmp_path):
+    """Usage after a long idle period: more epochs to finalise than one claim may; the claim says so
+    before spending gas, and `rewards finalize` works the backlog off in bounded transactions."""
+    k = fresh
+    node = k.addresses["node"]
+    payout = k.addresses["operator"]
+    per_call = kuota.rewards.MAX_FINALIZE_PER_CALL()
+    chain.sleep(kuota.rewards.epochLength() * (per_call + 30))  # nobody touched the pool meanwhile
+    chain.mine()
+    k.ok("stake", "add", "1000", "--account", "operator", *k.pw(), "--yes")
+    k.ok("node", "register", "--account", "operator", "--node-account", "node", "--price", "1", "--capacity", "1",
+         "--region", "x", *k.pw(), "--yes")
+    k.ok("escrow", "deposit", "5", "--account", "consumer", *k.pw(), "--yes")
+    f = tmp_path / "r.jsonl"
+    k.ok("receipts", "sign", "--node", node, "--amount", "2", "--bytes", "2000", "--out", str(f), "--account", "consumer", *k.pw())
+    k.ok("receipts", "import", str(f), "--node", node)
+    k.ok("receipts", "settle", "--force", "--account", "operator", *k.pw(), "--yes")
+    chain.sleep(kuota.rewards.epochLength() + 1)
+    chain.mine()
+    pending = kuota.rewards.currentEpoch() - kuota.rewards.finalizedThrough()
+    assert pending > per_call
+
+    before = kuota.token.balanceOf(payout)
+    refused = k.run("rewards", "claim", "--node", node, "--force", "--account", "operator", *k.pw(), "--yes")
+    assert refused.exit_code == 2 and "kuota rewards finalize" in refused.stderr and str(pending) in refused.stderr
+    assert kuota.token.balanceOf(payout) == before
+
+    done = k.ok("rewards", "finalize", "--account", "operator", *k.pw(), "--yes", "--json")
+    assert done["pending"] == pending and len(done["results"]) == -(-pending // per_call)
+    assert kuota.rewards.finalizedThrough() == kuota.rewards.currentEpoch()
+    claimable = k.ok("rewards", "show", "--node", node, "--json")["claimableTotal"]
+    k.ok("rewards", "claim", "--node", node, "--force", "--account", "operator", *k.pw(), "--yes")
+    assert kuota.token.balanceOf(payout) - before == claimable > 0
+    again = k.ok("rewards", "finalize", "--account", "operator", *k.pw(), "--yes", "--json")
+    assert again["pending"] == 0 and again["results"] == []
