@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Self
 
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
@@ -129,8 +129,27 @@ def _recover(signable: SignableMessage, signature: str) -> str:
         raise HandshakeError(f"signature does not recover ({exc})") from None
 
 
+class _SignedTypedData:
+    """Signing and recovery shared by the two handshake messages (each defines ``signable``)."""
+
+    __slots__ = ()
+    signature: str
+
+    def signable(self, chain_id: int, settlement: str) -> SignableMessage:
+        raise NotImplementedError
+
+    def signed(self, private_key: str | bytes, chain_id: int, settlement: str) -> Self:
+        """A copy carrying the signature of ``private_key`` over this message."""
+        sig = Account.sign_message(self.signable(chain_id, settlement), private_key).signature
+        return replace(self, signature="0x" + bytes(sig).hex())  # type: ignore[type-var]
+
+    def recover(self, chain_id: int, settlement: str) -> str:
+        """The address that signed this message."""
+        return _recover(self.signable(chain_id, settlement), self.signature)
+
+
 @dataclass(frozen=True, slots=True)
-class Hello:
+class Hello(_SignedTypedData):
     """The consumer's signed session request."""
 
     consumer: str
@@ -163,15 +182,6 @@ class Hello:
         """The EIP-712 digest (0x-hex) the welcome binds to."""
         return "0x" + _digest(self.signable(chain_id, settlement)).hex()
 
-    def signed(self, private_key: str | bytes, chain_id: int, settlement: str) -> Hello:
-        """A copy carrying the consumer's signature."""
-        sig = Account.sign_message(self.signable(chain_id, settlement), private_key).signature
-        return replace(self, signature="0x" + bytes(sig).hex())
-
-    def recover(self, chain_id: int, settlement: str) -> str:
-        """The address that signed this hello."""
-        return _recover(self.signable(chain_id, settlement), self.signature)
-
     def to_json(self) -> dict[str, Any]:
         """Wire form (EIP-712 field names)."""
         return {
@@ -199,7 +209,7 @@ class Hello:
 
 
 @dataclass(frozen=True, slots=True)
-class Welcome:
+class Welcome(_SignedTypedData):
     """The node's signed acceptance: the session's terms and the channel's starting point."""
 
     node: str
@@ -235,15 +245,6 @@ class Welcome:
                 },
             }
         )
-
-    def signed(self, private_key: str | bytes, chain_id: int, settlement: str) -> Welcome:
-        """A copy carrying the node key's signature."""
-        sig = Account.sign_message(self.signable(chain_id, settlement), private_key).signature
-        return replace(self, signature="0x" + bytes(sig).hex())
-
-    def recover(self, chain_id: int, settlement: str) -> str:
-        """The address that signed this welcome."""
-        return _recover(self.signable(chain_id, settlement), self.signature)
 
     def to_json(self) -> dict[str, Any]:
         """Wire form."""
