@@ -533,7 +533,7 @@ class _Deployer:
 
         timelock = None
         if p["timelock"] is not None:
-            timelock = self._hand_over_to_timelock(p["timelock"])
+            timelock = self._hand_over_to_timelock(p["timelock"], p["pauser"])
 
         self.manifest["complete"] = True
         self._save()
@@ -550,11 +550,13 @@ class _Deployer:
             transactions=list(self.sent),
         )
 
-    def _hand_over_to_timelock(self, cfg: dict[str, Any]) -> Any:
+    def _hand_over_to_timelock(self, cfg: dict[str, Any], pauser: str) -> Any:
         """Give DEFAULT_ADMIN_ROLE and PARAMETER_ROLE to a TimelockController, then renounce ours.
 
         The timelock is its own admin (admin argument zero), so after this no single key can change a
-        parameter or a role without the delay. PAUSER_ROLE stays with ``pauser``: pausing must be fast.
+        parameter or a role without the delay. PAUSER_ROLE stays with ``pauser`` (pausing must be
+        fast); the deployer, which the constructors made a pauser too, gives it up unless it is that
+        pauser.
         """
         timelock = self._deploy(
             "KuotaTimelock", "KuotaTimelock", cfg["minDelay"], cfg["proposers"], cfg["executors"], ZERO_ADDRESS
@@ -568,6 +570,9 @@ class _Deployer:
             if name != "KuotaToken":
                 self._renounce(name, "PARAMETER_ROLE")
             self._renounce(name, "DEFAULT_ADMIN_ROLE")
+        if pauser.lower() != self.address.lower():
+            for name in ("ReceiptSettlement", "RewardPool"):
+                self._renounce(name, "PAUSER_ROLE")
         return timelock
 
 

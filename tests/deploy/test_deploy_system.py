@@ -288,3 +288,17 @@ def test_admin_roles_can_be_handed_to_a_timelock(deployer, local_params, account
         system.settlement.setFeeBps(100, {"from": deployer})
     # And re-running the finished handover sends nothing.
     assert deploy_system(deployer, params, manifest_path=path).transactions == []
+
+
+def test_timelock_handover_leaves_pausing_to_the_named_pauser_only(deployer, local_params, accounts, tmp_path):
+    multisig, pauser = accounts[9], accounts[10]
+    params = {**local_params, "pauser": pauser.address,
+              "timelock": {"minDelay": 3600, "proposers": [multisig.address], "executors": [multisig.address]}}
+    system = deploy_system(deployer, params, manifest_path=tmp_path / "31337.json")
+    for contract in (system.settlement, system.rewards):
+        assert contract.hasRole(role("PAUSER_ROLE"), pauser)
+        assert not contract.hasRole(role("PAUSER_ROLE"), deployer)
+    with brownie.reverts():
+        system.settlement.pause({"from": deployer})
+    system.settlement.pause({"from": pauser})
+    assert system.settlement.paused()
