@@ -6,7 +6,8 @@ a real transaction with ``debug_traceTransaction`` on a private ``--steps-tracin
 each step's program counter through Brownie's ``pcMap`` (build/contracts/<Name>.json) to the source
 range it was compiled from; the gas of a CALL step is the call's own overhead, as in `trace_breakdown`.
 
-    .venv/bin/python bench/profile_lines.py --batch 10 --top 40
+    .venv/bin/python bench/profile_lines.py --batch 10 --top 40     # a warm settleMany(10)
+    .venv/bin/python bench/profile_lines.py --scenario settle.warm   # any figure of bench/gas.py
 """
 
 from __future__ import annotations
@@ -100,21 +101,33 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=10, help="receipts in the warm settleMany (default 10)")
     parser.add_argument("--top", type=int, default=45, help="lines to print")
+    parser.add_argument(
+        "--scenario", help="profile this figure of bench/gas.py instead (settle.warm, claim.1.warm, ...)"
+    )
     args = parser.parse_args()
     with local_system(lambda m: print(m, file=sys.stderr), steps_tracing=True) as ctx:
         bench = GasBench(ctx, sizes=(args.batch,), trace=False, log=lambda m: print(m, file=sys.stderr))
         bench.setup()
-        node = bench._address_of_key(bench.nodes[f"M{args.batch}"][0])
-        indices = list(range(args.batch))
-        bench._settle_many("profile.prime", indices, node)
-        tx = bench._settle_many("profile.warm", indices, node)
         smap = _SourceMap(ctx.system)
-        costs = profile(ctx.rpc_url, tx.txid, smap, ctx.system.settlement.address)
+        if args.scenario:
+            bench.settle_single()
+            bench.claims()
+            figure = bench.figures[args.scenario]
+            tx_hash, count = figure.tx_hashes[-1], figure.count
+            to = ctx.system.rewards.address if args.scenario.startswith("claim") else ctx.system.settlement.address
+            title = f"{args.scenario}: gasUsed {figure.gas_used:,}"
+        else:
+            node = bench._address_of_key(bench.nodes[f"M{args.batch}"][0])
+            indices = list(range(args.batch))
+            bench._settle_many("profile.prime", indices, node)
+            tx = bench._settle_many("profile.warm", indices, node)
+            tx_hash, count, to = tx.txid, args.batch, ctx.system.settlement.address
+            title = f"settleMany({args.batch}) warm: gasUsed {tx.gas_used:,}"
+        costs = profile(ctx.rpc_url, tx_hash, smap, to)
         total = sum(costs.values())
-        print(f"settleMany({args.batch}) warm: gasUsed {tx.gas_used:,}; execution {total:,} "
-              f"({total / args.batch:,.0f} per receipt)")
+        print(f"{title}; execution {total:,} ({total / count:,.0f} per unit)")
         for where, gas in sorted(costs.items(), key=lambda kv: -kv[1])[: args.top]:
-            print(f"{gas:>9,} {gas / args.batch:>8,.0f}/r  {where}")
+            print(f"{gas:>9,} {gas / count:>8,.0f}/u  {where}")
     return 0
 
 
