@@ -31,8 +31,18 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
 
     mapping(address consumer => Balances) private _balances;
     mapping(address consumer => uint64) private _thawEndsAt;
+    /// @dev Read by every settlement: the SETTLEMENT_ROLE holder granted last (a cache of the role,
+    /// not a second authority: any holder passes, this one without the cold role lookup) and the
+    /// accrued protocol fees, in one slot. `collect` reads it once per call, so `creditNode`'s
+    /// check and fee update find it warm: ~2,100 gas less per settle call and ~180 less per receipt
+    /// of a batch than two AccessControl lookups and a separate fee slot.
+    struct SettlementSlot {
+        address settlement;
+        uint96 accruedFees;
+    }
+
     mapping(address node => uint256) private _credits;
-    uint256 private _accruedFees;
+    SettlementSlot private _settlementSlot;
     address private _treasury;
     uint64 private _thawingPeriod;
 
@@ -107,7 +117,8 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
     }
 
     /// @inheritdoc IPaymentEscrow
-    function collect(address consumer, uint256 amount) external onlyRole(SETTLEMENT_ROLE) returns (uint256 paid) {
+    function collect(address consumer, uint256 amount) external returns (uint256 paid) {
+        _checkSettlement(_settlementSlot.settlement);
         Balances storage balances = _balances[consumer];
         uint256 available = balances.available;
         if (available >= amount) {
@@ -134,9 +145,17 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
     }
 
     /// @inheritdoc IPaymentEscrow
-    function creditNode(address node, uint256 net, uint256 fee) external onlyRole(SETTLEMENT_ROLE) {
+    function creditNode(address node, uint256 net, uint256 fee) external {
+        SettlementSlot memory slot = _settlementSlot;
+        _checkSettlement(slot.settlement);
         if (net > 0) _credits[node] += net;
-        if (fee > 0) _accruedFees += fee;
+        if (fee > 0) {
+            uint256 accrued = uint256(slot.accruedFees) + fee;
+            // 2^96 base units is 7.9e28 (79 billion tokens of 18 decimals). Reaching it reverts the
+            // settlement until anyone calls `sweepFees`, which empties the counter.
+            if (accrued > type(uint96).max) revert EscrowFeesOverflow(slot.accruedFees, fee);
+            _settlementSlot.accruedFees = uint96(accrued);
+        }
         emit NodeCredited(node, net, fee);
     }
 
@@ -153,10 +172,10 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
 
     /// @inheritdoc IPaymentEscrow
     function sweepFees() external nonReentrant returns (uint256 amount) {
-        amount = _accruedFees;
+        amount = _settlementSlot.accruedFees;
         if (amount == 0) revert EscrowZeroAmount();
         address treasury_ = _treasury;
-        _accruedFees = 0;
+        _settlementSlot.accruedFees = 0;
         emit FeesSwept(treasury_, amount);
         _paymentToken.safeTransfer(treasury_, amount);
     }
@@ -200,7 +219,7 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
 
     /// @inheritdoc IPaymentEscrow
     function accruedFees() external view returns (uint256) {
-        return _accruedFees;
+        return _settlementSlot.accruedFees;
     }
 
     /// @inheritdoc IPaymentEscrow
@@ -221,6 +240,26 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
     /// @inheritdoc IPaymentEscrow
     function registry() external view returns (address) {
         return address(_registry);
+    }
+
+    /// @dev Keeps `_settlementSlot.settlement` on the SETTLEMENT_ROLE holder granted last.
+    function _grantRole(bytes32 role, address account) internal override returns (bool granted) {
+        granted = super._grantRole(role, account);
+        if (granted && role == SETTLEMENT_ROLE) _settlementSlot.settlement = account;
+    }
+
+    /// @dev A revoked (or renounced) holder leaves the cache; other holders still pass `_checkSettlement`.
+    function _revokeRole(bytes32 role, address account) internal override returns (bool revoked) {
+        revoked = super._revokeRole(role, account);
+        if (revoked && role == SETTLEMENT_ROLE && _settlementSlot.settlement == account) {
+            _settlementSlot.settlement = address(0);
+        }
+    }
+
+    /// @dev `onlyRole(SETTLEMENT_ROLE)` with the cached holder first; anyone else gets AccessControl's
+    /// own check and error.
+    function _checkSettlement(address cached) private view {
+        if (msg.sender != cached) _checkRole(SETTLEMENT_ROLE);
     }
 
     function _deposit(address consumer, uint256 amount) private {

@@ -33,10 +33,15 @@ contract RewardPool is IRewardPool, AccessControl, Pausable {
         uint16 maxNodeShareBps;
     }
 
+    /// @dev The latency curve and the SETTLEMENT_ROLE holder granted last share one slot: a settlement
+    /// reads the curve (`latencyCurve`) and then calls `recordUsage`, whose role check then finds the
+    /// slot warm (~2,000 gas less per settle call than a cold AccessControl lookup). `settlement` is
+    /// a cache of the role, not a second authority: any holder passes `_checkSettlement`.
     struct Curve {
         uint32 lowMs;
         uint32 highMs;
         uint16 floorBps;
+        address settlement;
     }
 
     /// @dev One epoch in three slots: `totalCapped`/`paid` (recordUsage and claim), `scheduled`/`carry`
@@ -104,14 +109,15 @@ contract RewardPool is IRewardPool, AccessControl, Pausable {
         _genesis = uint64(block.timestamp);
         _epochLength = epochLength_;
         _params = Params(uint128(emissionPerEpoch_), uint80(rewardPerFeeUnit_), maxNodeShareBps_);
-        _curve = Curve(latencyLowMs, latencyHighMs, latencyFloorBps);
+        _curve = Curve(latencyLowMs, latencyHighMs, latencyFloorBps, address(0));
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PARAMETER_ROLE, admin);
         _grantRole(PAUSER_ROLE, admin);
     }
 
     /// @inheritdoc IRewardPool
-    function recordUsage(address node, uint256 fee, uint256 weight) external onlyRole(SETTLEMENT_ROLE) {
+    function recordUsage(address node, uint256 fee, uint256 weight) external {
+        _checkSettlement();
         if (weight > fee) revert RewardsWeightExceedsFee(weight, fee);
         uint256 epoch = currentEpoch();
         Epoch storage ep = _epochs[epoch];
@@ -203,7 +209,7 @@ contract RewardPool is IRewardPool, AccessControl, Pausable {
     function setLatencyCurve(uint32 lowMs, uint32 highMs, uint16 floorBps) external onlyRole(PARAMETER_ROLE) {
         _checkCurve(lowMs, highMs, floorBps);
         Curve memory old = _curve;
-        _curve = Curve(lowMs, highMs, floorBps);
+        _curve = Curve(lowMs, highMs, floorBps, old.settlement);
         emit ParameterUpdated("latencyLowMs", old.lowMs, lowMs);
         emit ParameterUpdated("latencyHighMs", old.highMs, highMs);
         emit ParameterUpdated("latencyFloorBps", old.floorBps, floorBps);
@@ -335,6 +341,24 @@ contract RewardPool is IRewardPool, AccessControl, Pausable {
     /// @inheritdoc IRewardPool
     function currentEpoch() public view returns (uint256) {
         return (block.timestamp - _genesis) / _epochLength;
+    }
+
+    /// @dev Keeps `_curve.settlement` on the SETTLEMENT_ROLE holder granted last.
+    function _grantRole(bytes32 role, address account) internal override returns (bool granted) {
+        granted = super._grantRole(role, account);
+        if (granted && role == SETTLEMENT_ROLE) _curve.settlement = account;
+    }
+
+    /// @dev A revoked (or renounced) holder leaves the cache; other holders still pass `_checkSettlement`.
+    function _revokeRole(bytes32 role, address account) internal override returns (bool revoked) {
+        revoked = super._revokeRole(role, account);
+        if (revoked && role == SETTLEMENT_ROLE && _curve.settlement == account) _curve.settlement = address(0);
+    }
+
+    /// @dev `onlyRole(SETTLEMENT_ROLE)` with the cached holder first; anyone else gets AccessControl's
+    /// own check and error.
+    function _checkSettlement() private view {
+        if (msg.sender != _curve.settlement) _checkRole(SETTLEMENT_ROLE);
     }
 
     /// @dev Finalises epochs `_finalizedThrough .. target-1` in order (no-op if already done).

@@ -14,6 +14,8 @@ interface IPaymentEscrow {
     error EscrowNothingToWithdraw(address node);
     error EscrowUnknownNode(address node);
     error EscrowZeroAddress(string field);
+    /// @notice Crediting `fee` would take the unswept fees (`accrued`) past 2^96 − 1: call `sweepFees`.
+    error EscrowFeesOverflow(uint256 accrued, uint256 fee);
     /// @notice Parameter `name` set to `value`, outside [`min`, `max`].
     error EscrowParameterOutOfBounds(string name, uint256 value, uint256 min, uint256 max);
 
