@@ -126,7 +126,9 @@ class FloorBench:
             raise GasScenarioError("floors", f"deploying {name} reverted")
         return container.at(receipt["contractAddress"])
 
-    def _record(self, key: str, label: str, tx: _Sent, *, count: int = 1, unit: str = "tx", conditions: str) -> None:
+    def _record(
+        self, key: str, label: str, tx: _Sent, *, count: int = 1, unit: str = "tx", conditions: str
+    ) -> None:
         figure = GasFigure(
             key=key,
             label=label,
@@ -165,7 +167,15 @@ class FloorBench:
             issued_at=self.b._now(),
         )
         signed = sign_receipt(receipt, channel.key, self.domain)
-        args = (consumer, node, channel.session, channel.nbytes, channel.amount, LATENCY_MS, receipt.issued_at)
+        args = (
+            consumer,
+            node,
+            channel.session,
+            channel.nbytes,
+            channel.amount,
+            LATENCY_MS,
+            receipt.issued_at,
+        )
         return args, signed.signature, receipt_digest(receipt, self.domain)
 
     def _batch(self, size: int, node: str) -> tuple[list[tuple[Any, ...]], list[str], bytes]:
@@ -182,7 +192,9 @@ class FloorBench:
     def _send_batch(self, scenario: str, fn_name: str, size: int, node: str) -> _Sent:
         receipts, signatures, root = self._batch(size, node)
         fn = getattr(self.settlement, fn_name)
-        args: tuple[Any, ...] = (receipts, signatures, root) if fn_name.endswith("Logged") else (receipts, signatures)
+        args: tuple[Any, ...] = (
+            (receipts, signatures, root) if fn_name.endswith("Logged") else (receipts, signatures)
+        )
         return self.b._send(scenario, fn, *args, sender=self.submitter)
 
     def _warm_pair(self, send: Callable[[str], _Sent], scenario: str) -> _Sent:
@@ -218,7 +230,9 @@ class FloorBench:
 
         self.log("floors: SettlementFloorProbe (pooled and per-channel escrow)")
         rewards = self.b.s.rewards
-        self.settlement = self._deploy("SettlementFloorProbe", int(rewards.genesis()), int(rewards.epochLength()))
+        self.settlement = self._deploy(
+            "SettlementFloorProbe", int(rewards.genesis()), int(rewards.epochLength())
+        )
         self.domain = ReceiptDomain(
             chain_id=self.b.ctx.chain_id,
             verifying_contract=to_checksum_address(self.settlement.address),
@@ -226,7 +240,9 @@ class FloorBench:
         )
         per_consumer = 10**6 * UNIT
         self.b._bulk(
-            "floors setup", self.deployer, [(self.settlement, "fund", (c, per_consumer)) for c in self.consumers]
+            "floors setup",
+            self.deployer,
+            [(self.settlement, "fund", (c, per_consumer)) for c in self.consumers],
         )
         node_s = self._node("settle")
         single = self._warm_pair(
@@ -249,14 +265,18 @@ class FloorBench:
             (
                 "pooled_logged",
                 "settleManyPooledLogged",
-                "per receipt: channel + pooled consumer balance + ReceiptSettled (every field, digest, "
-                "signature, paid, fee); one BatchSettled",
+                (
+                    "per receipt: channel + pooled consumer balance + ReceiptSettled (every field, digest, "
+                    "signature, paid, fee); one BatchSettled"
+                ),
             ),
             (
                 "channel_funded",
                 "settleManyChannelFunded",
-                "per receipt: one per-channel escrow slot (funded, settled amount, bytes); no pooled "
-                "balance; no events",
+                (
+                    "per receipt: one per-channel escrow slot (funded, settled amount, bytes); no pooled "
+                    "balance; no events"
+                ),
             ),
         ]
         for size in self.sizes:
@@ -266,10 +286,15 @@ class FloorBench:
                     self.b._bulk(
                         "floors setup",
                         self.deployer,
-                        [(self.settlement, "fundChannel", (c, node, 10**6 * UNIT)) for c in self.consumers[:size]],
+                        [
+                            (self.settlement, "fundChannel", (c, node, 10**6 * UNIT))
+                            for c in self.consumers[:size]
+                        ],
                     )
                 key = f"floor.settleMany.{size}.{model}"
-                tx = self._warm_pair(lambda scenario, f=fn_name, n=node, k=size: self._send_batch(scenario, f, k, n), key)
+                tx = self._warm_pair(
+                    lambda scenario, f=fn_name, n=node, k=size: self._send_batch(scenario, f, k, n), key
+                )
                 for index in (0, size - 1):
                     self._check_channel(key, index, node, funded=model == "channel_funded")
                 self._record(
@@ -297,8 +322,10 @@ class FloorBench:
                 "via_token",
                 "claimViaToken",
                 token,
-                "mint through a separate OZ ERC20 whose minter is immutable (one external call, no "
-                "AccessControl read) + RewardClaimed",
+                (
+                    "mint through a separate OZ ERC20 whose minter is immutable (one external call, no "
+                    "AccessControl read) + RewardClaimed"
+                ),
             ),
         ]
         setup: list[tuple[Any, str, tuple[Any, ...]]] = []
@@ -318,7 +345,9 @@ class FloorBench:
             before = int(minted.balanceOf(payout))
             tx = self.b._send(f"floor.claim.{model}", fn, node, 2, sender=self.submitter)
             if int(minted.balanceOf(payout)) - before != reward:
-                raise GasScenarioError(f"floor.claim.{model}", "the claim did not mint weight × paid / totalCapped")
+                raise GasScenarioError(
+                    f"floor.claim.{model}", "the claim did not mint weight × paid / totalCapped"
+                )
             self._record(
                 f"floor.claim.{model}",
                 f"{fn_name} (probe), 1 epoch, warm",

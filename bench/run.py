@@ -512,7 +512,13 @@ def gas_text_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
 
 
 GAS_HEADERS = ["operation", "Kuota gas", "anchor (system, figure)", "ratio", "target", "met?"]
-FLOOR_HEADERS = ["model (probe)", "floor gas", "Kuota today (same run)", "issue-7 target", "floor above target?"]
+FLOOR_HEADERS = [
+    "model (probe)",
+    "floor gas",
+    "Kuota today (same run)",
+    "issue-7 target",
+    "floor above target?",
+]
 
 
 def floors_table(section: dict[str, Any]) -> list[dict[str, Any]]:
@@ -547,7 +553,9 @@ def floors_table(section: dict[str, Any]) -> list[dict[str, Any]]:
         per_unit = figure["count"] > 1
         value = figure["perUnit"] if per_unit else figure["gasUsed"]
         text = (
-            f"{figure['gasUsed']:,} ({figure['perUnit']:,}/{figure['unit']})" if per_unit else f"{figure['gasUsed']:,}"
+            f"{figure['gasUsed']:,} ({figure['perUnit']:,}/{figure['unit']})"
+            if per_unit
+            else f"{figure['gasUsed']:,}"
         )
         rows.append(
             {
@@ -574,6 +582,8 @@ def floors_text_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
         above = "—" if row.get("aboveTarget") is None else ("YES" if row["aboveTarget"] else "no")
         out.append([row["model"], row["floorText"], kuota, target, above])
     return out
+
+
 OFF_HEADERS = ["measurement", "Kuota", "baseline (same run)", "ratio"]
 
 
@@ -817,10 +827,12 @@ def markdown_report(results: dict[str, Any]) -> str:
             "",
             "### Floors (probe contracts, measured)",
             "",
-            "`contracts/test/GasFloorProbe.sol` does only the irreducible work of each model (EIP-712 "
-            "receipt check, the storage the model writes, the events where named), warm, on the same "
-            "chain; every figure is the gasUsed of a real transaction. A floor above its target means no "
-            "implementation of that model meets the target.",
+            (
+                "`contracts/test/GasFloorProbe.sol` does only the irreducible work of each model (EIP-712 "
+                "receipt check, the storage the model writes, the events where named), warm, on the same "
+                "chain; every figure is the gasUsed of a real transaction. A floor above its target means no "
+                "implementation of that model meets the target."
+            ),
             "",
             render_table(FLOOR_HEADERS, floors_text_rows(floor_rows), right={1, 2}),
             "",
