@@ -12,7 +12,7 @@ model has to change (fewer slots per receipt, no per-receipt event, ...), not th
 
 ``run(ctx, log)`` returns the ``gas.floors`` section of ``bench/results.json``: ``figures`` keyed
 ``floor.settle.pooled``, ``floor.settleMany.<n>.{pooled,pooled_logged,channel_funded}``,
-``floor.claim.{mint_inline,mint_inline_no_event,via_token}`` (the `GasFigure.as_dict` form).
+``floor.claim.{mint_inline,mint_inline_no_event,via_token,via_token_registry}`` (the `GasFigure.as_dict` form).
 """
 
 from __future__ import annotations
@@ -81,6 +81,12 @@ FLOOR_ROWS: list[tuple[str, str, str, str | None]] = [
     (
         "floor.claim.via_token",
         "claim 1 epoch, mint via separate token + RewardClaimed",
+        "claim.1.warm",
+        "claim.1.warm",
+    ),
+    (
+        "floor.claim.via_token_registry",
+        "claim 1 epoch, payout from separate registry, mint via token + RewardClaimed",
         "claim.1.warm",
         "claim.1.warm",
     ),
@@ -327,7 +333,17 @@ class FloorBench:
                     "AccessControl read) + RewardClaimed"
                 ),
             ),
+            (
+                "via_token_registry",
+                "claimViaTokenAndRegistry",
+                token,
+                (
+                    "payout read by an external call to a separate minimal registry (instead of this "
+                    "contract's mapping), mint through the separate token (two external calls) + RewardClaimed"
+                ),
+            ),
         ]
+        registry = self.project["FloorPayoutRegistry"].at(probe.registry())
         setup: list[tuple[Any, str, tuple[Any, ...]]] = []
         for epoch in (1, 2):
             setup.append((probe, "setEpoch", (epoch, paid, total)))
@@ -335,6 +351,7 @@ class FloorBench:
             node = self._node(f"claim {model}")
             payout = self._address_of_key(_key(f"floor payout {model}"))
             setup.append((probe, "setPayout", (node, payout)))
+            setup.append((registry, "setPayout", (node, payout)))
             setup += [(probe, "setRecord", (node, epoch, weight)) for epoch in (1, 2)]
         self.b._bulk("floors setup", self.deployer, setup)
         for model, fn_name, minted, what in variants:

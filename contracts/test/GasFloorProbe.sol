@@ -331,6 +331,16 @@ contract FloorRewardToken is ERC20 {
     }
 }
 
+/// @notice Minimal payout registry for `ClaimFloorProbe.claimViaTokenAndRegistry`: the payout lookup as
+/// the cross-contract call Kuota makes to NodeRegistry. Measurement probe, not protocol (open setter).
+contract FloorPayoutRegistry {
+    mapping(address node => address) public payoutOf;
+
+    function setPayout(address node, address payout) external {
+        payoutOf[node] = payout;
+    }
+}
+
 /// @notice The warm one-epoch claim floor: the (node, epoch) record is read and marked claimed, the
 /// epoch's {paid, totalCapped} read, the payout read from a mapping here (standing in for the
 /// registry lookup), reward = weight × paid / totalCapped, then minted — inline (this contract is the
@@ -352,6 +362,7 @@ contract ClaimFloorProbe is ERC20 {
     }
 
     FloorRewardToken public immutable token;
+    FloorPayoutRegistry public immutable registry;
 
     mapping(address node => mapping(uint256 epoch => NodeRecord)) private _records;
     mapping(uint256 epoch => Epoch) private _epochs;
@@ -359,6 +370,7 @@ contract ClaimFloorProbe is ERC20 {
 
     constructor() ERC20("Kuota Floor Inline", "KFLOORI") {
         token = new FloorRewardToken(address(this));
+        registry = new FloorPayoutRegistry();
     }
 
     // --- set-up -----------------------------------------------------------------------------------
@@ -384,29 +396,37 @@ contract ClaimFloorProbe is ERC20 {
 
     /// @notice Claim one epoch, minted by this contract's own `_mint`: no external call at all.
     function claimMintInline(address node, uint256 epoch) external returns (uint256 reward) {
-        address payout;
-        (payout, reward) = _claim(node, epoch);
+        address payout = payoutOf[node];
+        reward = _claim(node, epoch, payout);
         emit IRewardPool.RewardClaimed(node, epoch, payout, reward);
         _mint(payout, reward);
     }
 
     /// @notice `claimMintInline` without the RewardClaimed event (what the event costs).
     function claimMintInlineNoEvent(address node, uint256 epoch) external returns (uint256 reward) {
-        address payout;
-        (payout, reward) = _claim(node, epoch);
+        address payout = payoutOf[node];
+        reward = _claim(node, epoch, payout);
         _mint(payout, reward);
     }
 
     /// @notice Claim one epoch, minted by `FloorRewardToken.mint` (one external call).
     function claimViaToken(address node, uint256 epoch) external returns (uint256 reward) {
-        address payout;
-        (payout, reward) = _claim(node, epoch);
+        address payout = payoutOf[node];
+        reward = _claim(node, epoch, payout);
         emit IRewardPool.RewardClaimed(node, epoch, payout, reward);
         token.mint(payout, reward);
     }
 
-    function _claim(address node, uint256 epoch) private returns (address payout, uint256 reward) {
-        payout = payoutOf[node];
+    /// @notice `claimViaToken` with the payout read from the separate `registry` (Kuota's three-contract
+    /// shape: pool, registry, token), i.e. two external calls.
+    function claimViaTokenAndRegistry(address node, uint256 epoch) external returns (uint256 reward) {
+        address payout = registry.payoutOf(node);
+        reward = _claim(node, epoch, payout);
+        emit IRewardPool.RewardClaimed(node, epoch, payout, reward);
+        token.mint(payout, reward);
+    }
+
+    function _claim(address node, uint256 epoch, address payout) private returns (uint256 reward) {
         if (payout == address(0)) revert FloorUnknownNode(node);
         NodeRecord storage record = _records[node][epoch];
         if (record.claimed) revert FloorAlreadyClaimed(node, epoch);

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import brownie
 import pytest
-from brownie import ClaimFloorProbe, FloorRewardToken, SettlementFloorProbe, chain
+from brownie import ClaimFloorProbe, FloorPayoutRegistry, FloorRewardToken, SettlementFloorProbe, chain
 from eth_account import Account
 from eth_utils import keccak
 from unit_helpers import UNIT, custom_error, plain
@@ -212,14 +212,17 @@ def test_batch_rejects_another_node_and_logs_every_field(probe, keys, node, node
     assert (batch["receiptCount"], batch["settledCount"], batch["paid"]) == (3, 3, 6 * UNIT)
 
 
-@pytest.mark.parametrize("variant", ["claimMintInline", "claimMintInlineNoEvent", "claimViaToken"])
+@pytest.mark.parametrize(
+    "variant", ["claimMintInline", "claimMintInlineNoEvent", "claimViaToken", "claimViaTokenAndRegistry"]
+)
 def test_claim_mints_share_once(claims, node, accounts, stranger, variant):
     payout = accounts[12].address
     weight, paid, total = 3 * 10**15, 10_000 * 10**18, 7 * 10**15
     claims.setPayout(node, payout, {"from": stranger})
+    FloorPayoutRegistry.at(claims.registry()).setPayout(node, payout, {"from": stranger})
     claims.setEpoch(4, paid, total, {"from": stranger})
     claims.setRecord(node, 4, weight, {"from": stranger})
-    minted = FloorRewardToken.at(claims.token()) if variant == "claimViaToken" else claims
+    minted = FloorRewardToken.at(claims.token()) if variant.startswith("claimViaToken") else claims
     before = minted.balanceOf(payout)
     tx = getattr(claims, variant)(node, 4, {"from": stranger})
     assert tx.return_value == weight * paid // total
@@ -235,6 +238,8 @@ def test_claim_mints_share_once(claims, node, accounts, stranger, variant):
 def test_claim_refuses_unknown_node_and_outside_minter(claims, node2, stranger):
     with brownie.reverts(custom_error("FloorUnknownNode(address)", node2)):
         claims.claimMintInline(node2, 4, {"from": stranger})
+    with brownie.reverts(custom_error("FloorUnknownNode(address)", node2)):
+        claims.claimViaTokenAndRegistry(node2, 4, {"from": stranger})
     token = FloorRewardToken.at(claims.token())
     assert token.minter() == claims.address
     with brownie.reverts(custom_error("FloorNotMinter(address)", stranger)):
