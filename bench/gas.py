@@ -1142,6 +1142,10 @@ def run(*, quick: bool = False, trace: bool = True, log: Callable[[str], None] =
             }
             bench = GasBench(ctx, sizes=sizes, trace=trace, log=log)
             section = bench.run_all()
+            # The floors of the protocol models (probe contracts), on the same chain, same conditions.
+            from bench import floors
+
+            section["floors"] = floors.run(ctx, log, bench=bench)
     except Exception as exc:  # noqa: BLE001 - report, keep partial figures, let the caller exit non-zero
         section = {
             "status": "failed",

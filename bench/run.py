@@ -43,12 +43,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import gas
+from bench import floors, gas
 
 __all__ = [
     "GAS_ROWS",
     "SCHEMA",
     "collect_environment",
+    "floors_table",
     "gas_table",
     "main",
     "markdown_report",
@@ -511,6 +512,78 @@ def gas_text_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
 
 
 GAS_HEADERS = ["operation", "Kuota gas", "anchor (system, figure)", "ratio", "target", "met?"]
+FLOOR_HEADERS = [
+    "model (probe)",
+    "floor gas",
+    "Kuota today (same run)",
+    "issue-7 target",
+    "floor above target?",
+]
+
+
+def floors_table(section: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the floors table: each probe's measured floor beside its issue-7 target (stable keys).
+
+    ``floor`` is per receipt for batches (what the target is per), per transaction otherwise;
+    ``aboveTarget`` is True when the floor alone exceeds the target (no implementation of that model
+    can meet it), None when the row has no target or was not measured.
+    """
+    part = section.get("floors") or {}
+    figures = part.get("figures") or {}
+    real = section.get("figures") or {}
+    rows: list[dict[str, Any]] = []
+    for key, model, real_key, target_key in floors.FLOOR_ROWS:
+        figure = figures.get(key)
+        target = gas.TARGETS.get(target_key) if target_key else None
+        kuota = real.get(real_key)
+        row: dict[str, Any] = {
+            "key": key,
+            "model": model,
+            "target": target[0] if target else None,
+            "targetPer": target[1] if target else None,
+            "targetKey": target_key,
+            "kuotaKey": real_key,
+            "kuota": (kuota["perUnit"] if kuota["count"] > 1 else kuota["gasUsed"]) if kuota else None,
+            "kuotaPer": kuota["unit"] if kuota and kuota["count"] > 1 else None,
+        }
+        if figure is None:
+            reason = part.get("error") or part.get("reason") or ("not measured" if part else "floors not run")
+            rows.append({**row, "floor": None, "floorText": f"not available: {reason}", "aboveTarget": None})
+            continue
+        per_unit = figure["count"] > 1
+        value = figure["perUnit"] if per_unit else figure["gasUsed"]
+        text = (
+            f"{figure['gasUsed']:,} ({figure['perUnit']:,}/{figure['unit']})"
+            if per_unit
+            else f"{figure['gasUsed']:,}"
+        )
+        rows.append(
+            {
+                **row,
+                "floor": value,
+                "floorText": text,
+                "aboveTarget": None if target is None else value > target[0],
+                "conditions": figure["conditions"],
+            }
+        )
+    return rows
+
+
+def floors_text_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """Cells of the printed floors table."""
+    out = []
+    for row in rows:
+        target = "—"
+        if row.get("target") is not None:
+            target = f"≤ {row['target']:,}" + ("/receipt" if row.get("targetPer") == "receipt" else "")
+        kuota = "—" if row.get("kuota") is None else f"{row['kuota']:,}"
+        if row.get("kuota") is not None and row.get("kuotaPer"):
+            kuota += f"/{row['kuotaPer']}"
+        above = "—" if row.get("aboveTarget") is None else ("YES" if row["aboveTarget"] else "no")
+        out.append([row["model"], row["floorText"], kuota, target, above])
+    return out
+
+
 OFF_HEADERS = ["measurement", "Kuota", "baseline (same run)", "ratio"]
 
 
@@ -748,6 +821,27 @@ def markdown_report(results: dict[str, Any]) -> str:
             continue
         seen.add(row["key"])
         lines.append(f"- `{row['key']}`: {row['conditions']}")
+    floor_rows = results["table"].get("floors") or []
+    if floor_rows:
+        lines += [
+            "",
+            "### Floors (probe contracts, measured)",
+            "",
+            (
+                "`contracts/test/GasFloorProbe.sol` does only the irreducible work of each model (EIP-712 "
+                "receipt check, the storage the model writes, the events where named), warm, on the same "
+                "chain; every figure is the gasUsed of a real transaction. A floor above its target means no "
+                "implementation of that model meets the target."
+            ),
+            "",
+            render_table(FLOOR_HEADERS, floors_text_rows(floor_rows), right={1, 2}),
+            "",
+            "Conditions of each floor:",
+            "",
+        ]
+        for row in floor_rows:
+            if row.get("conditions"):
+                lines.append(f"- `{row['key']}`: {row['conditions']}")
     lines += ["", "### Off-chain (same run; each beside its raw baseline)", ""]
     lines.append(render_table(OFF_HEADERS, offchain_text_rows(results["table"]["offchain"]), right={3}))
     breakdowns = gas_section.get("breakdowns") or {}
@@ -830,6 +924,10 @@ def main(argv: list[str] | None = None) -> int:
         gas_failed = results["gas"]["status"] != "ok"
         if gas_failed:
             print(f"gas part FAILED: {results['gas']['error']}", flush=True)
+        floors_part = results["gas"].get("floors")
+        if floors_part is not None and floors_part.get("status") != "ok":
+            gas_failed = True
+            print(f"gas floors FAILED: {floors_part.get('error')}", flush=True)
     if args.only in (None, "offchain"):
         print("== off-chain ==", flush=True)
         results["offchain"] = run_offchain(args.quick, set(args.skip), log=lambda m: print(m, flush=True))
@@ -837,6 +935,7 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.monotonic() - started, 1)
     results["table"] = {
         "gas": gas_table(results["gas"]) if "gas" in results else [],
+        "floors": floors_table(results["gas"]) if "gas" in results else [],
         "offchain": offchain_table(results["offchain"]) if "offchain" in results else [],
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -865,6 +964,15 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(summary))
         for note in results["gas"].get("notes", []):
             print(f"note: {note}")
+        if results["table"]["floors"]:
+            print()
+            print(
+                "Floors (probe contracts, measured): contracts/test/GasFloorProbe.sol does only the "
+                "irreducible work of each model, warm, on the same chain; per receipt for batches."
+            )
+            print(render_table(FLOOR_HEADERS, floors_text_rows(results["table"]["floors"]), right={1, 2}))
+            for note in (results["gas"].get("floors") or {}).get("notes", []):
+                print(f"note: {note}")
     if "offchain" in results:
         print()
         print("Off-chain: measured in this run, each beside its raw baseline (ratio = Kuota / baseline).")
