@@ -82,6 +82,7 @@ ANCHORS: dict[str, dict[str, Any]] = {
 TARGETS: dict[str, tuple[int, str]] = {
     "settle.warm": (50_000, "tx"),
     "settleMany.100.warm": (15_000, "receipt"),
+    "settleManyPacked.100.warm": (15_000, "receipt"),
     "claim.1.warm": (50_000, "tx"),
 }
 
@@ -280,6 +281,11 @@ def local_system(
                     disconnect_rpc()
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _raw(value: str | bytes) -> bytes:
+    """Bytes of a 0x-hex string (or of bytes)."""
+    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
 
 
 def _key(label: str) -> bytes:
@@ -603,6 +609,25 @@ class GasBench:
             raise GasScenarioError(scenario, f"settled {settled} of {len(receipts)} receipts")
         return tx
 
+    def _settle_many_packed(self, scenario: str, consumer_indices: Sequence[int], node: str) -> Any:
+        """The node client's batch: ``settleManyPacked`` (161 bytes a receipt, same checks and events)."""
+        from nodeclient.receipts.merkle import merkle_root
+        from nodeclient.receipts.packing import pack_receipt
+
+        packed, digests = b"", []
+        for index in consumer_indices:
+            args, signature, digest = self._receipt(index, node)
+            consumer, _node, session, nbytes, amount, latency, issued = args
+            packed += pack_receipt(consumer, _raw(session), nbytes, amount, latency, issued, _raw(signature))
+            digests.append(digest)
+        tx = self._send(
+            scenario, self.s.settlement.settleManyPacked, node, packed, merkle_root(digests), sender=self.submitter
+        )
+        settled = int(tx.events["BatchSettled"][0]["settledCount"])
+        if settled != len(consumer_indices):
+            raise GasScenarioError(scenario, f"settled {settled} of {len(consumer_indices)} receipts")
+        return tx
+
     # --- scenarios -----------------------------------------------------------------------------
 
     def setup(self) -> None:
@@ -762,6 +787,18 @@ class GasBench:
                 conditions="distinct consumers, every channel settled before; node credited and "
                 "recorded this epoch",
             )
+            packed = self._settle_many_packed(f"settleManyPacked.{size}.warm", indices, node)
+            if self._usage_epoch(packed) != self._usage_epoch(warm):
+                packed = self._settle_many_packed(f"settleManyPacked.{size}.warm", indices, node)
+            self._record(
+                f"settleManyPacked.{size}.warm",
+                f"settleManyPacked({size}), warm",
+                [packed],
+                count=size,
+                unit="receipt",
+                conditions="the node client's batch call (161-byte receipts); same channels as "
+                "settleMany's warm batch, settled again",
+            )
 
     def claims(self) -> None:
         """claim(): 1 and 10 epochs, first (cold) and later (warm) claims."""
@@ -910,7 +947,7 @@ class GasBench:
         """Opcode-class breakdown of the figures the targets are about."""
         if not self.trace:
             return
-        keys = ["settle.warm", "settle.cold_channel", "settleMany.100.warm", "claim.1.warm"]
+        keys = ["settle.warm", "settle.cold_channel", "settleMany.100.warm", "settleManyPacked.100.warm", "claim.1.warm"]
         names = _contract_names(self.s)
         for key in keys:
             figure = self.figures.get(key)

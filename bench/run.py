@@ -73,12 +73,16 @@ GAS_ROWS: list[tuple[str, list[str], str]] = [
     ("settle.cold_epoch", [], "total"),
     ("settleMany.1.warm", ["mysterium.settlePromise"], "unit"),
     ("settleMany.1.cold", [], "unit"),
+    ("settleManyPacked.1.warm", ["mysterium.settlePromise"], "unit"),
     ("settleMany.10.warm", ["orchid.claim10"], "unit"),
     ("settleMany.10.cold", ["orchid.claim10"], "unit"),
+    ("settleManyPacked.10.warm", ["orchid.claim10"], "unit"),
     ("settleMany.100.warm", ["orchid.claim10"], "unit"),
     ("settleMany.100.cold", ["orchid.claim10"], "unit"),
+    ("settleManyPacked.100.warm", ["orchid.claim10"], "unit"),
     ("settleMany.300.warm", ["orchid.claim10"], "unit"),
     ("settleMany.300.cold", ["orchid.claim10"], "unit"),
+    ("settleManyPacked.300.warm", ["orchid.claim10"], "unit"),
     ("claim.1.warm", ["1inch.repeat", "synthetix.getReward", "uniswap.merkle"], "total"),
     ("claim.1.warm_finalising", ["1inch.repeat"], "total"),
     ("claim.1.cold", ["1inch.first"], "total"),
@@ -414,7 +418,7 @@ def gas_table(section: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     sizes = section.get("settleManySizes", list(gas.SETTLE_MANY_SIZES))
     for key, anchors, compare in GAS_ROWS:
-        match = re.match(r"settleMany\.(\d+)\.", key)
+        match = re.match(r"settleMany(?:Packed)?\.(\d+)\.", key)
         if match and int(match.group(1)) not in sizes:
             continue
         figure = figures.get(key)

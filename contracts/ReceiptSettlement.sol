@@ -23,6 +23,9 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
         "Receipt(address consumer,address node,bytes32 sessionId,uint256 cumulativeBytes,uint256 cumulativeAmount,uint32 latencyMs,uint64 issuedAt)"
     );
     uint16 public constant MAX_FEE_BPS = 2_000;
+    /// @notice Bytes per receipt in `settleManyPacked`: consumer 20, sessionId 32, cumulativeBytes 16,
+    /// cumulativeAmount 16, latencyMs 4, issuedAt 8, then the signature r 32, s 32, v 1.
+    uint256 public constant PACKED_RECEIPT_LENGTH = 161;
 
     struct Channel {
         uint128 settledAmount;
@@ -98,6 +101,31 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
             Receipt calldata receipt = receipts[i];
             if (receipt.node != node) revert SettlementBatchNodeMismatch(i, node, receipt.node);
             if (_settleOne(ctx, receipt, signatures[i], false)) ++settledCount;
+        }
+        _finish(ctx);
+        emit BatchSettled(node, bundleRoot, count, settledCount, ctx.paid, ctx.fee);
+        return ctx.paid;
+    }
+
+    /// @inheritdoc IReceiptSettlement
+    function settleManyPacked(address node, bytes calldata packed, bytes32 bundleRoot)
+        external
+        whenNotPaused
+        returns (uint256 paid)
+    {
+        uint256 length = packed.length;
+        if (length == 0) revert SettlementEmptyBatch();
+        if (length % PACKED_RECEIPT_LENGTH != 0) revert SettlementPackedLength(length, PACKED_RECEIPT_LENGTH);
+        uint256 count = length / PACKED_RECEIPT_LENGTH;
+        Context memory ctx = _context(node);
+        // The EIP-712 encoding of the receipt being settled, reused for every receipt of the batch:
+        // the type hash, then the seven fields, of which `node` is the batch's for all of them.
+        bytes32[8] memory words;
+        words[0] = RECEIPT_TYPEHASH;
+        words[2] = bytes32(uint256(uint160(node)));
+        uint256 settledCount = 0;
+        for (uint256 offset; offset < length; offset += PACKED_RECEIPT_LENGTH) {
+            if (_settlePacked(ctx, words, packed[offset:offset + PACKED_RECEIPT_LENGTH])) ++settledCount;
         }
         _finish(ctx);
         emit BatchSettled(node, bundleRoot, count, settledCount, ctx.paid, ctx.fee);
@@ -182,6 +210,45 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
         return true;
     }
 
+    /// @dev `_settleOne` for a receipt of `settleManyPacked`, which is always skipped when stale.
+    function _settlePacked(Context memory ctx, bytes32[8] memory words, bytes calldata item) private returns (bool) {
+        bytes32 digest = _verifyPacked(words, item);
+        (bool fresh, uint256 paid) = _advance(
+            address(uint160(uint256(words[1]))), ctx.node, uint256(words[5]), uint256(words[4]), digest, false
+        );
+        if (!fresh) return false;
+        uint256 fee = _account(ctx, paid, uint32(uint256(words[6])));
+        _emitSettledPacked(words, digest, item, paid, fee);
+        return true;
+    }
+
+    /// @dev Unpacks one receipt into `words` (its EIP-712 encoding) and checks its signature; returns the
+    /// digest. Each field is read at its own width, so no value can carry dirty high bits and both
+    /// cumulative values are below 2^128 by construction.
+    function _verifyPacked(bytes32[8] memory words, bytes calldata item) private view returns (bytes32 digest) {
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        bytes32 structHash;
+        assembly ("memory-safe") {
+            let o := item.offset
+            mstore(add(words, 0x20), shr(96, calldataload(o))) // consumer
+            mstore(add(words, 0x60), calldataload(add(o, 20))) // sessionId
+            mstore(add(words, 0x80), shr(128, calldataload(add(o, 52)))) // cumulativeBytes
+            mstore(add(words, 0xa0), shr(128, calldataload(add(o, 68)))) // cumulativeAmount
+            mstore(add(words, 0xc0), shr(224, calldataload(add(o, 84)))) // latencyMs
+            mstore(add(words, 0xe0), shr(192, calldataload(add(o, 88)))) // issuedAt
+            r := calldataload(add(o, 96))
+            s := calldataload(add(o, 128))
+            v := byte(0, calldataload(add(o, 160)))
+            structHash := keccak256(words, 0x100)
+        }
+        digest = _hashTypedDataV4(structHash);
+        address consumer = address(uint160(uint256(words[1])));
+        address recovered = ECDSA.recover(digest, v, r, s);
+        if (recovered != consumer) revert SettlementInvalidSigner(consumer, recovered);
+    }
+
     /// @dev Range checks and the consumer's signature; returns the EIP-712 digest.
     function _verify(Receipt calldata receipt, bytes calldata signature) private view returns (bytes32 digest) {
         uint256 cumulativeAmount = receipt.cumulativeAmount;
@@ -209,15 +276,24 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
         return ECDSA.recover(digest, v, r, s);
     }
 
-    /// @dev Advances the channel and collects what is owed from escrow. `fresh` is false for a stale
-    /// receipt (skipped, or a revert when `strict`).
     function _collect(address node, Receipt calldata receipt, bytes32 digest, bool strict)
         private
         returns (bool fresh, uint256 paid)
     {
-        address consumer = receipt.consumer;
-        uint256 cumulativeAmount = receipt.cumulativeAmount;
-        uint256 cumulativeBytes = receipt.cumulativeBytes;
+        return _advance(receipt.consumer, node, receipt.cumulativeAmount, receipt.cumulativeBytes, digest, strict);
+    }
+
+    /// @dev Advances the channel and collects what is owed from escrow. `fresh` is false for a stale
+    /// receipt (skipped, or a revert when `strict`). Both cumulative values are below 2^128 (checked
+    /// by `_verify`; by construction in `_verifyPacked`).
+    function _advance(
+        address consumer,
+        address node,
+        uint256 cumulativeAmount,
+        uint256 cumulativeBytes,
+        bytes32 digest,
+        bool strict
+    ) private returns (bool fresh, uint256 paid) {
         Channel storage channel = _channels[consumer][node];
         uint256 settledAmount = channel.settledAmount;
         if (cumulativeAmount <= settledAmount || cumulativeBytes < channel.settledBytes) {
@@ -230,8 +306,7 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
             // cumulativeAmount > settledAmount checked above.
             owed = cumulativeAmount - settledAmount;
         }
-        // Effects first, as if escrow pays in full (both values < 2^128, checked in _verify);
-        // corrected below when it pays less.
+        // Effects first, as if escrow pays in full; corrected below when it pays less.
         channel.settledAmount = uint128(cumulativeAmount);
         channel.settledBytes = uint128(cumulativeBytes);
         paid = _escrow.collect(consumer, owed);
@@ -299,6 +374,33 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
             mstore(add(ptr, 0x160), 0)
             calldatacopy(add(ptr, 0x120), signature.offset, sigLength)
             log4(ptr, 0x180, topic0, consumer, node, sessionId)
+        }
+    }
+
+    /// @dev `_emitSettled` for a packed receipt: the fields come from its EIP-712 words in memory and
+    /// the signature (r, s, v: contiguous in the packed layout) from calldata. The same log bytes.
+    function _emitSettledPacked(
+        bytes32[8] memory words,
+        bytes32 digest,
+        bytes calldata item,
+        uint256 paid,
+        uint256 fee
+    ) private {
+        bytes32 topic0 = ReceiptSettled.selector;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, mload(add(words, 0x80))) // cumulativeBytes
+            mstore(add(ptr, 0x20), mload(add(words, 0xa0))) // cumulativeAmount
+            mstore(add(ptr, 0x40), mload(add(words, 0xc0))) // latencyMs
+            mstore(add(ptr, 0x60), mload(add(words, 0xe0))) // issuedAt
+            mstore(add(ptr, 0x80), digest)
+            mstore(add(ptr, 0xa0), 0x100)
+            mstore(add(ptr, 0xc0), paid)
+            mstore(add(ptr, 0xe0), fee)
+            mstore(add(ptr, 0x100), 65)
+            mstore(add(ptr, 0x160), 0)
+            calldatacopy(add(ptr, 0x120), add(item.offset, 96), 65)
+            log4(ptr, 0x180, topic0, mload(add(words, 0x20)), mload(add(words, 0x40)), mload(add(words, 0x60)))
         }
     }
 

@@ -20,10 +20,10 @@ One run of :func:`settle_node`:
    collects is Σ min(owed, escrow). Apply the gas-aware policy (:mod:`nodeclient._utils.policy`):
    threshold and gas share, a channel whose consumer is thawing (settle before the funds leave),
    a value ceiling, or an age limit.
-3. **Settle** through ``settleMany`` with the root of the batch's receipt bundle (built and written
-   to ``<data dir>/bundles/<sha256>.json`` for auditors by :func:`nodeclient.receipts.bundles.prepare_batch`
-   before the batch is recorded), and record each receipt's outcome from the ``ReceiptSettled`` /
-   ``ReceiptSkipped`` events.
+3. **Settle** through ``settleManyPacked`` (``settleMany`` with the receipts packed tightly) with
+   the root of the batch's receipt bundle (built and written to ``<data dir>/bundles/<sha256>.json``
+   for auditors by :func:`nodeclient.receipts.bundles.prepare_batch` before the batch is recorded),
+   and record each receipt's outcome from the ``ReceiptSettled`` / ``ReceiptSkipped`` events.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from nodeclient.config import PolicySettings
 from nodeclient.errors import KuotaError
 from nodeclient.receipts.bundles import build_bundle, prepare_batch
 from nodeclient.receipts.model import SignedReceipt
+from nodeclient.receipts.packing import pack_signed_receipts
 from nodeclient.receipts.signing import ReceiptDomain, receipt_domain
 from nodeclient.receipts.store import BatchRecord, ChannelState, ReceiptOutcome, ReceiptStore, StoredReceipt
 
@@ -270,14 +271,11 @@ def _channel_plan(client: ChainClient, store: ReceiptStore, channel: ChannelStat
 
 
 def _settle_call(client: ChainClient, signed: list[SignedReceipt], root: bytes) -> Any:
-    receipts = []
-    signatures = []
-    for r in signed:
-        receipts.append(
-            (r.consumer, r.node, bytes.fromhex(r.session_id[2:]), r.cumulative_bytes, r.cumulative_amount, r.latency_ms, r.issued_at)
-        )
-        signatures.append(r.signature_bytes)
-    return client.contract("ReceiptSettlement").functions.settleMany(receipts, signatures, root)
+    """``settleManyPacked``: the receipts in 161 bytes each instead of settleMany's 384 (same checks,
+    same events; ~1,400 gas less a receipt)."""
+    node = signed[0].node
+    packed = pack_signed_receipts(node, signed)
+    return client.contract("ReceiptSettlement").functions.settleManyPacked(node, packed, root)
 
 
 def _provisional_root(client: ChainClient, store: ReceiptStore, node: str, channels: list[ChannelPlan]) -> bytes:
@@ -335,7 +333,7 @@ def execute_plan(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> SettlementResult:
-    """Settle ``plan``: bundle, ``begin_batch``, send ``settleMany``, record outcomes."""
+    """Settle ``plan``: bundle, ``begin_batch``, send ``settleManyPacked``, record outcomes."""
     if not plan.channels:
         raise KuotaError(f"nothing to settle for node {plan.node}")
     # The bundle file is durable before the batch that names it (receipts.bundles.prepare_batch).
