@@ -11,7 +11,8 @@ If a floor is above an issue-7 target, no implementation of that model can meet 
 model has to change (fewer slots per receipt, no per-receipt event, ...), not the code.
 
 ``run(ctx, log)`` returns the ``gas.floors`` section of ``bench/results.json``: ``figures`` keyed
-``floor.settle.pooled``, ``floor.settleMany.<n>.{pooled,pooled_logged,channel_funded}``,
+``floor.settle.pooled``, ``floor.settleMany.<n>.{pooled,pooled_logged,channel_funded}`` (ABI calldata)
+and ``floor.settleMany.<n>.{pooled,pooled_logged,channel_funded}_packed`` (161-byte packed receipts),
 ``floor.claim.{mint_inline,mint_inline_no_event,via_token,via_token_registry}`` (the `GasFigure.as_dict` form).
 """
 
@@ -36,41 +37,47 @@ FLOOR_BATCH_SIZES: tuple[int, ...] = (10, 100)
 FEE_BPS = 500  # SettlementFloorProbe.FEE_BPS
 LATENCY_MS = 30
 
+#: The batch models: (key suffix, probe function, what the table calls it); each is measured with ABI
+#: calldata (`Receipt[]`, `bytes[]`) and packed (161 bytes a receipt, as `settleManyPacked`).
+BATCH_MODELS: tuple[tuple[str, str, str], ...] = (
+    ("pooled", "settleManyPooled", "pooled escrow, no events"),
+    ("pooled_logged", "settleManyPooledLogged", "pooled escrow + Kuota's events"),
+    ("channel_funded", "settleManyChannelFunded", "per-channel escrow, no events"),
+)
+
+
+def _batch_rows(
+    size: int, abi_target: str | None, packed_target: str | None
+) -> list[tuple[str, str, str, str | None]]:
+    """Floor rows of one batch size: each model with ABI calldata (beside the real `settleMany`) and
+    packed (beside the real `settleManyPacked`, which takes the same 161-byte layout)."""
+    rows: list[tuple[str, str, str, str | None]] = []
+    for model, _, what in BATCH_MODELS:
+        rows.append(
+            (
+                f"floor.settleMany.{size}.{model}",
+                f"settleMany({size}), {what}",
+                f"settleMany.{size}.warm",
+                abi_target,
+            )
+        )
+        rows.append(
+            (
+                f"floor.settleMany.{size}.{model}_packed",
+                f"settleMany({size}), {what}, packed calldata",
+                f"settleManyPacked.{size}.warm",
+                packed_target,
+            )
+        )
+    return rows
+
+
 #: The floors table: (floor key, model, the real figure of the same run it is the floor of, the
 #: issue-7 target key in `bench.gas.TARGETS` it is compared with, or None).
 FLOOR_ROWS: list[tuple[str, str, str, str | None]] = [
     ("floor.settle.pooled", "settle, pooled escrow, 1 contract, no event", "settle.warm", "settle.warm"),
-    (
-        "floor.settleMany.100.pooled",
-        "settleMany(100), pooled escrow, no events",
-        "settleMany.100.warm",
-        "settleMany.100.warm",
-    ),
-    (
-        "floor.settleMany.100.pooled_logged",
-        "settleMany(100), pooled escrow + Kuota's events",
-        "settleMany.100.warm",
-        "settleMany.100.warm",
-    ),
-    (
-        "floor.settleMany.100.channel_funded",
-        "settleMany(100), per-channel escrow, no events",
-        "settleMany.100.warm",
-        "settleMany.100.warm",
-    ),
-    ("floor.settleMany.10.pooled", "settleMany(10), pooled escrow, no events", "settleMany.10.warm", None),
-    (
-        "floor.settleMany.10.pooled_logged",
-        "settleMany(10), pooled escrow + Kuota's events",
-        "settleMany.10.warm",
-        None,
-    ),
-    (
-        "floor.settleMany.10.channel_funded",
-        "settleMany(10), per-channel escrow, no events",
-        "settleMany.10.warm",
-        None,
-    ),
+    *_batch_rows(100, "settleMany.100.warm", "settleManyPacked.100.warm"),
+    *_batch_rows(10, None, None),
     (
         "floor.claim.mint_inline_no_event",
         "claim 1 epoch, mint inline, no event",
@@ -198,10 +205,33 @@ class FloorBench:
     def _send_batch(self, scenario: str, fn_name: str, size: int, node: str) -> _Sent:
         receipts, signatures, root = self._batch(size, node)
         fn = getattr(self.settlement, fn_name)
-        args: tuple[Any, ...] = (
-            (receipts, signatures, root) if fn_name.endswith("Logged") else (receipts, signatures)
-        )
-        return self.b._send(scenario, fn, *args, sender=self.submitter)
+        logged = "Logged" in fn_name
+        if fn_name.endswith("Packed"):
+            from bench.gas import _raw
+            from nodeclient.receipts.packing import pack_receipt
+
+            packed = b"".join(
+                pack_receipt(consumer, _raw(session), nbytes, amount, latency, issued, _raw(signature))
+                for (consumer, _node, session, nbytes, amount, latency, issued), signature in zip(
+                    receipts, signatures, strict=True
+                )
+            )
+            args: tuple[Any, ...] = (node, packed, root) if logged else (node, packed)
+        else:
+            args = (receipts, signatures, root) if logged else (receipts, signatures)
+        tx = self.b._send(scenario, fn, *args, sender=self.submitter)
+        if logged:
+            # The probe is not in the bench's event decoder: count its ReceiptSettled logs by topic.
+            topic = self.settlement.topics["ReceiptSettled"]
+            logs = self.web3.eth.get_transaction_receipt(tx.txid)["logs"]
+            settled = sum(
+                1
+                for entry in logs
+                if entry["topics"] and "0x" + bytes(entry["topics"][0]).hex().removeprefix("0x") == topic
+            )
+            if settled != size:
+                raise GasScenarioError(scenario, f"{settled} ReceiptSettled events for {size} receipts")
+        return tx
 
     def _warm_pair(self, send: Callable[[str], _Sent], scenario: str) -> _Sent:
         """Prime then measure in one probe epoch (node weight and epoch total nonzero → nonzero)."""
@@ -266,29 +296,31 @@ class FloorBench:
             "credit, accrued fee, node epoch weight, epoch total, all in one contract; no event, no external "
             "call, no registry read; channel settled before, node aggregates nonzero this epoch",
         )
-        models = [
-            ("pooled", "settleManyPooled", "per receipt: channel + pooled consumer balance; no events"),
-            (
-                "pooled_logged",
-                "settleManyPooledLogged",
-                (
-                    "per receipt: channel + pooled consumer balance + ReceiptSettled (every field, digest, "
-                    "signature, paid, fee); one BatchSettled"
-                ),
+        what_of = {
+            "pooled": "per receipt: channel + pooled consumer balance; no events",
+            "pooled_logged": (
+                "per receipt: channel + pooled consumer balance + ReceiptSettled (every field, digest, "
+                "signature, paid, fee); one BatchSettled"
             ),
-            (
-                "channel_funded",
-                "settleManyChannelFunded",
-                (
-                    "per receipt: one per-channel escrow slot (funded, settled amount, bytes); no pooled "
-                    "balance; no events"
-                ),
+            "channel_funded": (
+                "per receipt: one per-channel escrow slot (funded, settled amount, bytes); no pooled "
+                "balance; no events"
             ),
-        ]
+        }
+        calldata_abi = "ABI calldata (Receipt[] and bytes[] signatures, 384 bytes a receipt)"
+        calldata_packed = (
+            "packed calldata as ReceiptSettlement.settleManyPacked (node once, 161 bytes a receipt, the "
+            "EIP-712 words rebuilt in one reused memory array)"
+        )
+        models = []
+        for model, fn_name, _ in BATCH_MODELS:
+            models.append((model, fn_name, f"{calldata_abi}; {what_of[model]}"))
+            models.append((f"{model}_packed", f"{fn_name}Packed", f"{calldata_packed}; {what_of[model]}"))
         for size in self.sizes:
             for model, fn_name, what in models:
                 node = self._node(f"{model} {size}")
-                if model == "channel_funded":
+                funded = model.startswith("channel_funded")
+                if funded:
                     self.b._bulk(
                         "floors setup",
                         self.deployer,
@@ -302,7 +334,7 @@ class FloorBench:
                     lambda scenario, f=fn_name, n=node, k=size: self._send_batch(scenario, f, k, n), key
                 )
                 for index in (0, size - 1):
-                    self._check_channel(key, index, node, funded=model == "channel_funded")
+                    self._check_channel(key, index, node, funded=funded)
                 self._record(
                     key,
                     f"{fn_name}({size}) (probe), warm",

@@ -583,6 +583,8 @@ def floors_text_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
         kuota = "—" if row.get("kuota") is None else f"{row['kuota']:,}"
         if row.get("kuota") is not None and row.get("kuotaPer"):
             kuota += f"/{row['kuotaPer']}"
+            # Batch floors: ABI-calldata probes beside settleMany, packed probes beside settleManyPacked.
+            kuota += f" ({str(row.get('kuotaKey') or '').split('.')[0]})"
         above = "—" if row.get("aboveTarget") is None else ("YES" if row["aboveTarget"] else "no")
         out.append([row["model"], row["floorText"], kuota, target, above])
     return out
@@ -835,7 +837,9 @@ def markdown_report(results: dict[str, Any]) -> str:
                 "`contracts/test/GasFloorProbe.sol` does only the irreducible work of each model (EIP-712 "
                 "receipt check, the storage the model writes, the events where named), warm, on the same "
                 "chain; every figure is the gasUsed of a real transaction. A floor above its target means no "
-                "implementation of that model meets the target."
+                "implementation of that model meets the target. Batch floors come twice: with ABI calldata "
+                "(beside the real `settleMany`) and packed, 161 bytes a receipt (beside the real "
+                "`settleManyPacked`, which takes the same layout)."
             ),
             "",
             render_table(FLOOR_HEADERS, floors_text_rows(floor_rows), right={1, 2}),

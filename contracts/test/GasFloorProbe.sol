@@ -19,6 +19,8 @@ import {IRewardPool} from "../interfaces/IRewardPool.sol";
 /// (the same EIP-712 `Receipt` type string, OZ `EIP712` domain separator and `ECDSA.recover` of a
 /// calldata signature, reverting on a wrong signer), stale cumulative receipts revert (single settle)
 /// or are skipped (batches), and a receipt pays min(owed, what the consumer or channel still holds).
+/// Each batch comes twice: with ABI calldata (`Receipt[]`, `bytes[]`, as `settleMany`) and `...Packed`
+/// (161 bytes a receipt, node once, decoded as `ReceiptSettlement.settleManyPacked` decodes them).
 
 /// @notice The settlement floor. Domain `{name: "KuotaFloor", version: "1", chainId, this}`.
 /// Storage is the minimum the pooled-escrow model writes per receipt and per call:
@@ -34,6 +36,10 @@ contract SettlementFloorProbe is EIP712 {
     );
     /// @notice The local deployment's protocol fee.
     uint256 public constant FEE_BPS = 500;
+    /// @notice Bytes per receipt in the `...Packed` batches, as `ReceiptSettlement.PACKED_RECEIPT_LENGTH`:
+    /// consumer 20, sessionId 32, cumulativeBytes 16, cumulativeAmount 16, latencyMs 4, issuedAt 8, r 32,
+    /// s 32, v 1 (big-endian, no padding; the node is passed once per batch).
+    uint256 public constant PACKED_RECEIPT_LENGTH = 161;
 
     struct Channel {
         uint128 settledAmount;
@@ -213,6 +219,76 @@ contract SettlementFloorProbe is EIP712 {
         _finish(node, paid, fee);
     }
 
+    // --- e. the batches again, packed calldata (as ReceiptSettlement.settleManyPacked) ------------
+
+    /// @notice `settleManyPooled` over 161-byte packed receipts of `node` (the layout and decoding of
+    /// `ReceiptSettlement.settleManyPacked`: the EIP-712 words rebuilt in one reused memory array).
+    function settleManyPooledPacked(address node, bytes calldata packed) external returns (uint256 paid) {
+        uint256 length = _checkPacked(packed);
+        bytes32[8] memory words = _packedWords(node);
+        uint256 fee;
+        for (uint256 offset; offset < length; offset += PACKED_RECEIPT_LENGTH) {
+            _verifyPacked(words, packed[offset:offset + PACKED_RECEIPT_LENGTH]);
+            (bool fresh, uint256 one) = _collect(_consumerOf(words), node, uint256(words[5]), uint256(words[4]));
+            if (!fresh) continue;
+            paid += one;
+            fee += one * FEE_BPS / 10_000;
+        }
+        _finish(node, paid, fee);
+    }
+
+    /// @notice `settleManyPooledLogged` over packed receipts: `ReceiptSettled` per receipt (every field,
+    /// digest, signature, paid, fee; the log bytes of ReceiptSettlement's), `ReceiptSkipped` per stale
+    /// receipt and one `BatchSettled`.
+    function settleManyPooledLoggedPacked(address node, bytes calldata packed, bytes32 bundleRoot)
+        external
+        returns (uint256 paid)
+    {
+        uint256 length = _checkPacked(packed);
+        bytes32[8] memory words = _packedWords(node);
+        uint256 fee;
+        uint256 settledCount;
+        for (uint256 offset; offset < length; offset += PACKED_RECEIPT_LENGTH) {
+            (bool fresh, uint256 one, uint256 oneFee) =
+                _settleLoggedPacked(words, node, packed[offset:offset + PACKED_RECEIPT_LENGTH]);
+            if (!fresh) continue;
+            paid += one;
+            fee += oneFee;
+            ++settledCount;
+        }
+        _finish(node, paid, fee);
+        emit IReceiptSettlement.BatchSettled(
+            node, bundleRoot, length / PACKED_RECEIPT_LENGTH, settledCount, paid, fee
+        );
+    }
+
+    /// @notice `settleManyChannelFunded` over packed receipts of `node`.
+    function settleManyChannelFundedPacked(address node, bytes calldata packed) external returns (uint256 paid) {
+        uint256 length = _checkPacked(packed);
+        bytes32[8] memory words = _packedWords(node);
+        uint256 fee;
+        for (uint256 offset; offset < length; offset += PACKED_RECEIPT_LENGTH) {
+            _verifyPacked(words, packed[offset:offset + PACKED_RECEIPT_LENGTH]);
+            uint256 cumulativeBytes = uint256(words[4]);
+            uint256 cumulativeAmount = uint256(words[5]);
+            // The packed fields are < 2^128; this model's slot holds 96 and 64 bits.
+            if (cumulativeAmount > type(uint96).max) revert IReceiptSettlement.SettlementValueTooLarge(cumulativeAmount);
+            if (cumulativeBytes > type(uint64).max) revert IReceiptSettlement.SettlementValueTooLarge(cumulativeBytes);
+            FundedChannel storage channel = _funded[_consumerOf(words)][node];
+            FundedChannel memory c = channel;
+            if (cumulativeAmount <= c.settledAmount || cumulativeBytes < c.settledBytes) continue;
+            uint256 owed = cumulativeAmount - c.settledAmount;
+            uint256 left = c.funded - c.settledAmount; // settledAmount never exceeds funded
+            uint256 one = owed < left ? owed : left;
+            // settled + one ≤ funded < 2^96; cumulativeBytes < 2^64 checked above.
+            channel.settledAmount = uint96(c.settledAmount + one);
+            channel.settledBytes = uint64(cumulativeBytes);
+            paid += one;
+            fee += one * FEE_BPS / 10_000;
+        }
+        _finish(node, paid, fee);
+    }
+
     // --- internals --------------------------------------------------------------------------------
 
     function _checkBatch(IReceiptSettlement.Receipt[] calldata receipts, bytes[] calldata signatures)
@@ -252,17 +328,23 @@ contract SettlementFloorProbe is EIP712 {
     /// @dev Pooled model: pays min(cumulativeAmount − settledAmount, consumer's balance) and advances
     /// the channel by what was paid (the rest settles after a top-up). `fresh` is false when stale.
     function _collectPooled(IReceiptSettlement.Receipt calldata receipt) private returns (bool fresh, uint256 paid) {
-        address consumer = receipt.consumer;
-        uint256 cumulativeAmount = receipt.cumulativeAmount;
-        uint256 cumulativeBytes = receipt.cumulativeBytes;
-        Channel storage channel = _channels[consumer][receipt.node];
+        return _collect(receipt.consumer, receipt.node, receipt.cumulativeAmount, receipt.cumulativeBytes);
+    }
+
+    /// @dev `_collectPooled` on plain values; both cumulative values are < 2^128 (checked in `_verify`,
+    /// by construction in `_verifyPacked`).
+    function _collect(address consumer, address node, uint256 cumulativeAmount, uint256 cumulativeBytes)
+        private
+        returns (bool fresh, uint256 paid)
+    {
+        Channel storage channel = _channels[consumer][node];
         uint256 settledAmount = channel.settledAmount;
         if (cumulativeAmount <= settledAmount || cumulativeBytes < channel.settledBytes) return (false, 0);
         uint256 owed = cumulativeAmount - settledAmount;
         uint256 available = availableOf[consumer];
         paid = owed < available ? owed : available;
         availableOf[consumer] = uint128(available - paid);
-        // settledAmount + paid ≤ cumulativeAmount < 2^128 (checked in _verify).
+        // settledAmount + paid ≤ cumulativeAmount < 2^128.
         channel.settledAmount = uint128(settledAmount + paid);
         channel.settledBytes = uint128(cumulativeBytes);
         return (true, paid);
@@ -299,6 +381,98 @@ contract SettlementFloorProbe is EIP712 {
             paid,
             fee
         );
+    }
+
+    /// @dev One receipt of `settleManyPooledLoggedPacked`: verified, collected, and its event.
+    function _settleLoggedPacked(bytes32[8] memory words, address node, bytes calldata item)
+        private
+        returns (bool fresh, uint256 paid, uint256 fee)
+    {
+        bytes32 digest = _verifyPacked(words, item);
+        address consumer = _consumerOf(words);
+        uint256 cumulativeAmount = uint256(words[5]);
+        (fresh, paid) = _collect(consumer, node, cumulativeAmount, uint256(words[4]));
+        if (!fresh) {
+            emit IReceiptSettlement.ReceiptSkipped(
+                consumer, node, digest, cumulativeAmount, _channels[consumer][node].settledAmount
+            );
+            return (false, 0, 0);
+        }
+        fee = paid * FEE_BPS / 10_000;
+        _emitSettledPacked(words, digest, item, paid, fee);
+    }
+
+    /// @dev A packed batch's length: nonzero and a whole number of receipts (as settleManyPacked).
+    function _checkPacked(bytes calldata packed) private pure returns (uint256 length) {
+        length = packed.length;
+        if (length == 0) revert IReceiptSettlement.SettlementEmptyBatch();
+        if (length % PACKED_RECEIPT_LENGTH != 0) {
+            revert IReceiptSettlement.SettlementPackedLength(length, PACKED_RECEIPT_LENGTH);
+        }
+    }
+
+    /// @dev The EIP-712 encoding reused for every receipt of a packed batch: the type hash, then the
+    /// seven fields, of which `node` is the batch's for all of them.
+    function _packedWords(address node) private pure returns (bytes32[8] memory words) {
+        words[0] = RECEIPT_TYPEHASH;
+        words[2] = bytes32(uint256(uint160(node)));
+    }
+
+    function _consumerOf(bytes32[8] memory words) private pure returns (address) {
+        return address(uint160(uint256(words[1])));
+    }
+
+    /// @dev As ReceiptSettlement._verifyPacked: unpacks one receipt into `words` (its EIP-712 encoding),
+    /// each field at its own width, and checks the consumer's signature; returns the digest.
+    function _verifyPacked(bytes32[8] memory words, bytes calldata item) private view returns (bytes32 digest) {
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        bytes32 structHash;
+        assembly ("memory-safe") {
+            let o := item.offset
+            mstore(add(words, 0x20), shr(96, calldataload(o))) // consumer
+            mstore(add(words, 0x60), calldataload(add(o, 20))) // sessionId
+            mstore(add(words, 0x80), shr(128, calldataload(add(o, 52)))) // cumulativeBytes
+            mstore(add(words, 0xa0), shr(128, calldataload(add(o, 68)))) // cumulativeAmount
+            mstore(add(words, 0xc0), shr(224, calldataload(add(o, 84)))) // latencyMs
+            mstore(add(words, 0xe0), shr(192, calldataload(add(o, 88)))) // issuedAt
+            r := calldataload(add(o, 96))
+            s := calldataload(add(o, 128))
+            v := byte(0, calldataload(add(o, 160)))
+            structHash := keccak256(words, 0x100)
+        }
+        digest = _hashTypedDataV4(structHash);
+        address consumer = _consumerOf(words);
+        address recovered = ECDSA.recover(digest, v, r, s);
+        if (recovered != consumer) revert IReceiptSettlement.SettlementInvalidSigner(consumer, recovered);
+    }
+
+    /// @dev As ReceiptSettlement._emitSettledPacked: `ReceiptSettled` with the fields from the receipt's
+    /// EIP-712 words and the signature (r, s, v: contiguous in the packed layout) from calldata.
+    function _emitSettledPacked(
+        bytes32[8] memory words,
+        bytes32 digest,
+        bytes calldata item,
+        uint256 paid,
+        uint256 fee
+    ) private {
+        bytes32 topic0 = IReceiptSettlement.ReceiptSettled.selector;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, mload(add(words, 0x80))) // cumulativeBytes
+            mstore(add(ptr, 0x20), mload(add(words, 0xa0))) // cumulativeAmount
+            mstore(add(ptr, 0x40), mload(add(words, 0xc0))) // latencyMs
+            mstore(add(ptr, 0x60), mload(add(words, 0xe0))) // issuedAt
+            mstore(add(ptr, 0x80), digest)
+            mstore(add(ptr, 0xa0), 0x100) // offset of `signature` from the start of the data
+            mstore(add(ptr, 0xc0), paid)
+            mstore(add(ptr, 0xe0), fee)
+            mstore(add(ptr, 0x100), 65)
+            mstore(add(ptr, 0x160), 0)
+            calldatacopy(add(ptr, 0x120), add(item.offset, 96), 65)
+            log4(ptr, 0x180, topic0, mload(add(words, 0x20)), mload(add(words, 0x40)), mload(add(words, 0x60)))
+        }
     }
 
     /// @dev As ReceiptSettlement._structHash: the seven clean calldata words are the EIP-712 encoding.
