@@ -621,7 +621,12 @@ class GasBench:
             packed += pack_receipt(consumer, _raw(session), nbytes, amount, latency, issued, _raw(signature))
             digests.append(digest)
         tx = self._send(
-            scenario, self.s.settlement.settleManyPacked, node, packed, merkle_root(digests), sender=self.submitter
+            scenario,
+            self.s.settlement.settleManyPacked,
+            node,
+            packed,
+            merkle_root(digests),
+            sender=self.submitter,
         )
         settled = int(tx.events["BatchSettled"][0]["settledCount"])
         if settled != len(consumer_indices):
@@ -947,7 +952,13 @@ class GasBench:
         """Opcode-class breakdown of the figures the targets are about."""
         if not self.trace:
             return
-        keys = ["settle.warm", "settle.cold_channel", "settleMany.100.warm", "settleManyPacked.100.warm", "claim.1.warm"]
+        keys = [
+            "settle.warm",
+            "settle.cold_channel",
+            "settleMany.100.warm",
+            "settleManyPacked.100.warm",
+            "claim.1.warm",
+        ]
         names = _contract_names(self.s)
         for key in keys:
             figure = self.figures.get(key)

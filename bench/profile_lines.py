@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.gas import GasBench, _int, _rpc, local_system  # noqa: E402
+from bench.gas import GasBench, _int, _rpc, local_system
 
 
 def _line_of(source: str, offset: int) -> int:
@@ -114,7 +114,11 @@ def main() -> int:
             bench.claims()
             figure = bench.figures[args.scenario]
             tx_hash, count = figure.tx_hashes[-1], figure.count
-            to = ctx.system.rewards.address if args.scenario.startswith("claim") else ctx.system.settlement.address
+            to = (
+                ctx.system.rewards.address
+                if args.scenario.startswith("claim")
+                else ctx.system.settlement.address
+            )
             title = f"{args.scenario}: gasUsed {figure.gas_used:,}"
         else:
             node = bench._address_of_key(bench.nodes[f"M{args.batch}"][0])

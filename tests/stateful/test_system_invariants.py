@@ -44,6 +44,8 @@ from brownie.test import strategy
 from eth_utils import keccak
 from integration.support import BPS, Receipt, check_error, event_list, latency_multiplier_bps, sign_receipt
 
+from nodeclient.receipts.packing import pack_receipt
+
 EXAMPLES = int(os.environ.get("KUOTA_STATEFUL_EXAMPLES", "25"))
 STEPS = int(os.environ.get("KUOTA_STATEFUL_STEPS", "12"))
 
@@ -163,7 +165,8 @@ class SystemMachine:
 
     def initialize_traffic(self, st_traffic, st_latency) -> None:
         """Every example opens with traffic: each consumer pays each node 0–300 USD, settled in one
-        batch per node, so every example has usage to finalise, cap, scale and claim."""
+        batch per node, so every example has usage to finalise, cap, scale and claim. Odd nodes
+        settle through settleManyPacked (the node client's call), even ones through settleMany."""
         self._count()
         for n in range(self.n_nodes):
             items = [
@@ -173,7 +176,11 @@ class SystemMachine:
             ]
             if items:
                 self._settle_batch(
-                    n, [i[0][0] for i in items], [i[0][1] for i in items], [i[1] for i in items]
+                    n,
+                    [i[0][0] for i in items],
+                    [i[0][1] for i in items],
+                    [i[1] for i in items],
+                    packed=n % 2 == 1,
                 )
 
     def rule_deposit(self, st_consumer, st_deposit, st_flag) -> None:
@@ -461,8 +468,9 @@ class SystemMachine:
         self._book(n, tx, paid, fee, weight)
         STATS["~settled receipts"] += 1
 
-    def rule_settle_many(self, st_node, st_kinds, st_step, st_bytes, st_latency) -> None:
-        """A batch for one node mixing fresh, resubmitted, old (stale) and lower-bytes receipts."""
+    def rule_settle_many(self, st_node, st_kinds, st_step, st_bytes, st_latency, st_flag) -> None:
+        """A batch for one node mixing fresh, resubmitted, old (stale) and lower-bytes receipts, sent
+        through settleMany or (st_flag) the node client's settleManyPacked: one model for both."""
         self._count()
         receipts, signatures, owners = [], [], []
         for i, kind in enumerate(st_kinds):
@@ -480,12 +488,18 @@ class SystemMachine:
             receipts.append(item[0])
             signatures.append(item[1])
             owners.append(c)
-        self._settle_batch(st_node, receipts, signatures, owners)
+        self._settle_batch(st_node, receipts, signatures, owners, packed=st_flag)
 
     def _settle_batch(
-        self, node: int, receipts: list[Receipt], signatures: list[bytes], owners: list[int]
+        self,
+        node: int,
+        receipts: list[Receipt],
+        signatures: list[bytes],
+        owners: list[int],
+        packed: bool = False,
     ) -> None:
-        """settleMany for ``node``: the model predicts which receipts settle, pay and skip."""
+        """settleMany (or settleManyPacked) for ``node``: the model predicts which receipts settle, pay
+        and skip."""
         total_paid = total_fee = total_weight = settled = 0
         expected_skips = 0
         for receipt, c in zip(receipts, owners):
@@ -496,9 +510,22 @@ class SystemMachine:
             total_fee += fee
             total_weight += weight
         root = keccak(b"".join(bytes(self.s.settlement.hashReceipt(r.as_tuple())) for r in receipts))
-        tx = self.s.settlement.settleMany(
-            [r.as_tuple() for r in receipts], signatures, root, {"from": self.world.stranger}
-        )
+        if packed:
+            data = b"".join(
+                pack_receipt(
+                    r.consumer, r.session_id, r.cumulative_bytes, r.cumulative_amount, r.latency_ms,
+                    r.issued_at, bytes(sig),
+                )
+                for r, sig in zip(receipts, signatures)
+            )  # fmt: skip
+            tx = self.s.settlement.settleManyPacked(
+                receipts[0].node, data, root, {"from": self.world.stranger}
+            )
+            STATS["~packed batches"] += 1
+        else:
+            tx = self.s.settlement.settleMany(
+                [r.as_tuple() for r in receipts], signatures, root, {"from": self.world.stranger}
+            )
         assert len(event_list(tx, "ReceiptSkipped")) == expected_skips
         assert len(event_list(tx, "ReceiptSettled")) == settled
         batch = tx.events["BatchSettled"]

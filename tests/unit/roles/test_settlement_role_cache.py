@@ -10,7 +10,6 @@ from __future__ import annotations
 import brownie
 import pytest
 from brownie import MockFalseReturnToken, PaymentEscrow
-
 from unit_helpers import UNIT, custom_error, plain, role, unauthorized
 
 SETTLEMENT_ROLE = role("SETTLEMENT_ROLE")
@@ -60,7 +59,9 @@ def test_renouncing_the_cached_role_refuses_the_renouncer(system, node, deployer
         system.rewards.recordUsage(node, 1, 1, {"from": auditor})
 
 
-def test_settlement_uses_the_cache_and_a_curve_change_keeps_it(system, sign, consumer_key, node, deployer, stranger):
+def test_settlement_uses_the_cache_and_a_curve_change_keeps_it(
+    system, sign, consumer_key, node, deployer, stranger
+):
     _settle(system, sign, consumer_key, node, 1, stranger)  # channel, credit and epoch record warm
     warm = _settle(system, sign, consumer_key, node, 2, stranger).gas_used
     low, high, floor = plain(system.rewards.latencyCurve())

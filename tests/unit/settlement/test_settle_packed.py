@@ -10,9 +10,9 @@ import brownie
 import pytest
 from brownie import chain
 from eth_account import Account
+from unit_helpers import SECP256K1_N, UNIT, custom_error, plain, recovered_address
 
 from nodeclient.receipts.packing import PACKED_RECEIPT_LENGTH, pack_receipt
-from unit_helpers import SECP256K1_N, UNIT, custom_error, plain, recovered_address
 
 ROOT = b"\x07" * 32
 
@@ -28,7 +28,9 @@ def _packed(signed_list) -> bytes:
     for s in signed_list:
         consumer, _node, session, nbytes, amount, latency, issued = s.args
         session_bytes = bytes.fromhex(session[2:]) if isinstance(session, str) else bytes(session)
-        out += pack_receipt(consumer, session_bytes, nbytes, amount, latency, issued, bytes.fromhex(s.signature[2:]))
+        out += pack_receipt(
+            consumer, session_bytes, nbytes, amount, latency, issued, bytes.fromhex(s.signature[2:])
+        )
     return out
 
 
@@ -44,8 +46,12 @@ def _state(system, consumers, node):
 
 
 def _events(tx):
-    return [(name, plain(list(ev.values()))) for name in ("ReceiptSettled", "ReceiptSkipped", "NodeCredited",
-            "UsageRecorded", "BatchSettled") if name in tx.events for ev in tx.events[name]]
+    return [
+        (name, plain(list(ev.values())))
+        for name in ("ReceiptSettled", "ReceiptSkipped", "NodeCredited", "UsageRecorded", "BatchSettled")
+        if name in tx.events
+        for ev in tx.events[name]
+    ]
 
 
 def test_packed_layout_is_161_bytes_and_matches_the_contract(system):
@@ -93,7 +99,9 @@ def test_packed_batch_equals_settle_many_on_the_same_state(
     assert packed_tx.gas_used < abi_tx.gas_used - 6 * 1_000  # calldata and decoding, per receipt
 
 
-def test_packed_batch_rejects_a_receipt_signed_by_someone_else(system, sign, consumer, consumer_key, node, stranger):
+def test_packed_batch_rejects_a_receipt_signed_by_someone_else(
+    system, sign, consumer, consumer_key, node, stranger
+):
     good = sign(consumer_key, node, 1_000, UNIT, session=4)
     forged = sign(consumer_key, node, 2_000, 2 * UNIT, session=4, consumer=stranger.address)
     digest = bytes(system.settlement.hashReceipt(forged.args))
@@ -103,7 +111,9 @@ def test_packed_batch_rejects_a_receipt_signed_by_someone_else(system, sign, con
     assert plain(system.settlement.channelOf(consumer, node)) == (0, 0)  # the whole batch reverted
 
 
-def test_packed_receipt_is_bound_to_the_batch_node(system, sign, consumer, consumer_key, node, node2, stranger):
+def test_packed_receipt_is_bound_to_the_batch_node(
+    system, sign, consumer, consumer_key, node, node2, stranger
+):
     signed = sign(consumer_key, node, 1_000, UNIT)
     moved = list(signed.args)
     moved[1] = node2
@@ -126,7 +136,9 @@ def test_packed_batch_rejects_high_s_and_bad_v(system, sign, consumer_key, node,
         system.settlement.settleManyPacked(node, packed[:-1] + bytes((29,)), ROOT, {"from": stranger})
 
 
-def test_packed_batch_rejects_bad_lengths_unknown_nodes_and_pause(system, sign, consumer_key, node, deployer, stranger):
+def test_packed_batch_rejects_bad_lengths_unknown_nodes_and_pause(
+    system, sign, consumer_key, node, deployer, stranger
+):
     packed = _packed([sign(consumer_key, node, 1_000, UNIT)])
     with brownie.reverts(custom_error("SettlementEmptyBatch()")):
         system.settlement.settleManyPacked(node, b"", ROOT, {"from": stranger})
@@ -142,7 +154,9 @@ def test_packed_batch_rejects_bad_lengths_unknown_nodes_and_pause(system, sign, 
 
 def test_pack_receipt_refuses_values_that_do_not_fit(consumer):
     sig = b"\x01" * 65
-    with pytest.raises(ValueError, match="cumulativeAmount 340282366920938463463374607431768211456 does not fit 128"):
+    with pytest.raises(
+        ValueError, match="cumulativeAmount 340282366920938463463374607431768211456 does not fit 128"
+    ):
         pack_receipt(consumer.address, b"\x00" * 32, 1, 2**128, 1, 1, sig)
     with pytest.raises(ValueError, match="latencyMs 4294967296 does not fit 32 bits"):
         pack_receipt(consumer.address, b"\x00" * 32, 1, 1, 2**32, 1, sig)
