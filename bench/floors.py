@@ -28,7 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.gas import MIB, UNIT, BenchContext, GasBench, GasFigure, GasScenarioError, _Channel, _key, _Sent
+from bench.gas import (
+    UNIT,
+    BenchContext,
+    GasBench,
+    GasFigure,
+    GasScenarioError,
+    _Channel,
+    _key,
+    _Sent,
+    next_receipt,
+)
 
 __all__ = ["FLOOR_BATCH_SIZES", "FLOOR_ROWS", "FloorBench", "run"]
 
@@ -161,35 +171,9 @@ class FloorBench:
 
     def _receipt(self, index: int, node: str) -> tuple[tuple[Any, ...], str, bytes]:
         """The channel's next cumulative receipt (+1 MiB, +1 unit) under the probe's domain."""
-        from nodeclient.receipts import Receipt
-        from nodeclient.receipts.signing import receipt_digest, sign_receipt
-
-        consumer = self.consumers[index]
-        channel = self.channels.get((consumer, node))
-        if channel is None:
-            channel = self.channels[(consumer, node)] = _Channel(self.consumer_keys[index], consumer, node)
-        channel.nbytes += MIB
-        channel.amount += UNIT
-        receipt = Receipt(
-            consumer=consumer,
-            node=node,
-            session_id=channel.session,
-            cumulative_bytes=channel.nbytes,
-            cumulative_amount=channel.amount,
-            latency_ms=LATENCY_MS,
-            issued_at=self.b._now(),
+        return next_receipt(
+            self.channels, self.consumer_keys[index], self.consumers[index], node, self.domain, self.b._now()
         )
-        signed = sign_receipt(receipt, channel.key, self.domain)
-        args = (
-            consumer,
-            node,
-            channel.session,
-            channel.nbytes,
-            channel.amount,
-            LATENCY_MS,
-            receipt.issued_at,
-        )
-        return args, signed.signature, receipt_digest(receipt, self.domain)
 
     def _batch(self, size: int, node: str) -> tuple[list[tuple[Any, ...]], list[str], bytes]:
         from nodeclient.receipts.merkle import merkle_root

@@ -378,6 +378,39 @@ class _AbiIndex:
         return f"{type(exc).__name__}: {exc}"
 
 
+def next_receipt(
+    channels: dict[tuple[str, str], _Channel],
+    key: bytes,
+    consumer: str,
+    node: str,
+    domain: Any,
+    issued_at: int,
+    step: int = UNIT,
+) -> tuple[tuple[Any, ...], str, bytes]:
+    """The (consumer, node) channel's next cumulative receipt (+1 MiB, +``step``), signed by the
+    client's signer under ``domain``: (Solidity args, signature, digest). ``channels`` keeps the state."""
+    from nodeclient.receipts import Receipt
+    from nodeclient.receipts.signing import receipt_digest, sign_receipt
+
+    channel = channels.get((consumer, node))
+    if channel is None:
+        channel = channels[(consumer, node)] = _Channel(key, consumer, node)
+    channel.nbytes += MIB
+    channel.amount += step
+    receipt = Receipt(
+        consumer=consumer,
+        node=node,
+        session_id=channel.session,
+        cumulative_bytes=channel.nbytes,
+        cumulative_amount=channel.amount,
+        latency_ms=LATENCY_MS,
+        issued_at=issued_at,
+    )
+    signed = sign_receipt(receipt, channel.key, domain)
+    args = (consumer, node, channel.session, channel.nbytes, channel.amount, LATENCY_MS, receipt.issued_at)
+    return args, signed.signature, receipt_digest(receipt, domain)
+
+
 class GasBench:
     """The gas scenarios, run in order on one deployed system (`run_all`)."""
 
@@ -555,37 +588,15 @@ class GasBench:
         self, consumer_index: int, node: str, step: int = UNIT
     ) -> tuple[tuple[Any, ...], str, bytes]:
         """The channel's next cumulative receipt, signed by the client's signer: (args, signature, digest)."""
-        from nodeclient.receipts import Receipt
-        from nodeclient.receipts.signing import receipt_digest, sign_receipt
-
-        consumer = self.consumers[consumer_index]
-        channel = self.channels.get((consumer, node))
-        if channel is None:
-            channel = self.channels[(consumer, node)] = _Channel(
-                self.consumer_keys[consumer_index], consumer, node
-            )
-        channel.nbytes += MIB
-        channel.amount += step
-        receipt = Receipt(
-            consumer=consumer,
-            node=node,
-            session_id=channel.session,
-            cumulative_bytes=channel.nbytes,
-            cumulative_amount=channel.amount,
-            latency_ms=LATENCY_MS,
-            issued_at=self._now(),
-        )
-        signed = sign_receipt(receipt, channel.key, self.domain)
-        args = (
-            consumer,
+        return next_receipt(
+            self.channels,
+            self.consumer_keys[consumer_index],
+            self.consumers[consumer_index],
             node,
-            channel.session,
-            channel.nbytes,
-            channel.amount,
-            LATENCY_MS,
-            receipt.issued_at,
+            self.domain,
+            self._now(),
+            step,
         )
-        return args, signed.signature, receipt_digest(receipt, self.domain)
 
     def _settle(self, scenario: str, consumer_index: int, node: str) -> Any:
         args, signature, _ = self._receipt(consumer_index, node)

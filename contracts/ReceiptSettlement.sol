@@ -9,6 +9,7 @@ import {INodeRegistry} from "./interfaces/INodeRegistry.sol";
 import {IPaymentEscrow} from "./interfaces/IPaymentEscrow.sol";
 import {IReceiptSettlement} from "./interfaces/IReceiptSettlement.sol";
 import {IRewardPool} from "./interfaces/IRewardPool.sol";
+import {ReceiptEncoding} from "./libraries/ReceiptEncoding.sol";
 import {RewardMath} from "./libraries/RewardMath.sol";
 
 /// @title ReceiptSettlement
@@ -19,13 +20,11 @@ import {RewardMath} from "./libraries/RewardMath.sol";
 contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausable {
     bytes32 public constant PARAMETER_ROLE = keccak256("PARAMETER_ROLE");
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
-    bytes32 public constant RECEIPT_TYPEHASH = keccak256(
-        "Receipt(address consumer,address node,bytes32 sessionId,uint256 cumulativeBytes,uint256 cumulativeAmount,uint32 latencyMs,uint64 issuedAt)"
-    );
+    bytes32 public constant RECEIPT_TYPEHASH = ReceiptEncoding.TYPEHASH;
     uint16 public constant MAX_FEE_BPS = 2_000;
     /// @notice Bytes per receipt in `settleManyPacked`: consumer 20, sessionId 32, cumulativeBytes 16,
     /// cumulativeAmount 16, latencyMs 4, issuedAt 8, then the signature r 32, s 32, v 1.
-    uint256 public constant PACKED_RECEIPT_LENGTH = 161;
+    uint256 public constant PACKED_RECEIPT_LENGTH = ReceiptEncoding.PACKED_LENGTH;
 
     struct Channel {
         uint128 settledAmount;
@@ -218,7 +217,7 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
         );
         if (!fresh) return false;
         uint256 fee = _account(ctx, paid, uint32(uint256(words[6])));
-        _emitSettledPacked(words, digest, item, paid, fee);
+        ReceiptEncoding.emitSettled(words, digest, item, paid, fee);
         return true;
     }
 
@@ -226,25 +225,9 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
     /// digest. Each field is read at its own width, so no value can carry dirty high bits and both
     /// cumulative values are below 2^128 by construction.
     function _verifyPacked(bytes32[8] memory words, bytes calldata item) private view returns (bytes32 digest) {
-        bytes32 r;
-        bytes32 s;
-        uint8 v;
-        bytes32 structHash;
-        assembly ("memory-safe") {
-            let o := item.offset
-            mstore(add(words, 0x20), shr(96, calldataload(o))) // consumer
-            mstore(add(words, 0x60), calldataload(add(o, 20))) // sessionId
-            mstore(add(words, 0x80), shr(128, calldataload(add(o, 52)))) // cumulativeBytes
-            mstore(add(words, 0xa0), shr(128, calldataload(add(o, 68)))) // cumulativeAmount
-            mstore(add(words, 0xc0), shr(224, calldataload(add(o, 84)))) // latencyMs
-            mstore(add(words, 0xe0), shr(192, calldataload(add(o, 88)))) // issuedAt
-            r := calldataload(add(o, 96))
-            s := calldataload(add(o, 128))
-            v := byte(0, calldataload(add(o, 160)))
-            structHash := keccak256(words, 0x100)
-        }
-        digest = _hashTypedDataV4(structHash);
+        digest = _hashTypedDataV4(ReceiptEncoding.unpack(words, item));
         address consumer = address(uint160(uint256(words[1])));
+        (uint8 v, bytes32 r, bytes32 s) = ReceiptEncoding.signature(item);
         address recovered = ECDSA.recover(digest, v, r, s);
         if (recovered != consumer) revert SettlementInvalidSigner(consumer, recovered);
     }
@@ -374,33 +357,6 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
             mstore(add(ptr, 0x160), 0)
             calldatacopy(add(ptr, 0x120), signature.offset, sigLength)
             log4(ptr, 0x180, topic0, consumer, node, sessionId)
-        }
-    }
-
-    /// @dev `_emitSettled` for a packed receipt: the fields come from its EIP-712 words in memory and
-    /// the signature (r, s, v: contiguous in the packed layout) from calldata. The same log bytes.
-    function _emitSettledPacked(
-        bytes32[8] memory words,
-        bytes32 digest,
-        bytes calldata item,
-        uint256 paid,
-        uint256 fee
-    ) private {
-        bytes32 topic0 = ReceiptSettled.selector;
-        assembly ("memory-safe") {
-            let ptr := mload(0x40)
-            mstore(ptr, mload(add(words, 0x80))) // cumulativeBytes
-            mstore(add(ptr, 0x20), mload(add(words, 0xa0))) // cumulativeAmount
-            mstore(add(ptr, 0x40), mload(add(words, 0xc0))) // latencyMs
-            mstore(add(ptr, 0x60), mload(add(words, 0xe0))) // issuedAt
-            mstore(add(ptr, 0x80), digest)
-            mstore(add(ptr, 0xa0), 0x100)
-            mstore(add(ptr, 0xc0), paid)
-            mstore(add(ptr, 0xe0), fee)
-            mstore(add(ptr, 0x100), 65)
-            mstore(add(ptr, 0x160), 0)
-            calldatacopy(add(ptr, 0x120), add(item.offset, 96), 65)
-            log4(ptr, 0x180, topic0, mload(add(words, 0x20)), mload(add(words, 0x40)), mload(add(words, 0x60)))
         }
     }
 

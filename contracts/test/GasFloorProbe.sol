@@ -7,6 +7,7 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {IReceiptSettlement} from "../interfaces/IReceiptSettlement.sol";
 import {IRewardPool} from "../interfaces/IRewardPool.sol";
+import {ReceiptEncoding} from "../libraries/ReceiptEncoding.sol";
 
 /// @title Gas floor probes (MEASUREMENT PROBES, NOT PROTOCOL)
 /// @notice Minimal contracts that do only the irreducible storage, signature and event work of Kuota's
@@ -31,15 +32,13 @@ import {IRewardPool} from "../interfaces/IRewardPool.sol";
 /// Balances are plain numbers: `fund` and `fundChannel` credit them without moving any token (a
 /// probe needs no token transfer: the real deposit happens in another transaction).
 contract SettlementFloorProbe is EIP712 {
-    bytes32 public constant RECEIPT_TYPEHASH = keccak256(
-        "Receipt(address consumer,address node,bytes32 sessionId,uint256 cumulativeBytes,uint256 cumulativeAmount,uint32 latencyMs,uint64 issuedAt)"
-    );
+    bytes32 public constant RECEIPT_TYPEHASH = ReceiptEncoding.TYPEHASH;
     /// @notice The local deployment's protocol fee.
     uint256 public constant FEE_BPS = 500;
     /// @notice Bytes per receipt in the `...Packed` batches, as `ReceiptSettlement.PACKED_RECEIPT_LENGTH`:
     /// consumer 20, sessionId 32, cumulativeBytes 16, cumulativeAmount 16, latencyMs 4, issuedAt 8, r 32,
     /// s 32, v 1 (big-endian, no padding; the node is passed once per batch).
-    uint256 public constant PACKED_RECEIPT_LENGTH = 161;
+    uint256 public constant PACKED_RECEIPT_LENGTH = ReceiptEncoding.PACKED_LENGTH;
 
     struct Channel {
         uint128 settledAmount;
@@ -399,7 +398,7 @@ contract SettlementFloorProbe is EIP712 {
             return (false, 0, 0);
         }
         fee = paid * FEE_BPS / 10_000;
-        _emitSettledPacked(words, digest, item, paid, fee);
+        ReceiptEncoding.emitSettled(words, digest, item, paid, fee);
     }
 
     /// @dev A packed batch's length: nonzero and a whole number of receipts (as settleManyPacked).
@@ -425,54 +424,11 @@ contract SettlementFloorProbe is EIP712 {
     /// @dev As ReceiptSettlement._verifyPacked: unpacks one receipt into `words` (its EIP-712 encoding),
     /// each field at its own width, and checks the consumer's signature; returns the digest.
     function _verifyPacked(bytes32[8] memory words, bytes calldata item) private view returns (bytes32 digest) {
-        bytes32 r;
-        bytes32 s;
-        uint8 v;
-        bytes32 structHash;
-        assembly ("memory-safe") {
-            let o := item.offset
-            mstore(add(words, 0x20), shr(96, calldataload(o))) // consumer
-            mstore(add(words, 0x60), calldataload(add(o, 20))) // sessionId
-            mstore(add(words, 0x80), shr(128, calldataload(add(o, 52)))) // cumulativeBytes
-            mstore(add(words, 0xa0), shr(128, calldataload(add(o, 68)))) // cumulativeAmount
-            mstore(add(words, 0xc0), shr(224, calldataload(add(o, 84)))) // latencyMs
-            mstore(add(words, 0xe0), shr(192, calldataload(add(o, 88)))) // issuedAt
-            r := calldataload(add(o, 96))
-            s := calldataload(add(o, 128))
-            v := byte(0, calldataload(add(o, 160)))
-            structHash := keccak256(words, 0x100)
-        }
-        digest = _hashTypedDataV4(structHash);
+        digest = _hashTypedDataV4(ReceiptEncoding.unpack(words, item));
         address consumer = _consumerOf(words);
+        (uint8 v, bytes32 r, bytes32 s) = ReceiptEncoding.signature(item);
         address recovered = ECDSA.recover(digest, v, r, s);
         if (recovered != consumer) revert IReceiptSettlement.SettlementInvalidSigner(consumer, recovered);
-    }
-
-    /// @dev As ReceiptSettlement._emitSettledPacked: `ReceiptSettled` with the fields from the receipt's
-    /// EIP-712 words and the signature (r, s, v: contiguous in the packed layout) from calldata.
-    function _emitSettledPacked(
-        bytes32[8] memory words,
-        bytes32 digest,
-        bytes calldata item,
-        uint256 paid,
-        uint256 fee
-    ) private {
-        bytes32 topic0 = IReceiptSettlement.ReceiptSettled.selector;
-        assembly ("memory-safe") {
-            let ptr := mload(0x40)
-            mstore(ptr, mload(add(words, 0x80))) // cumulativeBytes
-            mstore(add(ptr, 0x20), mload(add(words, 0xa0))) // cumulativeAmount
-            mstore(add(ptr, 0x40), mload(add(words, 0xc0))) // latencyMs
-            mstore(add(ptr, 0x60), mload(add(words, 0xe0))) // issuedAt
-            mstore(add(ptr, 0x80), digest)
-            mstore(add(ptr, 0xa0), 0x100) // offset of `signature` from the start of the data
-            mstore(add(ptr, 0xc0), paid)
-            mstore(add(ptr, 0xe0), fee)
-            mstore(add(ptr, 0x100), 65)
-            mstore(add(ptr, 0x160), 0)
-            calldatacopy(add(ptr, 0x120), add(item.offset, 96), 65)
-            log4(ptr, 0x180, topic0, mload(add(words, 0x20)), mload(add(words, 0x40)), mload(add(words, 0x60)))
-        }
     }
 
     /// @dev As ReceiptSettlement._structHash: the seven clean calldata words are the EIP-712 encoding.
