@@ -102,6 +102,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=10, help="receipts in the warm settleMany (default 10)")
     parser.add_argument("--top", type=int, default=45, help="lines to print")
     parser.add_argument(
+        "--packed", action="store_true", help="profile settleManyPacked instead of settleMany"
+    )
+    parser.add_argument(
         "--scenario", help="profile this figure of bench/gas.py instead (settle.warm, claim.1.warm, ...)"
     )
     args = parser.parse_args()
@@ -124,9 +127,10 @@ def main() -> int:
             node = bench._address_of_key(bench.nodes[f"M{args.batch}"][0])
             indices = list(range(args.batch))
             bench._settle_many("profile.prime", indices, node)
-            tx = bench._settle_many("profile.warm", indices, node)
+            send = bench._settle_many_packed if args.packed else bench._settle_many
+            tx = send("profile.warm", indices, node)
             tx_hash, count, to = tx.txid, args.batch, ctx.system.settlement.address
-            title = f"settleMany({args.batch}) warm: gasUsed {tx.gas_used:,}"
+            title = f"{'settleManyPacked' if args.packed else 'settleMany'}({args.batch}) warm: gasUsed {tx.gas_used:,}"
         costs = profile(ctx.rpc_url, tx_hash, smap, to)
         total = sum(costs.values())
         print(f"{title}; execution {total:,} ({total / count:,.0f} per unit)")
