@@ -259,6 +259,7 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
         return ECDSA.recover(digest, v, r, s);
     }
 
+    /// @dev `_advance` for an ABI-decoded receipt.
     function _collect(address node, Receipt calldata receipt, bytes32 digest, bool strict)
         private
         returns (bool fresh, uint256 paid)
