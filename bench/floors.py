@@ -191,15 +191,9 @@ class FloorBench:
         fn = getattr(self.settlement, fn_name)
         logged = "Logged" in fn_name
         if fn_name.endswith("Packed"):
-            from bench.gas import _raw
-            from nodeclient.receipts.packing import pack_receipt
+            from nodeclient.receipts.packing import pack_receipt_args
 
-            packed = b"".join(
-                pack_receipt(consumer, _raw(session), nbytes, amount, latency, issued, _raw(signature))
-                for (consumer, _node, session, nbytes, amount, latency, issued), signature in zip(
-                    receipts, signatures, strict=True
-                )
-            )
+            packed = b"".join(pack_receipt_args(r, sig) for r, sig in zip(receipts, signatures, strict=True))
             args: tuple[Any, ...] = (node, packed, root) if logged else (node, packed)
         else:
             args = (receipts, signatures, root) if logged else (receipts, signatures)

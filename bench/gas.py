@@ -283,11 +283,6 @@ def local_system(
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _raw(value: str | bytes) -> bytes:
-    """Bytes of a 0x-hex string (or of bytes)."""
-    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
-
-
 def _key(label: str) -> bytes:
     from eth_utils import keccak
 
@@ -623,13 +618,12 @@ class GasBench:
     def _settle_many_packed(self, scenario: str, consumer_indices: Sequence[int], node: str) -> Any:
         """The node client's batch: ``settleManyPacked`` (161 bytes a receipt, same checks and events)."""
         from nodeclient.receipts.merkle import merkle_root
-        from nodeclient.receipts.packing import pack_receipt
+        from nodeclient.receipts.packing import pack_receipt_args
 
         packed, digests = b"", []
         for index in consumer_indices:
             args, signature, digest = self._receipt(index, node)
-            consumer, _node, session, nbytes, amount, latency, issued = args
-            packed += pack_receipt(consumer, _raw(session), nbytes, amount, latency, issued, _raw(signature))
+            packed += pack_receipt_args(args, signature)
             digests.append(digest)
         tx = self._send(
             scenario,

@@ -18,7 +18,7 @@ from eth_utils import to_bytes, to_canonical_address
 
 from nodeclient.receipts.model import SignedReceipt
 
-__all__ = ["PACKED_RECEIPT_LENGTH", "pack_receipt", "pack_signed_receipts"]
+__all__ = ["PACKED_RECEIPT_LENGTH", "pack_receipt", "pack_receipt_args", "pack_signed_receipts"]
 
 #: Bytes per receipt; ``ReceiptSettlement.PACKED_RECEIPT_LENGTH``.
 PACKED_RECEIPT_LENGTH = 161
@@ -48,6 +48,20 @@ def pack_receipt(
         out += value.to_bytes(width, "big")
     out += signature
     return bytes(out)
+
+
+def _raw(value: str | bytes) -> bytes:
+    return to_bytes(hexstr=value) if isinstance(value, str) else bytes(value)
+
+
+def pack_receipt_args(args: Sequence, signature: str | bytes) -> bytes:
+    """``pack_receipt`` of a receipt in the contract's struct order ``(consumer, node, sessionId,
+    cumulativeBytes, cumulativeAmount, latencyMs, issuedAt)``; sessionId and the signature as bytes or
+    0x-hex (the form tools and tests hold receipts in). The node is not packed."""
+    consumer, _node, session, cumulative_bytes, cumulative_amount, latency_ms, issued_at = args
+    return pack_receipt(
+        consumer, _raw(session), cumulative_bytes, cumulative_amount, latency_ms, issued_at, _raw(signature)
+    )
 
 
 def pack_signed_receipts(node: str, signed: Sequence[SignedReceipt]) -> bytes:

@@ -5,7 +5,7 @@ floor if the probe does the model's irreducible work. These tests pin that work:
 is the client's, a wrong signer reverts, a stale receipt pays nothing, a receipt pays cumulative −
 settled, the pooled model pays min(owed, balance), the channel-funded model never pays more than was
 funded, and a claim mints weight × paid / totalCapped to the payout exactly once. The packed batches
-(161 bytes a receipt, built here with the node client's `pack_receipt`) are held to the same checks
+(161 bytes a receipt, built here with the node client's `pack_receipt_args`) are held to the same checks
 and, run side by side with the ABI batches on a second probe, end in the same state.
 """
 
@@ -19,7 +19,7 @@ from eth_utils import keccak
 from unit_helpers import UNIT, custom_error, plain
 
 from nodeclient.receipts import Receipt
-from nodeclient.receipts.packing import PACKED_RECEIPT_LENGTH, pack_receipt
+from nodeclient.receipts.packing import PACKED_RECEIPT_LENGTH, pack_receipt_args
 from nodeclient.receipts.signing import ReceiptDomain, receipt_digest, sign_digest, sign_receipt
 
 EPOCH_LENGTH = 3_600
@@ -77,19 +77,7 @@ def _signed(probe, key, node, nbytes, amount, *, signer=None, domain_name="Kuota
 
 def _pack(*signed) -> bytes:
     """The ``packed`` argument of the probe's packed batches for ``_signed`` results, in order."""
-    out = b""
-    for args, signature, _ in signed:
-        consumer, _node, session, nbytes, amount, latency, issued = args
-        out += pack_receipt(
-            consumer,
-            bytes.fromhex(session[2:]),
-            nbytes,
-            amount,
-            latency,
-            issued,
-            bytes.fromhex(signature[2:]),
-        )
-    return out
+    return b"".join(pack_receipt_args(args, signature) for args, signature, _ in signed)
 
 
 def test_digest_is_the_clients_eip712_digest(probe, keys, node):

@@ -17,7 +17,7 @@ from eth_account import Account
 from eth_utils import keccak
 from unit_helpers import UNIT
 
-from nodeclient.receipts.packing import pack_receipt
+from nodeclient.receipts.packing import pack_receipt_args
 
 REPORT = Path(__file__).resolve().parents[3] / "reports" / "gas-unit.json"
 TARGETS = {
@@ -114,10 +114,7 @@ def test_gas_settle_many_packed_warm_channels(system, sign, consumers, node, str
     args, sigs = _batch(sign, keys, node, 1)
     _transact(system.settlement.settleMany, args, sigs, b"\x01" * 32, sender=stranger)  # opens the channels
     args, sigs = _batch(sign, keys, node, 2)
-    packed = b"".join(
-        pack_receipt(a[0], bytes.fromhex(a[2][2:]), a[3], a[4], a[5], a[6], bytes.fromhex(sig[2:]))
-        for a, sig in zip(args, sigs)
-    )
+    packed = b"".join(pack_receipt_args(a, sig) for a, sig in zip(args, sigs))
     tx = _transact(system.settlement.settleManyPacked, node, packed, b"\x02" * 32, sender=stranger)
     assert tx.events["BatchSettled"]["settledCount"] == size
     assert [e["paid"] for e in tx.events["ReceiptSettled"]] == [UNIT] * size

@@ -12,7 +12,7 @@ from brownie import chain
 from eth_account import Account
 from unit_helpers import SECP256K1_N, UNIT, custom_error, plain, recovered_address
 
-from nodeclient.receipts.packing import PACKED_RECEIPT_LENGTH, pack_receipt
+from nodeclient.receipts.packing import PACKED_RECEIPT_LENGTH, pack_receipt, pack_receipt_args
 
 ROOT = b"\x07" * 32
 
@@ -24,14 +24,7 @@ def setup(funded):
 
 def _packed(signed_list) -> bytes:
     """The client's packing of test receipts (``args`` in the Solidity field order)."""
-    out = b""
-    for s in signed_list:
-        consumer, _node, session, nbytes, amount, latency, issued = s.args
-        session_bytes = bytes.fromhex(session[2:]) if isinstance(session, str) else bytes(session)
-        out += pack_receipt(
-            consumer, session_bytes, nbytes, amount, latency, issued, bytes.fromhex(s.signature[2:])
-        )
-    return out
+    return b"".join(pack_receipt_args(s.args, s.signature) for s in signed_list)
 
 
 def _state(system, consumers, node):
