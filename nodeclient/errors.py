@@ -22,25 +22,25 @@ Exit codes are part of the CLI's contract (scripts branch on them):
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_AUDIT_EVIDENCE",
+    "EXIT_AUDIT_MISMATCH",
     "EXIT_BAD_INPUT",
-    "EXIT_NOT_FOUND",
     "EXIT_CHAIN",
     "EXIT_FUNDS",
-    "EXIT_AUDIT_MISMATCH",
-    "EXIT_AUDIT_EVIDENCE",
+    "EXIT_NOT_FOUND",
     "EXIT_REFUSED",
-    "KuotaError",
-    "ConfigError",
-    "KeystoreError",
-    "ReceiptError",
-    "StoreError",
-    "ChainError",
-    "TransactionError",
-    "InsufficientFundsError",
-    "NotFoundError",
-    "RelayError",
     "AuditError",
+    "ChainError",
+    "ConfigError",
+    "InsufficientFundsError",
+    "KeystoreError",
+    "KuotaError",
+    "NotFoundError",
+    "ReceiptError",
     "RefusedError",
+    "RelayError",
+    "StoreError",
+    "TransactionError",
 ]
 
 EXIT_BAD_INPUT = 2

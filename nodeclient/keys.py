@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from eth_account.datastructures import SignedTransaction
 from eth_account.messages import encode_typed_data
 from eth_utils import is_hex_address, to_checksum_address
 
+from nodeclient._utils.files import atomic_write
 from nodeclient.errors import KeystoreError, NotFoundError
 
 __all__ = [
@@ -220,26 +219,11 @@ def _validate_keystore_json(data: Any, where: str) -> str:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` mode 0600, atomically (temp file + fsync + rename + dir fsync)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    """Write ``data`` to ``path`` mode 0600, atomically; never overwrite an existing keystore."""
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, path)  # link fails if the target exists: never overwrite a keystore
+        atomic_write(path, data, mode=0o600, exclusive=True)
     except FileExistsError:
         raise KeystoreExistsError(f"file {path}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class KeyManager:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import requests
 
+from nodeclient._utils.files import atomic_write
 from nodeclient.errors import EXIT_REFUSED, ChainError, ConfigError, InsufficientFundsError, NotFoundError
 
 __all__ = [
@@ -382,10 +383,7 @@ def _command(kind: str, port: int, chain_id: int, accounts: int, block_time: int
 
 
 def _write_state(path: Path, state: ChainState) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(state.to_json())
-    os.replace(tmp, path)
+    atomic_write(path, state.to_json())
 
 
 def _tail(path: Path, lines: int = 8) -> str:

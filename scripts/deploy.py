@@ -33,6 +33,7 @@ if __package__ in (None, ""):
 
 from eth_utils import is_checksum_address, keccak, to_checksum_address
 
+from nodeclient._utils.files import atomic_write
 from nodeclient.abi import abi_hash
 from nodeclient.deployment import (
     DeploymentConflictError,
@@ -283,14 +284,7 @@ def manifest_path_for(chain_id: int, directory: Path = DEPLOYMENTS_DIR) -> Path:
 
 def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     # Write-then-rename so an interrupted deploy never leaves a half-written manifest behind.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w") as fh:
-        json.dump(manifest, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 class _Deployer:

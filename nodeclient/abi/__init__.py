@@ -16,7 +16,7 @@ from eth_utils import keccak
 
 from nodeclient.errors import ConfigError
 
-__all__ = ["CONTRACT_NAMES", "load_abi", "abi_hash", "canonical_json"]
+__all__ = ["CONTRACT_NAMES", "abi_hash", "canonical_json", "load_abi"]
 
 CONTRACT_NAMES: tuple[str, ...] = (
     "KuotaToken",

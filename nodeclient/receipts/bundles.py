@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nodeclient._utils.files import atomic_write
 from nodeclient.errors import ReceiptError
 from nodeclient.receipts.errors import BundleError, BundleRecordError
 from nodeclient.receipts.merkle import merkle_root
@@ -43,8 +42,6 @@ __all__ = [
     "BundleCheck",
     "BundleProblem",
     "PreparedBatch",
-    "atomic_write_bytes",
-    "atomic_write_chunks",
     "build_bundle",
     "bundle_sort_key",
     "canonical_json",
@@ -137,40 +134,6 @@ def build_bundle(receipts: Iterable[SignedReceipt | StoredReceipt], domain: Rece
     )
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the whole new one."""
-    atomic_write_chunks(path, (data,))
-
-
-def atomic_write_chunks(path: Path, chunks: Iterable[bytes]) -> None:
-    """Stream ``chunks`` into ``path`` atomically.
-
-    Temporary file in the same directory, fsync, rename over the target, fsync the directory (the
-    rename itself is only durable once the directory entry is).
-    """
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def write_bundle(bundle: Bundle, directory: str | Path) -> Path:
     """Write ``bundle`` atomically as ``directory/<sha256>.json``; return the path.
 
@@ -180,7 +143,7 @@ def write_bundle(bundle: Bundle, directory: str | Path) -> Path:
     path = Path(directory) / (hashlib.sha256(data).hexdigest() + ".json")
     if path.exists() and path.read_bytes() == data:
         return path
-    atomic_write_bytes(path, data)
+    atomic_write(path, data)
     return path
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, Self
 
+from nodeclient._utils.files import atomic_write
 from nodeclient.errors import ReceiptError, StoreError
 from nodeclient.receipts.errors import (
     BatchConflictError,
@@ -993,10 +994,9 @@ class ReceiptStore:
                 destination.write(line)
                 count += 1
             return count
-        from nodeclient.receipts.bundles import atomic_write_chunks
 
         counted = _Counter(lines)
-        atomic_write_chunks(Path(destination), (line.encode("utf-8") for line in counted))
+        atomic_write(destination, (line.encode("utf-8") for line in counted))
         return counted.count
 
     def integrity_problems(self) -> list[str]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nodeclient._utils.files import atomic_write
 from nodeclient.errors import KuotaError
 from nodeclient.relay.errors import RelayConfigError
 from nodeclient.relay.server import RelayServer
@@ -95,9 +96,7 @@ async def serve_node(
             loop.add_signal_handler(sig, stop.set)
     host, port = await server.start()
     if ready_file is not None:
-        tmp = ready_file.with_name(f".{ready_file.name}.tmp")
-        tmp.write_text(f"{host} {port} {os.getpid()}\n")
-        os.replace(tmp, ready_file)
+        atomic_write(ready_file, f"{host} {port} {os.getpid()}\n")
     settle_task = asyncio.create_task(settler.run(stop)) if settler is not None else None
     try:
         await stop.wait()

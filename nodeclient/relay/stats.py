@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from nodeclient._utils.files import atomic_write
 
 __all__ = ["RelayStats", "read_snapshot", "write_snapshot"]
 
@@ -77,14 +78,7 @@ class RelayStats:
 
 def write_snapshot(path: Path | str, snapshot: dict[str, Any]) -> None:
     """Atomically replace ``path`` with ``snapshot`` as JSON."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(snapshot, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    atomic_write(path, json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
 
 
 def read_snapshot(path: Path | str) -> dict[str, Any]:
