@@ -42,7 +42,7 @@ from eth_account import Account
 from nodeclient.receipts.model import Receipt
 from nodeclient.receipts.signing import ReceiptSigner, receipt_domain, verify_receipt
 from nodeclient.receipts.store import ReceiptStore
-from nodeclient.relay.chainview import NodeInfo, NodeStatus
+from nodeclient.relay.chainview import NodeInfo, NodeStatus, Web3ChainView
 from nodeclient.relay.client import ConsumerConfig, open_session
 from nodeclient.relay.server import RelayConfig, RelayServer
 from nodeclient.relay.store import NodeReceiptStore
@@ -65,13 +65,13 @@ class StaticChainView:
     def __init__(self, node: str, signing_key: str, price: int = _PRICE) -> None:
         self._info = NodeInfo(node, node, node, signing_key, price, NodeStatus.ACTIVE)
 
-    def node_info(self, node: str) -> NodeInfo:
+    async def node_info(self, node: str) -> NodeInfo:
         return self._info
 
-    def escrow_available(self, consumer: str) -> int:
+    async def escrow_available(self, consumer: str) -> int:
         return 10**18
 
-    def channel_settled(self, consumer: str, node: str) -> tuple[int, int]:
+    async def channel_settled(self, consumer: str, node: str) -> tuple[int, int]:
         return (0, 0)
 
 
@@ -153,9 +153,7 @@ def _metered_main(
         if chain_args is None:
             view: Any = StaticChainView(node, Account.from_key(node_key).address)
         else:
-            from nodeclient.relay.chainview import Web3ChainView
-
-            view = Web3ChainView.connect(
+            view = await Web3ChainView.connect(
                 chain_args["rpc_url"], chain_args["contracts"], chain_args["chain_id"]
             )
         domain = receipt_domain(view.chain_id, view.settlement_address)
@@ -174,6 +172,8 @@ def _metered_main(
             await asyncio.sleep(0.05)
         snap = server.snapshot()
         await server.close()
+        if isinstance(view, Web3ChainView):
+            await view.close()
         store.close()
         result_queue.put({"cpu_s": time.process_time() - cpu, "snapshot": snap})
 

@@ -247,7 +247,7 @@ async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> Non
     relay_dir.mkdir(parents=True, exist_ok=True)
     usage = UsageLedger(relay_dir / f"usage-{node.lower()}.sqlite", config.caps)
     contracts = dict(client.deployment.contracts)
-    view = Web3ChainView.connect(client.profile.rpc_url, contracts, client.chain_id)
+    view = await Web3ChainView.connect(client.profile.rpc_url, contracts, client.chain_id)
     store = settlement_mod.open_store(client)
     domain = receipt_domain(client.chain_id, contracts["ReceiptSettlement"])
     server = RelayServer(
@@ -283,6 +283,7 @@ async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> Non
     try:
         await serve_node(server, settler=settler, ready_file=opts["ready_file"])
     finally:
+        await view.close()
         usage.close()
         store.close()
 
@@ -321,16 +322,20 @@ async def _open(cx: CliContext, opts: dict[str, Any]) -> Any:
     host, port = _host_port(opts["relay_addr"], "--relay")
     client = cx.client()
     signer = cx.signer()
-    view = Web3ChainView(client.w3, client.chain_id, dict(client.deployment.contracts))
+    view = await Web3ChainView.connect(client.profile.rpc_url, dict(client.deployment.contracts), client.chain_id)
     config = replace(ConsumerConfig(), max_price_per_gib=opts["max_price"], max_spend=opts["max_spend"])
-    return await open_session(
-        host,
-        port,
-        node=opts["node_address"],
-        consumer_key=signer.private_key_bytes(),
-        chain=view,
-        config=config,
-    )
+    try:
+        return await open_session(
+            host,
+            port,
+            node=opts["node_address"],
+            consumer_key=signer.private_key_bytes(),
+            chain=view,
+            config=config,
+        )
+    except BaseException:
+        await view.close()
+        raise
 
 
 @consume.command("fetch")
@@ -366,6 +371,7 @@ def fetch(cx: CliContext, url: str, output: Path | None, **opts: Any) -> None:
             result = await session.fetch(url, sink=sink)
         finally:
             await session.close()
+            await session.chain.close()
         return {
             "url": url,
             "status": result.status,
@@ -425,6 +431,7 @@ def tunnel(cx: CliContext, listen: str, forward_to: str | None, duration: float 
         finally:
             await gateway.close()
             await session.close()
+            await session.chain.close()
         return {"connections": gateway.connections, **session.summary()}
 
     try:

@@ -1,19 +1,24 @@
-"""What the relay reads from the chain, behind one small interface.
+"""What the relay reads from the chain, behind one small asyncio interface.
 
 The node needs three facts before it carries a byte (the node's registered price and signing key,
 the consumer's available escrow, and what the channel has already settled); the consumer needs the
 node's signing key and price to check the welcome. ``Web3ChainView`` reads them from the deployed
-contracts with view calls. The calls block (HTTP JSON-RPC), so asyncio code runs them in a thread.
+contracts with ``AsyncWeb3`` view calls, so a slow RPC delays one handshake, never the event loop
+that carries every other session's bytes.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from eth_utils import to_checksum_address
+from web3 import AsyncWeb3
 
+from nodeclient.chain.errors import ChainIdMismatchError, ChainUnreachableError
+from nodeclient.chain.rpc import connect_async
 from nodeclient.errors import ChainError
 
 __all__ = ["ChainView", "NodeInfo", "NodeStatus", "Web3ChainView"]
@@ -46,23 +51,27 @@ class ChainView(Protocol):
     chain_id: int
     settlement_address: str
 
-    def node_info(self, node: str) -> NodeInfo:
+    async def node_info(self, node: str) -> NodeInfo:
         """The registry record of ``node`` (status NONE when unregistered)."""
         ...
 
-    def escrow_available(self, consumer: str) -> int:
+    async def escrow_available(self, consumer: str) -> int:
         """PaymentEscrow ``availableOf(consumer)``."""
         ...
 
-    def channel_settled(self, consumer: str, node: str) -> tuple[int, int]:
+    async def channel_settled(self, consumer: str, node: str) -> tuple[int, int]:
         """ReceiptSettlement ``channelOf(consumer, node)``: (settledAmount, settledBytes)."""
         ...
 
 
 class Web3ChainView:
-    """``ChainView`` over web3 view calls to the deployed NodeRegistry, PaymentEscrow and ReceiptSettlement."""
+    """``ChainView`` over AsyncWeb3 view calls to the deployed NodeRegistry, PaymentEscrow and ReceiptSettlement.
 
-    def __init__(self, w3: Any, chain_id: int, contracts: dict[str, str]) -> None:
+    Whoever creates the view closes it (``await view.close()`` or ``async with``): that releases the
+    provider's HTTP session of the running event loop.
+    """
+
+    def __init__(self, w3: AsyncWeb3, chain_id: int, contracts: Mapping[str, str]) -> None:
         """``contracts`` maps contract names to addresses (a manifest's ``contracts``)."""
         from nodeclient.abi import load_abi
 
@@ -79,28 +88,42 @@ class Web3ChainView:
         self.settlement_address = to_checksum_address(contracts["ReceiptSettlement"])
 
     @classmethod
-    def connect(cls, rpc_url: str, contracts: dict[str, str], chain_id: int | None = None) -> Web3ChainView:
+    async def connect(
+        cls, rpc_url: str, contracts: Mapping[str, str], chain_id: int | None = None, *, timeout: float = 10.0
+    ) -> Self:
         """Connect over HTTP; refuses an RPC whose chain id differs from ``chain_id`` when given."""
-        from web3 import HTTPProvider, Web3
-
-        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
+        w3 = connect_async(rpc_url, timeout=timeout)
         try:
-            actual = w3.eth.chain_id
-        except Exception as exc:  # noqa: BLE001 - requests/web3 raise many transport error types
-            raise ChainError(f"RPC {rpc_url} is unreachable: {exc}") from None
-        if chain_id is not None and actual != chain_id:
-            raise ChainError(f"RPC {rpc_url} serves chain id {actual}, expected {chain_id}")
-        return cls(w3, actual, contracts)
+            try:
+                actual = await w3.eth.chain_id
+            except Exception as exc:  # noqa: BLE001 - aiohttp/web3 raise many transport error types
+                raise ChainUnreachableError(rpc_url, str(exc) or type(exc).__name__) from None
+            if chain_id is not None and actual != chain_id:
+                raise ChainIdMismatchError(rpc_url, chain_id, actual)
+            return cls(w3, actual, contracts)
+        except BaseException:
+            await w3.provider.disconnect()
+            raise
 
-    def _call(self, what: str, fn: Any) -> Any:
+    async def close(self) -> None:
+        """Close the provider's HTTP sessions; the view must not be used afterwards."""
+        await self.w3.provider.disconnect()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _call(self, what: str, call: Awaitable[Any]) -> Any:
         try:
-            return fn.call()
+            return await call
         except Exception as exc:  # noqa: BLE001 - web3 raises many transport and contract error types
             raise ChainError(f"reading {what} from the chain failed: {exc}") from None
 
-    def node_info(self, node: str) -> NodeInfo:
+    async def node_info(self, node: str) -> NodeInfo:
         """The registry record of ``node``."""
-        record = self._call(f"NodeRegistry.getNode({node})", self._registry.functions.getNode(node))
+        record = await self._call(f"NodeRegistry.getNode({node})", self._registry.functions.getNode(node).call())
         operator, payout, signing_key, price, _capacity, _registered_at, status = record[:7]
         return NodeInfo(
             node=to_checksum_address(node),
@@ -111,16 +134,13 @@ class Web3ChainView:
             status=NodeStatus(int(status)),
         )
 
-    def escrow_available(self, consumer: str) -> int:
+    async def escrow_available(self, consumer: str) -> int:
         """PaymentEscrow ``availableOf(consumer)``."""
-        return int(
-            self._call(f"PaymentEscrow.availableOf({consumer})", self._escrow.functions.availableOf(consumer))
-        )
+        call = self._escrow.functions.availableOf(consumer).call()
+        return int(await self._call(f"PaymentEscrow.availableOf({consumer})", call))
 
-    def channel_settled(self, consumer: str, node: str) -> tuple[int, int]:
+    async def channel_settled(self, consumer: str, node: str) -> tuple[int, int]:
         """ReceiptSettlement ``channelOf(consumer, node)``."""
-        amount, nbytes = self._call(
-            f"ReceiptSettlement.channelOf({consumer}, {node})",
-            self._settlement.functions.channelOf(consumer, node),
-        )
+        call = self._settlement.functions.channelOf(consumer, node).call()
+        amount, nbytes = await self._call(f"ReceiptSettlement.channelOf({consumer}, {node})", call)
         return int(amount), int(nbytes)

@@ -299,7 +299,7 @@ class RelaySession:
                 f"the node is on chain {body.get('chainId')!r} / settlement {body.get('settlement')!r}, this client on "
                 f"{self.chain.chain_id} / {self.chain.settlement_address}"
             )
-        info = await asyncio.to_thread(self.chain.node_info, self.node)
+        info = await self.chain.node_info(self.node)
         if info.status != NodeStatus.ACTIVE:
             raise HandshakeError(f"node {self.node} is {info.status.name.lower()} in the registry")
         if self.config.max_price_per_gib is not None and info.price_per_gib > self.config.max_price_per_gib:
@@ -372,9 +372,7 @@ class RelaySession:
                 raise HandshakeError("the node's base receipt belongs to another channel")
             if (receipt.cumulative_bytes, receipt.cumulative_amount) == base:
                 return
-        settled_amount, settled_bytes = await asyncio.to_thread(
-            self.chain.channel_settled, self.consumer, self.node
-        )
+        settled_amount, settled_bytes = await self.chain.channel_settled(self.consumer, self.node)
         if base != (settled_bytes, settled_amount):
             raise HandshakeError(
                 f"the node claims the channel starts at {base[0]} bytes / {base[1]}, which is neither a receipt "

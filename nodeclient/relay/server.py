@@ -282,7 +282,7 @@ class RelayServer:
         """The registry record of this node, cached for a short time (prices change rarely)."""
         now = time.monotonic()
         if force or self._node_info is None or now - self._node_info[0] > _NODE_INFO_TTL_S:
-            info = await asyncio.to_thread(self.chain.node_info, self.node)
+            info = await self.chain.node_info(self.node)
             self._node_info = (now, info)
         return self._node_info[1]
 
@@ -554,10 +554,8 @@ class _Session:
     async def _check_escrow_and_base(self, hello: Hello, info: NodeInfo) -> None:
         chain = self.server.chain
         latest = await asyncio.to_thread(self.server.sink.latest, hello.consumer, self.server.node)
-        available = await asyncio.to_thread(chain.escrow_available, hello.consumer)
-        settled_amount, settled_bytes = await asyncio.to_thread(
-            chain.channel_settled, hello.consumer, self.server.node
-        )
+        available = await chain.escrow_available(hello.consumer)
+        settled_amount, settled_bytes = await chain.channel_settled(hello.consumer, self.server.node)
         if (
             latest is not None
             and latest.cumulative_amount >= settled_amount
@@ -1022,10 +1020,8 @@ class _Session:
         if self._escrow_available - owed >= self.credit_amount:
             return
         chain = self.server.chain
-        self._escrow_available = await asyncio.to_thread(chain.escrow_available, self.hello.consumer)
-        self._settled_amount, _ = await asyncio.to_thread(
-            chain.channel_settled, self.hello.consumer, self.server.node
-        )
+        self._escrow_available = await chain.escrow_available(self.hello.consumer)
+        self._settled_amount, _ = await chain.channel_settled(self.hello.consumer, self.server.node)
         owed = receipt.cumulative_amount - self._settled_amount
         if self._escrow_available - owed < self.credit_amount:
             self.fail(

@@ -25,6 +25,7 @@ from brownie import chain as brownie_chain
 from eth_account import Account
 from integration.support import NodeKey, anvil_key, node_key, register_node
 
+from nodeclient.chain.rpc import connect_async
 from nodeclient.relay.chainview import Web3ChainView
 from nodeclient.relay.server import RelayConfig, RelayServer
 from nodeclient.relay.store import open_node_store
@@ -53,14 +54,39 @@ class RelayWorld:
     poor: str
     attacker_key: str
     attacker: str
+    views: list[Web3ChainView] = field(default_factory=list)
 
     def view(self) -> Web3ChainView:
-        """A fresh chain view (one per thread: web3 HTTP sessions are not shared across loops)."""
-        return Web3ChainView.connect(self.rpc_url, self.manifest["contracts"], self.chain_id)
+        """A fresh AsyncWeb3 chain view of the test chain (its HTTP session opens on the first read).
+
+        Views a test does not close itself are closed by ``close_views`` when the module's tests end.
+        """
+        view = Web3ChainView(connect_async(self.rpc_url), self.chain_id, self.manifest["contracts"])
+        self.views.append(view)
+        return view
+
+    def close_views(self) -> None:
+        """Release the HTTP sessions of every view handed out (their event loops have mostly finished)."""
+
+        async def close_all() -> None:
+            for view in self.views:
+                await view.close()
+
+        asyncio.run(close_all())
+        self.views.clear()
+
+    def registered_price(self) -> int:
+        """The test node's price per GiB, read from the registry through the relay's chain view."""
+
+        async def read() -> int:
+            async with self.view() as view:
+                return (await view.node_info(self.node.address)).price_per_gib
+
+        return asyncio.run(read())
 
 
 @pytest.fixture(scope="module")
-def world(kuota, deployer, operator, accounts, rpc_url) -> RelayWorld:
+def world(kuota, deployer, operator, accounts, rpc_url) -> Iterator[RelayWorld]:
     system = kuota
     chain_id = brownie_chain.id
     system.token.transfer(operator, STAKE, {"from": deployer})
@@ -73,7 +99,7 @@ def world(kuota, deployer, operator, accounts, rpc_url) -> RelayWorld:
         system.payment_token.mint(account, amount, {"from": account})
         system.payment_token.approve(system.escrow, amount, {"from": account})
         system.escrow.deposit(amount, {"from": account})
-    return RelayWorld(
+    world = RelayWorld(
         system=system,
         chain_id=chain_id,
         rpc_url=rpc_url,
@@ -87,6 +113,8 @@ def world(kuota, deployer, operator, accounts, rpc_url) -> RelayWorld:
         attacker_key=anvil_key(9),
         attacker=attacker.address,
     )
+    yield world
+    world.close_views()
 
 
 class RelayThread:
@@ -101,7 +129,8 @@ class RelayThread:
         self.store = open_node_store(
             store_path, world.chain_id, world.manifest["contracts"]["ReceiptSettlement"], world.node.address
         )
-        self.server = server_cls(config, world.view(), world.node.address, world.node.private_key, self.store)
+        self.view = world.view()
+        self.server = server_cls(config, self.view, world.node.address, world.node.private_key, self.store)
         self.host, self.port = self.call(self.server.start())
 
     def call(self, coro: Any, timeout: float = 60) -> Any:
@@ -125,6 +154,7 @@ class RelayThread:
     def stop(self) -> None:
         try:
             self.call(self.server.close(), timeout=20)
+            self.call(self.view.close())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)

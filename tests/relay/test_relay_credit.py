@@ -142,7 +142,7 @@ async def _greedy_node(
 
     With ``base`` it also claims the channel starts there, without any receipt to show for it."""
     view = world.view()
-    price = view.node_info(world.node.address).price_per_gib
+    price = (await view.node_info(world.node.address)).price_per_gib
 
     async def handle(reader, writer):
         challenge = new_challenge()

@@ -146,8 +146,7 @@ def test_rpc_outage_refuses_new_sessions_with_a_clear_reason_and_the_relay_keeps
 ):
     import socket as socketlib
 
-    from web3 import HTTPProvider, Web3
-
+    from nodeclient.chain.rpc import connect_async
     from nodeclient.relay.chainview import Web3ChainView
 
     node = relay()
@@ -155,8 +154,10 @@ def test_rpc_outage_refuses_new_sessions_with_a_clear_reason_and_the_relay_keeps
     with socketlib.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
-    dead_w3 = Web3(HTTPProvider(f"http://127.0.0.1:{dead_port}", request_kwargs={"timeout": 2}))
-    node.server.chain = Web3ChainView(dead_w3, world.chain_id, world.manifest["contracts"])
+    dead = Web3ChainView(
+        connect_async(f"http://127.0.0.1:{dead_port}", timeout=2), world.chain_id, world.manifest["contracts"]
+    )
+    node.server.chain = dead
 
     with pytest.raises(RemoteError) as info:
         asyncio.run(_session(world, node))
@@ -165,6 +166,7 @@ def test_rpc_outage_refuses_new_sessions_with_a_clear_reason_and_the_relay_keeps
     assert node.snapshot()["sessions"]["refused"] == {"unavailable": 1}
 
     node.server.chain = live  # the RPC is back: the same relay serves again
+    node.call(dead.close())
 
     async def run():
         session = await _session(world, node)

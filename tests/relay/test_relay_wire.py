@@ -92,7 +92,7 @@ def _hello(world, challenge: str, *, key: str | None = None, **fields) -> bytes:
         consumer=world.attacker,
         node=world.node.address,
         session_id=new_session_id(),
-        price_per_gib=view.node_info(world.node.address).price_per_gib,
+        price_per_gib=world.registered_price(),
         challenge=challenge,
         issued_at=int(time.time()),
     )
