@@ -9,6 +9,7 @@ settlement and bundle code read, so a receipt the relay acknowledged is exactly 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Protocol
 
 from eth_utils import to_checksum_address
 
@@ -16,7 +17,19 @@ from nodeclient.receipts.model import SignedReceipt
 from nodeclient.receipts.signing import ReceiptDomain, receipt_domain
 from nodeclient.receipts.store import ReceiptStore, StoredReceipt
 
-__all__ = ["NodeReceiptStore", "open_node_store"]
+__all__ = ["NodeReceiptStore", "ReceiptSink", "open_node_store"]
+
+
+class ReceiptSink(Protocol):
+    """Where accepted receipts go. ``accept`` must be durable (fsynced) when it returns."""
+
+    def accept(self, receipt: SignedReceipt) -> Any:
+        """Store ``receipt`` durably; raise a ``ReceiptError`` if the store refuses it."""
+        ...
+
+    def latest(self, consumer: str, node: str) -> SignedReceipt | None:
+        """The channel's latest accepted receipt, if any."""
+        ...
 
 
 class NodeReceiptStore:
