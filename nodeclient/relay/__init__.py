@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from nodeclient.relay.chainview import ChainView, NodeInfo, NodeStatus, Web3ChainView
 from nodeclient.relay.client import (
-    ConsumerConfig,
     FetchResult,
     RelayClient,
     RelaySession,
     RelayStream,
     open_session,
 )
+from nodeclient.relay.config import ConsumerConfig, RelayConfig
 from nodeclient.relay.errors import (
     CapReachedError,
     CreditExhaustedError,
@@ -36,9 +36,9 @@ from nodeclient.relay.gateway import Gateway
 from nodeclient.relay.limits import Caps, TokenBucket, UsageLedger
 from nodeclient.relay.pricing import GIB, amount_for, bytes_for_amount, cumulative_amount
 from nodeclient.relay.runtime import BackgroundSettler, serve_node
-from nodeclient.relay.server import ReceiptSink, RelayConfig, RelayServer
+from nodeclient.relay.server import RelayServer
 from nodeclient.relay.stats import RelayStats, read_snapshot, write_snapshot
-from nodeclient.relay.store import NodeReceiptStore, open_node_store
+from nodeclient.relay.store import NodeReceiptStore, ReceiptSink, open_node_store
 from nodeclient.relay.targets import TargetPolicy
 
 __all__ = [

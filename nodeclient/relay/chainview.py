@@ -123,7 +123,9 @@ class Web3ChainView:
 
     async def node_info(self, node: str) -> NodeInfo:
         """The registry record of ``node``."""
-        record = await self._call(f"NodeRegistry.getNode({node})", self._registry.functions.getNode(node).call())
+        record = await self._call(
+            f"NodeRegistry.getNode({node})", self._registry.functions.getNode(node).call()
+        )
         operator, payout, signing_key, price, _capacity, _registered_at, status = record[:7]
         return NodeInfo(
             node=to_checksum_address(node),

@@ -20,17 +20,18 @@ import statistics
 import struct
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 from eth_utils import to_checksum_address
 
-from nodeclient.errors import ReceiptError
 from nodeclient.receipts.model import Receipt, SignedReceipt
-from nodeclient.receipts.signing import ReceiptSigner, receipt_domain, verify_receipt
-from nodeclient.relay.chainview import ChainView, NodeStatus
+from nodeclient.receipts.signing import ReceiptSigner, receipt_domain
+from nodeclient.relay.chainview import ChainView
+from nodeclient.relay.config import ConsumerConfig
+from nodeclient.relay.consumer_handshake import Greeter
 from nodeclient.relay.errors import (
     HandshakeError,
     ProtocolError,
@@ -40,8 +41,6 @@ from nodeclient.relay.errors import (
     TargetRefusedError,
 )
 from nodeclient.relay.framing import (
-    DEFAULT_MAX_FRAME,
-    PROTOCOL_VERSION,
     Frame,
     FrameType,
     decode_control,
@@ -51,49 +50,16 @@ from nodeclient.relay.framing import (
     encode_frame,
     read_frame,
 )
-from nodeclient.relay.handshake import Hello, Welcome, new_session_id
+from nodeclient.relay.handshake import new_session_id
+from nodeclient.relay.http_fetch import BodySink, FetchResult, read_http_response, request_bytes
 from nodeclient.relay.pricing import bytes_for_amount, cumulative_amount
 
 __all__ = ["ConsumerConfig", "FetchResult", "RelayClient", "RelaySession", "RelayStream", "open_session"]
 
 log = logging.getLogger("kuota.relay.consumer")
 
-_MAX_HEADER_BYTES = 64 * 1024
 _HIGH_WATER = 4 * 1024 * 1024
 _LOW_WATER = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerConfig:
-    """Consumer-side limits and timings. Amounts are payment-token base units."""
-
-    max_price_per_gib: int | None = None
-    """Refuse a node whose registered price is above this."""
-    max_spend: int | None = None
-    """Sign receipts for at most this much in this session, then stop."""
-    ping_interval: float = 2.0
-    connect_timeout: float = 10.0
-    handshake_timeout: float = 15.0
-    idle_timeout: float = 300.0
-    ack_timeout: float = 15.0
-    max_frame: int = DEFAULT_MAX_FRAME
-    chunk_bytes: int = 64 * 1024
-
-
-@dataclass(slots=True)
-class FetchResult:
-    """Outcome of ``RelaySession.fetch``."""
-
-    url: str
-    status: int
-    headers: dict[str, str]
-    body: bytes | None
-    """The body, unless a ``sink`` consumed it."""
-    body_bytes: int
-    wire_bytes: int
-    """Payload bytes received on the stream (status line, headers and body as sent by the server)."""
-    seconds: float
-    first_byte_s: float
 
 
 class RelayStream:
@@ -283,74 +249,8 @@ class RelaySession:
     # -- handshake ------------------------------------------------------------------------------
 
     async def _handshake(self) -> None:
-        frame = await self._expect(FrameType.CHALLENGE)
-        body = decode_control(frame)
-        if body.get("version") != PROTOCOL_VERSION:
-            raise HandshakeError(
-                f"node speaks protocol version {body.get('version')!r}, this client {PROTOCOL_VERSION}"
-            )
-        if str(body.get("node", "")).lower() != self.node.lower():
-            raise HandshakeError(f"the relay at this address is node {body.get('node')!r}, not {self.node}")
-        if (
-            body.get("chainId") != self.chain.chain_id
-            or str(body.get("settlement", "")).lower() != self.chain.settlement_address.lower()
-        ):
-            raise HandshakeError(
-                f"the node is on chain {body.get('chainId')!r} / settlement {body.get('settlement')!r}, this client on "
-                f"{self.chain.chain_id} / {self.chain.settlement_address}"
-            )
-        info = await self.chain.node_info(self.node)
-        if info.status != NodeStatus.ACTIVE:
-            raise HandshakeError(f"node {self.node} is {info.status.name.lower()} in the registry")
-        if self.config.max_price_per_gib is not None and info.price_per_gib > self.config.max_price_per_gib:
-            raise HandshakeError(
-                f"node price {info.price_per_gib} per GiB is above the maximum {self.config.max_price_per_gib}"
-            )
-        hello = Hello(
-            consumer=self.consumer,
-            node=self.node,
-            session_id=self.session_id,
-            price_per_gib=info.price_per_gib,
-            challenge=str(body.get("challenge")),
-            issued_at=int(time.time()),
-        )
-        try:
-            hello = Hello.from_json(
-                hello.to_json() | {"signature": "0x" + "00" * 65}
-            )  # validates the challenge
-        except HandshakeError as exc:
-            raise HandshakeError(f"node sent a malformed challenge: {exc.reason}") from None
-        hello = hello.signed(self._key, self.chain.chain_id, self.chain.settlement_address)
-        await self._send(encode_control(FrameType.HELLO, hello.to_json()))
-        frame = await self._expect(FrameType.WELCOME)
-        welcome = Welcome.from_json(decode_control(frame))
-        expected_digest = hello.digest(self.chain.chain_id, self.chain.settlement_address)
-        if (
-            welcome.node,
-            welcome.consumer,
-            welcome.session_id,
-            welcome.price_per_gib,
-            welcome.hello_digest,
-        ) != (
-            self.node,
-            self.consumer,
-            self.session_id,
-            info.price_per_gib,
-            expected_digest,
-        ):
-            raise HandshakeError(
-                "the welcome does not match the hello (node, consumer, session, price or digest)"
-            )
-        signer = await asyncio.to_thread(welcome.recover, self.chain.chain_id, self.chain.settlement_address)
-        if signer != info.signing_key:
-            raise HandshakeError(
-                f"welcome is signed by {signer}, not by node {self.node}'s registered key {info.signing_key}"
-            )
-        if not 0 < welcome.receipt_interval_bytes <= welcome.credit_bytes:
-            raise HandshakeError(
-                f"node's receipt interval {welcome.receipt_interval_bytes} is not within its credit {welcome.credit_bytes}"
-            )
-        await self._check_base(welcome)
+        greeter = Greeter(self.chain, self.node, self.consumer, self._key, self.session_id, self.config)
+        welcome = await greeter.greet(self._reader, self._send)
         self.price_per_gib = welcome.price_per_gib
         self.credit_bytes = welcome.credit_bytes
         self.receipt_interval_bytes = welcome.receipt_interval_bytes
@@ -358,37 +258,6 @@ class RelaySession:
         self.base_amount = welcome.base_amount
         if self.config.max_spend is not None and self.price_per_gib > 0:
             self._cap_bytes = bytes_for_amount(self.config.max_spend, self.price_per_gib)
-
-    async def _check_base(self, welcome: Welcome) -> None:
-        """Accept the channel's starting point only if this consumer signed it or the chain settled it."""
-        base = (welcome.base_bytes, welcome.base_amount)
-        if welcome.base_receipt is not None:
-            try:
-                receipt = SignedReceipt.model_validate(welcome.base_receipt)
-                verify_receipt(receipt, receipt_domain(self.chain.chain_id, self.chain.settlement_address))
-            except ReceiptError as exc:
-                raise HandshakeError(f"the node's base receipt does not verify: {exc}") from None
-            if receipt.consumer != self.consumer or receipt.node != self.node:
-                raise HandshakeError("the node's base receipt belongs to another channel")
-            if (receipt.cumulative_bytes, receipt.cumulative_amount) == base:
-                return
-        settled_amount, settled_bytes = await self.chain.channel_settled(self.consumer, self.node)
-        if base != (settled_bytes, settled_amount):
-            raise HandshakeError(
-                f"the node claims the channel starts at {base[0]} bytes / {base[1]}, which is neither a receipt "
-                f"this consumer signed nor the chain's settled {settled_bytes} / {settled_amount}"
-            )
-
-    async def _expect(self, frame_type: FrameType) -> Frame:
-        frame = await read_frame(self._reader, max_frame=self.config.max_frame)
-        if frame is None:
-            raise HandshakeError(f"the node closed the connection before {frame_type.name}")
-        if frame.type == FrameType.ERROR:
-            body = decode_control(frame)
-            raise RemoteError(str(body.get("code", "?")), str(body.get("message", "")))
-        if frame.type != frame_type:
-            raise HandshakeError(f"expected {frame_type.name} from the node, got {frame.type.name}")
-        return frame
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -583,16 +452,11 @@ class RelaySession:
         # Keep upstream within our own view of the window: sign and wait for the ack if needed.
         if self.metered_bytes + n - self.acked_bytes > self.credit_bytes:
             await self._sign(force=True)
-            deadline = time.monotonic() + self.config.ack_timeout
-            while self.metered_bytes + n - self.acked_bytes > self.credit_bytes:
-                if self._dead is not None:
-                    raise RelayError(f"session ended: {self._dead}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RelayError(f"the node acknowledged no receipt within {self.config.ack_timeout:g} s")
-                self._ack_event.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._ack_event.wait(), remaining)
+            await self._wait_for_acks(
+                lambda: self.metered_bytes + n - self.acked_bytes <= self.credit_bytes,
+                self.config.ack_timeout,
+                ended_is_error=True,
+            )
         if self._cap_bytes is not None and self.metered_bytes + n > self._cap_bytes:
             await self._sign(force=True)
             raise SpendCapReachedError(self.spent, self.config.max_spend or 0)
@@ -601,8 +465,20 @@ class RelaySession:
         await self._maybe_sign()
 
     async def _wait_acked(self, timeout: float) -> None:
+        """Wait until the node acknowledged every receipt signed so far (or the session ended)."""
+        await self._wait_for_acks(
+            lambda: self.acked_bytes >= self.signed_bytes, timeout, ended_is_error=False
+        )
+
+    async def _wait_for_acks(self, done: Callable[[], bool], timeout: float, *, ended_is_error: bool) -> None:
+        """Wait for ACK frames until ``done()``; ``RelayError`` after ``timeout``, or if the session ends
+        and ``ended_is_error``."""
         deadline = time.monotonic() + timeout
-        while self.acked_bytes < self.signed_bytes and self._dead is None:
+        while not done():
+            if self._dead is not None:
+                if ended_is_error:
+                    raise RelayError(f"session ended: {self._dead}")
+                return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RelayError(f"the node acknowledged no receipt within {timeout:g} s")
@@ -633,7 +509,7 @@ class RelaySession:
         self,
         url: str,
         *,
-        sink: Callable[[bytes], Awaitable[None] | None] | None = None,
+        sink: BodySink | None = None,
         timeout: float = 300.0,
     ) -> FetchResult:
         """HTTP/1.1 GET ``url`` (http://) through the node; the body goes to ``sink`` or into the result."""
@@ -648,13 +524,8 @@ class RelaySession:
         started = time.perf_counter()
         stream = await self.open_stream(host, port)
         before = self.received_bytes
-        host_header = host if port == 80 else f"{host}:{port}"
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: kuota-relay/1\r\n"
-            "Accept-Encoding: identity\r\nConnection: close\r\n\r\n"
-        ).encode()
-        await stream.write(request)
-        result = await asyncio.wait_for(_read_http_response(stream, url, sink, started), timeout)
+        await stream.write(request_bytes(host, port, path))
+        result = await asyncio.wait_for(read_http_response(stream, url, sink, started), timeout)
         await stream.close()
         result.wire_bytes = self.received_bytes - before
         return result
@@ -713,89 +584,6 @@ class RelaySession:
             "remoteError": str(self.remote_error) if self.remote_error else None,
             "lastReceipt": last.to_json_dict() if last else None,
         }
-
-
-async def _read_http_response(
-    stream: RelayStream,
-    url: str,
-    sink: Callable[[bytes], Awaitable[None] | None] | None,
-    started: float,
-) -> FetchResult:
-    head = b""
-    first_byte: float | None = None
-    while b"\r\n\r\n" not in head:
-        chunk = await stream.read(65536)
-        if first_byte is None:
-            first_byte = time.perf_counter() - started
-        if not chunk:
-            raise RelayError(f"{url}: the server closed the connection before the end of the headers")
-        head += chunk
-        if len(head) > _MAX_HEADER_BYTES and b"\r\n\r\n" not in head[:_MAX_HEADER_BYTES]:
-            raise RelayError(f"{url}: response headers exceed {_MAX_HEADER_BYTES} bytes")
-    raw_head, rest = head.split(b"\r\n\r\n", 1)
-    lines = raw_head.decode("latin-1").split("\r\n")
-    try:
-        status = int(lines[0].split(" ", 2)[1])
-    except (IndexError, ValueError):
-        raise RelayError(f"{url}: malformed status line {lines[0][:100]!r}") from None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body_parts: list[bytes] | None = [] if sink is None else None
-    total = 0
-
-    async def emit(data: bytes) -> None:
-        nonlocal total
-        total += len(data)
-        if body_parts is not None:
-            body_parts.append(data)
-        elif sink is not None:
-            out = sink(data)
-            if asyncio.iscoroutine(out):
-                await out
-
-    chunked = headers.get("transfer-encoding", "").lower() == "chunked"
-    if chunked:
-        buffer = rest
-        while True:
-            while b"\r\n" not in buffer:
-                more = await stream.read(65536)
-                if not more:
-                    raise RelayError(f"{url}: chunked body ended early")
-                buffer += more
-            size_line, buffer = buffer.split(b"\r\n", 1)
-            size = int(size_line.split(b";")[0], 16)
-            while len(buffer) < size + 2:
-                more = await stream.read(65536)
-                if not more:
-                    raise RelayError(f"{url}: chunked body ended early")
-                buffer += more
-            if size == 0:
-                break
-            await emit(buffer[:size])
-            buffer = buffer[size + 2 :]
-    else:
-        length = int(headers["content-length"]) if "content-length" in headers else None
-        if rest:
-            await emit(rest)
-        while length is None or total < length:
-            data = await stream.read(262144)
-            if not data:
-                break
-            await emit(data)
-        if length is not None and total != length:
-            raise RelayError(f"{url}: body has {total} bytes, Content-Length said {length}")
-    return FetchResult(
-        url=url,
-        status=status,
-        headers=headers,
-        body=b"".join(body_parts) if body_parts is not None else None,
-        body_bytes=total,
-        wire_bytes=0,
-        seconds=time.perf_counter() - started,
-        first_byte_s=first_byte or 0.0,
-    )
 
 
 async def open_session(
