@@ -13,10 +13,10 @@ from nodeclient.relay.client import (
     FetchResult,
     RelayClient,
     RelaySession,
-    RelayStream,
     open_session,
 )
 from nodeclient.relay.config import ConsumerConfig, RelayConfig
+from nodeclient.relay.consumer_stream import RelayStream
 from nodeclient.relay.errors import (
     CapReachedError,
     CreditExhaustedError,

@@ -19,7 +19,6 @@ import logging
 import statistics
 import struct
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -32,6 +31,7 @@ from nodeclient.receipts.signing import ReceiptSigner, receipt_domain
 from nodeclient.relay.chainview import ChainView
 from nodeclient.relay.config import ConsumerConfig
 from nodeclient.relay.consumer_handshake import Greeter
+from nodeclient.relay.consumer_stream import RelayStream
 from nodeclient.relay.errors import (
     HandshakeError,
     ProtocolError,
@@ -57,121 +57,6 @@ from nodeclient.relay.pricing import bytes_for_amount, cumulative_amount
 __all__ = ["ConsumerConfig", "FetchResult", "RelayClient", "RelaySession", "RelayStream", "open_session"]
 
 log = logging.getLogger("kuota.relay.consumer")
-
-_HIGH_WATER = 4 * 1024 * 1024
-_LOW_WATER = 1024 * 1024
-
-
-class RelayStream:
-    """A TCP connection to a destination, tunnelled through the session. Use like asyncio streams."""
-
-    def __init__(self, session: RelaySession, stream_id: int, target: str) -> None:
-        self.session = session
-        self.id = stream_id
-        self.target = target
-        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.eof_sent = False
-        self.remote_closed = False
-        # Received chunks are queued as they came (no re-buffering into one bytearray: a read never
-        # moves the bytes behind it). ``buffered`` above _HIGH_WATER makes the session stop reading
-        # its socket, so a slow reader backs the node off through TCP instead of growing memory.
-        self._chunks: deque[memoryview] = deque()
-        self.buffered = 0
-        self._eof = False
-        self._error: BaseException | None = None
-        self._readable = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
-
-    # -- fed by the session -------------------------------------------------------------------
-
-    def _feed(self, data: memoryview) -> None:
-        if data:
-            self._chunks.append(data)
-            self.buffered += len(data)
-            self._readable.set()
-            if self.buffered > _HIGH_WATER:
-                self._drained.clear()
-
-    def _feed_eof(self) -> None:
-        self._eof = True
-        self._readable.set()
-
-    def _fail(self, error: BaseException) -> None:
-        if self._error is None and not self._eof:
-            self._error = error
-        self._readable.set()
-        self._drained.set()
-
-    # -- reading --------------------------------------------------------------------------------
-
-    async def read(self, n: int = -1) -> bytes:
-        """Read up to ``n`` bytes (all that is buffered when ``n`` < 0); b"" at end of stream."""
-        while not self._chunks:
-            if self._error is not None:
-                raise self._error
-            if self._eof:
-                return b""
-            self._readable.clear()
-            await self._readable.wait()
-        chunk = self._chunks.popleft()
-        if 0 <= n < len(chunk):
-            self._chunks.appendleft(chunk[n:])
-            chunk = chunk[:n]
-        elif n < 0:
-            parts = [chunk, *self._chunks]
-            self._chunks.clear()
-            chunk = memoryview(b"".join(parts))
-        self.buffered -= len(chunk)
-        if self.buffered <= _LOW_WATER:
-            self._drained.set()
-        return bytes(chunk)
-
-    async def readexactly(self, n: int) -> bytes:
-        """Read exactly ``n`` bytes; ``asyncio.IncompleteReadError`` if the stream ends first."""
-        parts: list[bytes] = []
-        got = 0
-        while got < n:
-            part = await self.read(n - got)
-            if not part:
-                raise asyncio.IncompleteReadError(b"".join(parts), n)
-            parts.append(part)
-            got += len(part)
-        return b"".join(parts)
-
-    async def write(self, data: bytes) -> None:
-        """Send ``data`` to the destination (metered, within the consumer's own view of the credit window)."""
-        if self.eof_sent:
-            raise ProtocolError(f"stream {self.id} to {self.target} is closed for writing")
-        view = memoryview(data)
-        step = self.session.config.chunk_bytes
-        for offset in range(0, len(view), step):
-            await self.session._send_data(self.id, view[offset : offset + step])
-
-    async def write_eof(self) -> None:
-        """Half-close: the destination sees end of stream; reading continues."""
-        if not self.eof_sent:
-            self.eof_sent = True
-            await self.session._send(encode_control(FrameType.CLOSE, {"stream": self.id}))
-
-    async def close(self) -> None:
-        """Close both directions. If the destination has not finished, the node is told to abort the
-        stream, so it stops relaying (and this consumer stops paying for) bytes nobody will read."""
-        # Whatever is buffered will never be read: drop it, and unblock the session's reader if it was
-        # waiting for this stream to drain.
-        self._chunks.clear()
-        self.buffered = 0
-        self._drained.set()
-        if self.session._streams.pop(self.id, None) is None:
-            return
-        self.session._closed_streams.add(self.id)
-        if self.session._dead is not None:
-            return
-        if not self.remote_closed:
-            self.eof_sent = True
-            await self.session._send(encode_control(FrameType.CLOSE, {"stream": self.id, "abort": True}))
-        else:
-            await self.write_eof()
 
 
 class RelaySession:
@@ -242,6 +127,18 @@ class RelaySession:
         return int(-(-statistics.median(self.rtts_ms) // 1))
 
     @property
+    def ended(self) -> bool:
+        """True once the session is dead (the node ended it, or it was closed)."""
+        return self._dead is not None
+
+    def release_stream(self, stream_id: int) -> bool:
+        """Forget a stream the application closed; False if it was already forgotten."""
+        if self._streams.pop(stream_id, None) is None:
+            return False
+        self._closed_streams.add(stream_id)
+        return True
+
+    @property
     def spent(self) -> int:
         """Amount signed for in this session."""
         return cumulative_amount(0, 0, self.signed_bytes, self.price_per_gib)
@@ -250,7 +147,7 @@ class RelaySession:
 
     async def _handshake(self) -> None:
         greeter = Greeter(self.chain, self.node, self.consumer, self._key, self.session_id, self.config)
-        welcome = await greeter.greet(self._reader, self._send)
+        welcome = await greeter.greet(self._reader, self.send_frame)
         self.price_per_gib = welcome.price_per_gib
         self.credit_bytes = welcome.credit_bytes
         self.receipt_interval_bytes = welcome.receipt_interval_bytes
@@ -266,7 +163,8 @@ class RelaySession:
         if self.config.ping_interval > 0:
             self._tasks.append(asyncio.create_task(self._ping_loop()))
 
-    async def _send(self, data: bytes) -> None:
+    async def send_frame(self, data: bytes) -> None:
+        """Send one encoded frame; frames from concurrent tasks never interleave."""
         if self._dead is not None:
             raise (
                 self._dead
@@ -285,7 +183,7 @@ class RelaySession:
         self._pings[token] = sent
         waiter = asyncio.get_running_loop().create_future()
         self._ping_waiters[token] = waiter
-        await self._send(encode_frame(FrameType.PING, token))
+        await self.send_frame(encode_frame(FrameType.PING, token))
         return await asyncio.wait_for(waiter, self.config.ack_timeout)
 
     async def _ping_loop(self) -> None:
@@ -317,7 +215,7 @@ class RelaySession:
         for stream in self._streams.values():
             if not stream.opened.done():
                 stream.opened.set_exception(error)
-            stream._fail(error)
+            stream.fail(error)
 
     def _die(self, exc: BaseException) -> None:
         if self._dead is None:
@@ -342,11 +240,11 @@ class RelaySession:
             # Bytes received are bytes received, even for a stream the application already closed.
             self.received_bytes += len(data)
             if stream is not None:
-                stream._feed(data)
+                stream.feed(data)
             await self._maybe_sign()
-            if stream is not None and not stream._drained.is_set():
+            if stream is not None and not stream.drained:
                 # Stop reading the socket until the application catches up (TCP backpressure).
-                await stream._drained.wait()
+                await stream.wait_drained()
         elif t == FrameType.ACK:
             self._on_ack(decode_control(frame))
         elif t == FrameType.PONG:
@@ -370,7 +268,7 @@ class RelaySession:
                     stream.opened.set_exception(
                         TargetRefusedError(stream.target, str(body.get("error", "closed")))
                     )
-                stream._feed_eof()
+                stream.feed_eof()
         elif t == FrameType.PAUSE:
             # The node's own count is informative only: we sign what we measured, never its figure.
             body = decode_control(frame)
@@ -435,7 +333,7 @@ class RelaySession:
         self.signed_bytes = target
         self.receipts.append(signed)
         self._ack_event.clear()
-        await self._send(encode_control(FrameType.RECEIPT, signed.to_json_dict()))
+        await self.send_frame(encode_control(FrameType.RECEIPT, signed.to_json_dict()))
         return signed
 
     async def _stop_for_cap(self) -> None:
@@ -445,7 +343,8 @@ class RelaySession:
             await self._wait_acked(self.config.ack_timeout)
         await self._shutdown(cap)
 
-    async def _send_data(self, stream_id: int, data: memoryview) -> None:
+    async def send_stream_data(self, stream_id: int, data: memoryview) -> None:
+        """Send upstream payload of a stream, keeping within this consumer's own view of the credit window."""
         if self.spend_cap_reached:
             raise SpendCapReachedError(self.spent, self.config.max_spend or 0)
         n = len(data)
@@ -460,7 +359,7 @@ class RelaySession:
         if self._cap_bytes is not None and self.metered_bytes + n > self._cap_bytes:
             await self._sign(force=True)
             raise SpendCapReachedError(self.spent, self.config.max_spend or 0)
-        await self._send(encode_data(stream_id, data))
+        await self.send_frame(encode_data(stream_id, data))
         self.sent_bytes += n
         await self._maybe_sign()
 
@@ -496,12 +395,13 @@ class RelaySession:
         self._next_stream += 1
         stream = RelayStream(self, stream_id, f"{host}:{port}")
         self._streams[stream_id] = stream
-        await self._send(encode_control(FrameType.OPEN, {"stream": stream_id, "host": host, "port": port}))
+        await self.send_frame(
+            encode_control(FrameType.OPEN, {"stream": stream_id, "host": host, "port": port})
+        )
         try:
             await asyncio.wait_for(asyncio.shield(stream.opened), self.config.connect_timeout + 5)
         except BaseException:
-            self._streams.pop(stream_id, None)
-            self._closed_streams.add(stream_id)
+            self.release_stream(stream_id)
             raise
         return stream
 
@@ -540,15 +440,13 @@ class RelaySession:
         self._closed = True
         for stream in list(self._streams.values()):
             # Unread data will not be read now; a reader parked on a full stream must not block the ACK.
-            stream._chunks.clear()
-            stream.buffered = 0
-            stream._drained.set()
+            stream.discard_buffered()
         if self._dead is None:
             with contextlib.suppress(Exception):
                 await self._sign(force=True)
                 await self._wait_acked(self.config.ack_timeout)
             with contextlib.suppress(Exception):
-                await self._send(encode_frame(FrameType.BYE, b"{}"))
+                await self.send_frame(encode_frame(FrameType.BYE, b"{}"))
         if reason is not None:
             self._die(reason)
         current = asyncio.current_task()

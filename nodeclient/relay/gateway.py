@@ -19,7 +19,8 @@ import ipaddress
 import logging
 import struct
 
-from nodeclient.relay.client import RelaySession, RelayStream
+from nodeclient.relay.client import RelaySession
+from nodeclient.relay.consumer_stream import RelayStream
 from nodeclient.relay.errors import RelayError
 
 __all__ = ["Gateway"]

@@ -199,13 +199,13 @@ def _post_handshake_cases(world) -> list[tuple[str, Callable[[RelaySession], obj
     return [
         (
             "receipt with fields missing",
-            lambda s: s._send(encode_control(FrameType.RECEIPT, {"consumer": world.attacker})),
+            lambda s: s.send_frame(encode_control(FrameType.RECEIPT, {"consumer": world.attacker})),
             "bad_receipt",
             "receipt rejected: Receipt field",
         ),
         (
             "receipt signed by another key",
-            lambda s: s._send(
+            lambda s: s.send_frame(
                 encode_control(FrameType.RECEIPT, _signed_receipt_body(world, s, key=other.key))
             ),
             "bad_receipt",
@@ -213,7 +213,7 @@ def _post_handshake_cases(world) -> list[tuple[str, Callable[[RelaySession], obj
         ),
         (
             "receipt for bytes never carried",
-            lambda s: s._send(
+            lambda s: s.send_frame(
                 encode_control(FrameType.RECEIPT, _signed_receipt_body(world, s, extra_bytes=5 * MIB))
             ),
             "bad_receipt",
@@ -221,7 +221,7 @@ def _post_handshake_cases(world) -> list[tuple[str, Callable[[RelaySession], obj
         ),
         (
             "receipt with the wrong amount",
-            lambda s: s._send(
+            lambda s: s.send_frame(
                 encode_control(
                     FrameType.RECEIPT, _signed_receipt_body(world, s, extra_bytes=0, amount_delta=7)
                 )
@@ -231,25 +231,25 @@ def _post_handshake_cases(world) -> list[tuple[str, Callable[[RelaySession], obj
         ),
         (
             "oversized frame mid-session",
-            lambda s: s._send(struct.pack(">BI", FrameType.DATA, 64 * MIB)),
+            lambda s: s.send_frame(struct.pack(">BI", FrameType.DATA, 64 * MIB)),
             "frame_too_large",
             "frame of 67108864 bytes exceeds the maximum frame size",
         ),
         (
             "DATA for a stream never opened",
-            lambda s: s._send(encode_data(77, b"payload")),
+            lambda s: s.send_frame(encode_data(77, b"payload")),
             "protocol",
             "DATA for unknown stream 77",
         ),
         (
             "slowloris inside a frame",
-            lambda s: s._send(struct.pack(">BI", FrameType.RECEIPT, 100) + b"{"),
+            lambda s: s.send_frame(struct.pack(">BI", FrameType.RECEIPT, 100) + b"{"),
             "protocol",
             "no complete frame within",
         ),
         (
             "frame of an unknown type",
-            lambda s: s._send(b"\xee\x00\x00\x00\x00"),
+            lambda s: s.send_frame(b"\xee\x00\x00\x00\x00"),
             "protocol",
             "unknown frame type 0xee",
         ),
