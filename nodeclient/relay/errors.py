@@ -6,6 +6,8 @@ frame and writes to its log, so an operator can grep refusals by kind.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from nodeclient.errors import EXIT_FUNDS, EXIT_REFUSED, ConfigError, RelayError
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "InsufficientEscrowError",
     "ProtocolError",
     "ReceiptRejectedError",
+    "RelayConfigError",
     "RelayError",
     "RemoteError",
     "SessionRefusedError",
@@ -33,14 +36,31 @@ class RelayConfigError(ConfigError):
         super().__init__(f"relay setting {setting} = {value!r} is invalid: {rule}")
 
 
-class ProtocolError(RelayError):
-    """The peer sent bytes that are not a valid frame or not valid in the session's state."""
+class _DetailedError(RelayError):
+    """A relay error that keeps the values its message names as attributes, for callers and tests."""
 
-    code = "protocol"
+    def __init__(self, message: str, **details: object) -> None:
+        for name, value in details.items():
+            setattr(self, name, value)
+        super().__init__(message)
+
+
+class _ReasonError(RelayError):
+    """A relay error whose message is its kind (``prefix``) and a reason."""
+
+    prefix: ClassVar[str]
+    reason: str
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-        super().__init__(f"relay protocol error: {reason}")
+        super().__init__(f"{self.prefix}: {reason}")
+
+
+class ProtocolError(_ReasonError):
+    """The peer sent bytes that are not a valid frame or not valid in the session's state."""
+
+    code = "protocol"
+    prefix = "relay protocol error"
 
 
 class FrameTooLargeError(ProtocolError):
@@ -54,107 +74,110 @@ class FrameTooLargeError(ProtocolError):
         super().__init__(f"frame of {length} bytes exceeds the maximum frame size of {maximum} bytes")
 
 
-class HandshakeError(RelayError):
+class HandshakeError(_ReasonError):
     """The session handshake failed: bad signature, wrong node, stale challenge, wrong price."""
 
     code = "handshake"
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"relay handshake failed: {reason}")
+    prefix = "relay handshake failed"
 
 
-class SessionRefusedError(RelayError):
+class SessionRefusedError(_ReasonError):
     """The node refused a session for an operational reason (busy, channel already open, node inactive)."""
 
     code = "refused"
     exit_code = EXIT_REFUSED
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"relay session refused: {reason}")
+    prefix = "relay session refused"
 
 
-class InsufficientEscrowError(RelayError):
+class ReceiptRejectedError(_ReasonError):
+    """A receipt sent in a session failed verification; the node refuses it and ends the session."""
+
+    code = "bad_receipt"
+    prefix = "receipt rejected"
+
+
+class InsufficientEscrowError(_DetailedError):
     """The consumer's escrow does not cover what it owes plus the node's credit limit."""
 
     code = "insufficient_escrow"
     exit_code = EXIT_FUNDS
+    consumer: str
+    available: int
+    needed: int
 
     def __init__(self, consumer: str, available: int, needed: int) -> None:
-        self.consumer = consumer
-        self.available = available
-        self.needed = needed
         super().__init__(
             f"escrow of consumer {consumer} has {available} available but the node requires {needed} "
-            "(unsettled receipts plus its credit limit)"
+            "(unsettled receipts plus its credit limit)",
+            consumer=consumer,
+            available=available,
+            needed=needed,
         )
 
 
-class ReceiptRejectedError(RelayError):
-    """A receipt sent in a session failed verification; the node refuses it and ends the session."""
-
-    code = "bad_receipt"
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"receipt rejected: {reason}")
-
-
-class CreditExhaustedError(RelayError):
+class CreditExhaustedError(_DetailedError):
     """The consumer let unpaid traffic reach the credit limit and did not sign within the pause time-out."""
 
     code = "credit_exhausted"
+    unpaid_bytes: int
+    credit_bytes: int
 
     def __init__(self, unpaid_bytes: int, credit_bytes: int, waited_s: float) -> None:
-        self.unpaid_bytes = unpaid_bytes
-        self.credit_bytes = credit_bytes
         super().__init__(
             f"consumer left {unpaid_bytes} bytes unpaid (credit limit {credit_bytes} bytes) and sent no "
-            f"receipt within {waited_s:g} s"
+            f"receipt within {waited_s:g} s",
+            unpaid_bytes=unpaid_bytes,
+            credit_bytes=credit_bytes,
         )
 
 
-class CapReachedError(RelayError):
+class CapReachedError(_DetailedError):
     """An operator cap (per session, per day, per month) leaves no room for more traffic."""
 
     code = "cap_reached"
     exit_code = EXIT_REFUSED
+    cap: str
+    used: int
+    limit: int
 
     def __init__(self, cap: str, used: int, limit: int) -> None:
-        self.cap = cap
-        self.used = used
-        self.limit = limit
-        super().__init__(f"the node's {cap} cap is reached: {used} of {limit} bytes used")
+        super().__init__(
+            f"the node's {cap} cap is reached: {used} of {limit} bytes used", cap=cap, used=used, limit=limit
+        )
 
 
-class SpendCapReachedError(RelayError):
+class SpendCapReachedError(_DetailedError):
     """The consumer's own spend cap is reached: it signs nothing more and ends the session."""
 
     code = "spend_cap"
     exit_code = EXIT_FUNDS
+    spent: int
+    cap: int
 
     def __init__(self, spent: int, cap: int) -> None:
-        self.spent = spent
-        self.cap = cap
-        super().__init__(f"spend cap reached: {spent} of {cap} payment-token units signed in this session")
+        super().__init__(
+            f"spend cap reached: {spent} of {cap} payment-token units signed in this session",
+            spent=spent,
+            cap=cap,
+        )
 
 
-class TargetRefusedError(RelayError):
+class TargetRefusedError(_DetailedError):
     """The node will not (or cannot) connect to the requested destination."""
 
     code = "target_refused"
+    target: str
+    reason: str
 
     def __init__(self, target: str, reason: str) -> None:
-        self.target = target
-        self.reason = reason
-        super().__init__(f"destination {target} refused: {reason}")
+        super().__init__(f"destination {target} refused: {reason}", target=target, reason=reason)
 
 
-class RemoteError(RelayError):
+class RemoteError(_DetailedError):
     """The peer ended the session with an ERROR frame; ``code`` and ``reason`` are the peer's."""
 
+    code: str
+    reason: str
+
     def __init__(self, code: str, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-        super().__init__(f"the relay peer ended the session ({code}): {reason}")
+        super().__init__(f"the relay peer ended the session ({code}): {reason}", code=code, reason=reason)
