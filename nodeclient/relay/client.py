@@ -231,64 +231,70 @@ class RelaySession:
     async def _dispatch(self, frame: Frame) -> None:
         t = frame.type
         if t == FrameType.DATA:
-            stream_id, data = decode_data(frame)
-            stream = self._streams.get(stream_id)
-            if stream is None and stream_id not in self._closed_streams:
-                raise ProtocolError(
-                    f"node sent DATA for stream {stream_id}, which this consumer never opened"
-                )
-            # Bytes received are bytes received, even for a stream the application already closed.
-            self.received_bytes += len(data)
-            if stream is not None:
-                stream.feed(data)
-            await self._maybe_sign()
-            if stream is not None and not stream.drained:
-                # Stop reading the socket until the application catches up (TCP backpressure).
-                await stream.wait_drained()
+            await self._on_data(*decode_data(frame))
         elif t == FrameType.ACK:
             self._on_ack(decode_control(frame))
         elif t == FrameType.PONG:
-            sent = self._pings.pop(frame.payload, None)
-            if sent is not None:
-                rtt = (time.perf_counter() - sent) * 1000
-                self.rtts_ms.append(rtt)
-                waiter = self._ping_waiters.pop(frame.payload, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(rtt)
+            self._on_pong(frame.payload)
         elif t == FrameType.OPENED:
             stream = self._streams.get(decode_control(frame).get("stream"))  # type: ignore[arg-type]
             if stream is not None and not stream.opened.done():
                 stream.opened.set_result(None)
         elif t == FrameType.CLOSE:
-            body = decode_control(frame)
-            stream = self._streams.get(body.get("stream"))  # type: ignore[arg-type]
-            if stream is not None:
-                stream.remote_closed = True
-                if not stream.opened.done():
-                    stream.opened.set_exception(
-                        TargetRefusedError(stream.target, str(body.get("error", "closed")))
-                    )
-                stream.feed_eof()
+            self._on_close(decode_control(frame))
         elif t == FrameType.PAUSE:
             # The node's own count is informative only: we sign what we measured, never its figure.
-            body = decode_control(frame)
-            self.pauses.append(body)
+            self.pauses.append(decode_control(frame))
             await self._sign(force=True)
         elif t == FrameType.ERROR:
-            body = decode_control(frame)
-            error = RemoteError(str(body.get("code", "?"))[:64], str(body.get("message", ""))[:500])
-            self.remote_error = error
-            log.warning("node %s ended session %s: %s", self.node, self.session_id[:10], error)
-            self._fail_streams(error)
-            # Pay for what was received before the node stopped (the final receipt), then keep reading
-            # until the node acknowledges it or hangs up, so the consumer knows where the channel stands.
-            signed = None
-            with contextlib.suppress(Exception):
-                signed = await self._sign(force=True)
-            if signed is None:
-                raise error
+            await self._on_error(decode_control(frame))
         else:
             raise ProtocolError(f"unexpected {t.name} frame from the node")
+
+    async def _on_data(self, stream_id: int, data: memoryview) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None and stream_id not in self._closed_streams:
+            raise ProtocolError(f"node sent DATA for stream {stream_id}, which this consumer never opened")
+        # Bytes received are bytes received, even for a stream the application already closed.
+        self.received_bytes += len(data)
+        if stream is not None:
+            stream.feed(data)
+        await self._maybe_sign()
+        if stream is not None and not stream.drained:
+            # Stop reading the socket until the application catches up (TCP backpressure).
+            await stream.wait_drained()
+
+    def _on_pong(self, token: bytes) -> None:
+        sent = self._pings.pop(token, None)
+        if sent is None:
+            return
+        rtt = (time.perf_counter() - sent) * 1000
+        self.rtts_ms.append(rtt)
+        waiter = self._ping_waiters.pop(token, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(rtt)
+
+    def _on_close(self, body: dict[str, Any]) -> None:
+        stream = self._streams.get(body.get("stream"))  # type: ignore[arg-type]
+        if stream is None:
+            return
+        stream.remote_closed = True
+        if not stream.opened.done():
+            stream.opened.set_exception(TargetRefusedError(stream.target, str(body.get("error", "closed"))))
+        stream.feed_eof()
+
+    async def _on_error(self, body: dict[str, Any]) -> None:
+        error = RemoteError(str(body.get("code", "?"))[:64], str(body.get("message", ""))[:500])
+        self.remote_error = error
+        log.warning("node %s ended session %s: %s", self.node, self.session_id[:10], error)
+        self._fail_streams(error)
+        # Pay for what was received before the node stopped (the final receipt), then keep reading
+        # until the node acknowledges it or hangs up, so the consumer knows where the channel stands.
+        signed = None
+        with contextlib.suppress(Exception):
+            signed = await self._sign(force=True)
+        if signed is None:
+            raise error
 
     def _on_ack(self, body: dict[str, Any]) -> None:
         nbytes = body.get("cumulativeBytes")
