@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import statistics
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +50,7 @@ from nodeclient.relay.framing import (
 )
 from nodeclient.relay.handshake import new_session_id
 from nodeclient.relay.http_fetch import BodySink, FetchResult, read_http_response, request_bytes
+from nodeclient.relay.latency import PingMeter
 from nodeclient.relay.pricing import bytes_for_amount, cumulative_amount
 
 __all__ = ["ConsumerConfig", "FetchResult", "RelayClient", "RelaySession", "RelayStream", "open_session"]
@@ -94,7 +93,6 @@ class RelaySession:
         self.acked_bytes = 0
         self.receipts: list[SignedReceipt] = []
         self.acked: list[SignedReceipt] = []
-        self.rtts_ms: list[float] = []
         self.pauses: list[dict[str, Any]] = []
         self.remote_error: RemoteError | None = None
         self.spend_cap_reached = False
@@ -104,9 +102,7 @@ class RelaySession:
         self._next_stream = 1
         self._send_lock = asyncio.Lock()
         self._ack_event = asyncio.Event()
-        self._pings: dict[bytes, float] = {}
-        self._ping_waiters: dict[bytes, asyncio.Future[float]] = {}
-        self._ping_seq = 0
+        self._latency = PingMeter(self.send_frame, config.ack_timeout)
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self._last_issued = 0
@@ -122,9 +118,12 @@ class RelaySession:
     @property
     def latency_ms(self) -> int:
         """Median round trip of PING frames so far, in whole milliseconds (rounded up)."""
-        if not self.rtts_ms:
-            return 0
-        return int(-(-statistics.median(self.rtts_ms) // 1))
+        return self._latency.median_ms
+
+    @property
+    def rtts_ms(self) -> list[float]:
+        """Every PING round trip measured so far, in milliseconds."""
+        return self._latency.rtts_ms
 
     @property
     def ended(self) -> bool:
@@ -177,14 +176,7 @@ class RelaySession:
 
     async def ping(self) -> float:
         """Send one PING and wait for its PONG; returns the round trip in ms."""
-        self._ping_seq += 1
-        token = struct.pack(">Q", self._ping_seq)
-        sent = time.perf_counter()
-        self._pings[token] = sent
-        waiter = asyncio.get_running_loop().create_future()
-        self._ping_waiters[token] = waiter
-        await self.send_frame(encode_frame(FrameType.PING, token))
-        return await asyncio.wait_for(waiter, self.config.ack_timeout)
+        return await self._latency.ping()
 
     async def _ping_loop(self) -> None:
         with contextlib.suppress(
@@ -224,9 +216,7 @@ class RelaySession:
                 log.info("session %s with %s ended: %s", self.session_id[:10], self.node, exc)
         self._fail_streams(exc)
         self._ack_event.set()
-        for waiter in self._ping_waiters.values():
-            if not waiter.done():
-                waiter.set_exception(RelayError("session ended"))
+        self._latency.stop()
 
     async def _dispatch(self, frame: Frame) -> None:
         t = frame.type
@@ -235,7 +225,7 @@ class RelaySession:
         elif t == FrameType.ACK:
             self._on_ack(decode_control(frame))
         elif t == FrameType.PONG:
-            self._on_pong(frame.payload)
+            self._latency.on_pong(frame.payload)
         elif t == FrameType.OPENED:
             stream = self._streams.get(decode_control(frame).get("stream"))  # type: ignore[arg-type]
             if stream is not None and not stream.opened.done():
@@ -263,16 +253,6 @@ class RelaySession:
         if stream is not None and not stream.drained:
             # Stop reading the socket until the application catches up (TCP backpressure).
             await stream.wait_drained()
-
-    def _on_pong(self, token: bytes) -> None:
-        sent = self._pings.pop(token, None)
-        if sent is None:
-            return
-        rtt = (time.perf_counter() - sent) * 1000
-        self.rtts_ms.append(rtt)
-        waiter = self._ping_waiters.pop(token, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(rtt)
 
     def _on_close(self, body: dict[str, Any]) -> None:
         stream = self._streams.get(body.get("stream"))  # type: ignore[arg-type]
