@@ -1,7 +1,7 @@
 """Worker side of bundle verification: parse, digest and recover one chunk of receipts.
 
-Runs in spawned worker processes, so it imports only ``crypto`` (coincurve + Keccak): no web3, no
-pydantic. The parser is as strict as ``nodeclient.receipts.model.parse_raw_receipt`` — exact keys,
+Runs in spawned worker processes, so it imports only the receipt crypto core (coincurve + Keccak): no
+web3, no pydantic. The parser is as strict as ``nodeclient.receipts.model.parse_raw_receipt`` — exact keys,
 JSON integers within the Solidity types (cumulative values within uint128, what the contract can
 store), 0x-hex of the right length, EIP-55 checksums when mixed case, 65-byte low-s signatures with
 v ∈ {27, 28} — and reports the first bad field of a receipt with its value.
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodeclient.audit.crypto import SECP256K1_HALF_N, keccak, receipt_digest, recover_address
+from nodeclient.audit.crypto import SECP256K1_HALF_N, receipt_digest, recover_address
+from nodeclient.receipts.crypto import checksum_address as checksum
 
 __all__ = ["FIELDS", "ParsedReceipt", "checksum", "parse_receipt", "verify_chunk"]
 
@@ -28,13 +29,6 @@ ParsedReceipt = tuple[bytes, bytes, bytes, int, int, int, int, bytes, bytes]
 
 class _Bad(ValueError):
     pass
-
-
-def checksum(raw: bytes) -> str:
-    """EIP-55 form of a 20-byte address."""
-    lower = raw.hex()
-    hashed = keccak(lower.encode()).hex()
-    return "0x" + "".join(c.upper() if h in "89abcdef" else c for c, h in zip(lower, hashed))
 
 
 def _hex(name: str, value: Any, size: int) -> bytes:

@@ -24,7 +24,8 @@ from typing import Any, ClassVar, NamedTuple, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nodeclient.errors import ReceiptError
-from nodeclient.receipts._keccak import keccak256
+from nodeclient.receipts.crypto import SECP256K1_HALF_N, SECP256K1_N
+from nodeclient.receipts.crypto import checksum_address as to_checksum_address
 from nodeclient.receipts.errors import MISSING, ReceiptFieldError, ReceiptFileError, SignatureError
 
 __all__ = [
@@ -53,8 +54,6 @@ UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
 UINT128_MAX = 2**128 - 1
 UINT256_MAX = 2**256 - 1
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-SECP256K1_HALF_N = SECP256K1_N // 2
 ZERO_ADDRESS = "0x" + "0" * 40
 
 #: The EIP-712 field names, in type order; also the JSON keys of a receipt.
@@ -93,18 +92,6 @@ class RawReceipt(NamedTuple):
     latency_ms: int
     issued_at: int
     signature: bytes | None  # 65 bytes r‖s‖v, or None for an unsigned receipt
-
-
-@lru_cache(maxsize=1 << 16)
-def to_checksum_address(raw: bytes) -> str:
-    """EIP-55 checksummed form of a 20-byte address.
-
-    Cached: a bundle of 100,000 receipts names a few hundred distinct addresses, and checksumming
-    was the largest cost of parsing one before the signature check.
-    """
-    lower = raw.hex()
-    hashed = keccak256(lower.encode("ascii")).hex()
-    return "0x" + "".join(c.upper() if h in "89abcdef" else c for c, h in zip(lower, hashed[:40], strict=True))
 
 
 def _hex_bytes(field: str, value: object, size: int, what: str) -> bytes:
@@ -233,20 +220,30 @@ def parse_raw_receipt(obj: object, *, signed: bool = True) -> RawReceipt:
     )
 
 
-def raw_to_json_dict(raw: RawReceipt) -> dict[str, Any]:
-    """JSON form (EIP-712 names, checksummed addresses) of a `RawReceipt`."""
-    out: dict[str, Any] = {
-        "consumer": to_checksum_address(raw.consumer),
-        "node": to_checksum_address(raw.node),
-        "sessionId": "0x" + raw.session_id.hex(),
-        "cumulativeBytes": raw.cumulative_bytes,
-        "cumulativeAmount": raw.cumulative_amount,
-        "latencyMs": raw.latency_ms,
-        "issuedAt": raw.issued_at,
-    }
+def _fields_of(raw: RawReceipt, names: tuple[str, ...]) -> dict[str, Any]:
+    """``raw``'s values under ``names`` (JSON or Python spelling, in type order), addresses checksummed."""
+    values = (
+        to_checksum_address(raw.consumer),
+        to_checksum_address(raw.node),
+        "0x" + raw.session_id.hex(),
+        raw.cumulative_bytes,
+        raw.cumulative_amount,
+        raw.latency_ms,
+        raw.issued_at,
+    )
+    out: dict[str, Any] = dict(zip(names, values, strict=True))
     if raw.signature is not None:
         out["signature"] = "0x" + raw.signature.hex()
     return out
+
+
+def raw_to_json_dict(raw: RawReceipt) -> dict[str, Any]:
+    """JSON form (EIP-712 names, checksummed addresses) of a `RawReceipt`."""
+    return _fields_of(raw, JSON_FIELDS)
+
+
+def _model_fields(raw: RawReceipt) -> dict[str, Any]:
+    return _fields_of(raw, _PY_FIELDS)
 
 
 class Receipt(BaseModel):
@@ -289,19 +286,7 @@ class Receipt(BaseModel):
                     raise ReceiptFieldError(str(name), value, "is given twice (Python and EIP-712 spelling)")
                 json_shaped[name] = value
             data = json_shaped
-        raw = parse_raw_receipt(data, signed=cls._SIGNED)
-        out = {
-            "consumer": to_checksum_address(raw.consumer),
-            "node": to_checksum_address(raw.node),
-            "session_id": "0x" + raw.session_id.hex(),
-            "cumulative_bytes": raw.cumulative_bytes,
-            "cumulative_amount": raw.cumulative_amount,
-            "latency_ms": raw.latency_ms,
-            "issued_at": raw.issued_at,
-        }
-        if raw.signature is not None:
-            out["signature"] = "0x" + raw.signature.hex()
-        return out
+        return _model_fields(parse_raw_receipt(data, signed=cls._SIGNED))
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, **_: Any) -> Self:  # type: ignore[override]
@@ -320,17 +305,9 @@ class Receipt(BaseModel):
     @classmethod
     def from_raw(cls, raw: RawReceipt) -> Receipt:
         """Model of an already validated `RawReceipt` (no second validation pass)."""
-        fields = {
-            "consumer": to_checksum_address(raw.consumer),
-            "node": to_checksum_address(raw.node),
-            "session_id": "0x" + raw.session_id.hex(),
-            "cumulative_bytes": raw.cumulative_bytes,
-            "cumulative_amount": raw.cumulative_amount,
-            "latency_ms": raw.latency_ms,
-            "issued_at": raw.issued_at,
-        }
+        fields = _model_fields(raw)
         if raw.signature is not None:
-            return SignedReceipt.model_construct(**fields, signature="0x" + raw.signature.hex())
+            return SignedReceipt.model_construct(**fields)
         return Receipt.model_construct(**fields)
 
     @property
