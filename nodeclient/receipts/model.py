@@ -47,6 +47,7 @@ __all__ = [
     "parse_receipts_text",
     "parse_signature",
     "raw_to_json_dict",
+    "reject_duplicate_keys",
     "to_checksum_address",
 ]
 
@@ -361,9 +362,12 @@ class SignedReceipt(Receipt):
 # Files and streams
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json.loads keeps the last of duplicated keys while other parsers keep the first: a receipt
-    # that says two amounts must be refused, not silently read one way.
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads`` that refuses a key given twice (``ValueError``).
+
+    json.loads keeps the last of duplicated keys while other parsers keep the first: a receipt (or
+    bundle) that says two amounts must be refused, not silently read one way.
+    """
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
@@ -373,7 +377,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _json_loads(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    return json.loads(text, object_pairs_hook=reject_duplicate_keys)
 
 
 def _decode_error(source: str, exc: ValueError) -> ReceiptFileError:

@@ -25,8 +25,8 @@ from nodeclient.receipts.crypto import (
     address_of_public_key,
     domain_separator,
     eip712_digest,
-    recover_address,
     receipt_struct_hash,
+    recover_address,
 )
 from nodeclient.receipts.crypto import typed_data as _typed_data
 from nodeclient.receipts.errors import InvalidSignerError, PrivateKeyError, ReceiptFieldError
