@@ -46,6 +46,7 @@ __all__ = [
     "SECP256K1_N",
     "address_of_public_key",
     "checksum_address",
+    "decode_type",
     "domain_separator",
     "eip712_digest",
     "encode_type",
@@ -104,6 +105,15 @@ RECEIPT_FIELDS: tuple[dict[str, str], ...] = (
 def encode_type(primary: str, fields: Sequence[Mapping[str, str]]) -> str:
     """EIP-712 ``encodeType`` of a struct without nested structs: ``Name(type name,...)``."""
     return f"{primary}(" + ",".join(f"{f['type']} {f['name']}" for f in fields) + ")"
+
+
+def decode_type(type_string: str) -> tuple[str, tuple[dict[str, str], ...]]:
+    """(primary type, typed-data fields) of ``Name(type name,...)``: the inverse of `encode_type`."""
+    primary, _, inner = type_string.partition("(")
+    if not primary or not inner.endswith(")"):
+        raise ValueError(f"{type_string!r} is not an EIP-712 struct type 'Name(type name,...)'")
+    fields = tuple({"name": name, "type": kind} for kind, _, name in (p.partition(" ") for p in inner[:-1].split(",")))
+    return primary, fields
 
 
 EIP712_DOMAIN_TYPE = encode_type("EIP712Domain", EIP712_DOMAIN_FIELDS)

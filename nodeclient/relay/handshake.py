@@ -16,16 +16,26 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
-from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
-from eth_utils import is_address, keccak, to_checksum_address
+from eth_utils import is_address, to_checksum_address
 
+from nodeclient.errors import ReceiptError
+from nodeclient.receipts.crypto import (
+    checksum_address,
+    decode_type,
+    domain_separator,
+    eip712_digest,
+    hash_static_struct,
+    recover_address,
+)
+from nodeclient.receipts.signing import PrivateKeyLike, sign_digest
 from nodeclient.relay.errors import HandshakeError
 
 __all__ = [
     "HELLO_SKEW_S",
+    "HELLO_TYPE",
+    "WELCOME_TYPE",
     "Hello",
     "Welcome",
     "new_challenge",
@@ -36,39 +46,24 @@ __all__ = [
 HELLO_SKEW_S = 300
 """How far (seconds) a hello's ``issuedAt`` may be from the node's clock."""
 
+HELLO_TYPE = (
+    "RelayHello(address consumer,address node,bytes32 sessionId,uint256 pricePerGiB,bytes32 challenge,"
+    "uint64 issuedAt)"
+)
+WELCOME_TYPE = (
+    "RelayWelcome(address node,address consumer,bytes32 sessionId,uint256 pricePerGiB,uint256 creditBytes,"
+    "uint256 receiptIntervalBytes,uint256 baseBytes,uint256 baseAmount,bytes32 helloDigest)"
+)
+_DOMAIN_NAME = "Kuota Relay"
+_DOMAIN_VERSION = "1"
+
 _UINT64 = (1 << 64) - 1
 _UINT256 = (1 << 256) - 1
-
-_DOMAIN_TYPE = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
-_HELLO_TYPE = [
-    {"name": "consumer", "type": "address"},
-    {"name": "node", "type": "address"},
-    {"name": "sessionId", "type": "bytes32"},
-    {"name": "pricePerGiB", "type": "uint256"},
-    {"name": "challenge", "type": "bytes32"},
-    {"name": "issuedAt", "type": "uint64"},
-]
-_WELCOME_TYPE = [
-    {"name": "node", "type": "address"},
-    {"name": "consumer", "type": "address"},
-    {"name": "sessionId", "type": "bytes32"},
-    {"name": "pricePerGiB", "type": "uint256"},
-    {"name": "creditBytes", "type": "uint256"},
-    {"name": "receiptIntervalBytes", "type": "uint256"},
-    {"name": "baseBytes", "type": "uint256"},
-    {"name": "baseAmount", "type": "uint256"},
-    {"name": "helloDigest", "type": "bytes32"},
-]
 
 
 def relay_domain(chain_id: int, settlement: str) -> dict[str, Any]:
     """The EIP-712 domain of handshake messages for one deployment."""
-    return {"name": "Kuota Relay", "version": "1", "chainId": chain_id, "verifyingContract": settlement}
+    return {"name": _DOMAIN_NAME, "version": _DOMAIN_VERSION, "chainId": chain_id, "verifyingContract": settlement}
 
 
 def new_session_id() -> str:
@@ -79,10 +74,6 @@ def new_session_id() -> str:
 def new_challenge() -> str:
     """A fresh random bytes32 challenge (0x-hex)."""
     return "0x" + os.urandom(32).hex()
-
-
-def _digest(signable: SignableMessage) -> bytes:
-    return keccak(b"\x19" + signable.version + signable.header + signable.body)
 
 
 def _address(body: dict[str, Any], field: str) -> str:
@@ -122,36 +113,51 @@ def _signature(body: dict[str, Any]) -> str:
     return value
 
 
-def _recover(signable: SignableMessage, signature: str) -> str:
-    try:
-        return to_checksum_address(Account.recover_message(signable, signature=signature))
-    except Exception as exc:  # noqa: BLE001 - eth-keys raises several types for malformed r/s/v
-        raise HandshakeError(f"signature does not recover ({exc})") from None
-
-
 class _SignedTypedData:
-    """Signing and recovery shared by the two handshake messages (each defines ``signable``)."""
+    """EIP-712 hashing, signing and recovery shared by the two handshake messages, over the receipt
+    crypto core: the same digest encoding and the same low-s / v checks as receipts.
+
+    Each message names its struct (``_TYPE``) and gives its wire form (``to_json``), whose keys are
+    the struct's field names.
+    """
 
     __slots__ = ()
+    _TYPE: ClassVar[str]
     signature: str
 
-    def signable(self, chain_id: int, settlement: str) -> SignableMessage:
+    def to_json(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def signed(self, private_key: str | bytes, chain_id: int, settlement: str) -> Self:
+    def eip712_digest(self, chain_id: int, settlement: str) -> bytes:
+        """The 32-byte EIP-712 digest of this message in the relay domain of one deployment."""
+        primary, fields = decode_type(self._TYPE)
+        wire = self.to_json()
+        try:
+            struct = hash_static_struct(primary, fields, {f["name"]: wire[f["name"]] for f in fields})
+            separator = domain_separator(chain_id, bytes.fromhex(settlement[2:]), _DOMAIN_NAME, _DOMAIN_VERSION)
+        except (ValueError, OverflowError) as exc:
+            raise HandshakeError(f"{primary} cannot be hashed: {exc}") from None
+        return eip712_digest(separator, struct)
+
+    def signed(self, private_key: PrivateKeyLike, chain_id: int, settlement: str) -> Self:
         """A copy carrying the signature of ``private_key`` over this message."""
-        sig = Account.sign_message(self.signable(chain_id, settlement), private_key).signature
-        return replace(self, signature="0x" + bytes(sig).hex())  # type: ignore[type-var]
+        sig = sign_digest(self.eip712_digest(chain_id, settlement), private_key)
+        return replace(self, signature="0x" + sig.hex())  # type: ignore[type-var]
 
     def recover(self, chain_id: int, settlement: str) -> str:
-        """The address that signed this message."""
-        return _recover(self.signable(chain_id, settlement), self.signature)
+        """The address that signed this message; `HandshakeError` for a signature the chain would refuse."""
+        digest = self.eip712_digest(chain_id, settlement)
+        try:
+            return checksum_address(recover_address(digest, bytes.fromhex(self.signature[2:])))
+        except (ReceiptError, ValueError) as exc:
+            raise HandshakeError(f"signature does not recover ({exc})") from None
 
 
 @dataclass(frozen=True, slots=True)
 class Hello(_SignedTypedData):
     """The consumer's signed session request."""
 
+    _TYPE: ClassVar[str] = HELLO_TYPE
     consumer: str
     node: str
     session_id: str
@@ -160,27 +166,9 @@ class Hello(_SignedTypedData):
     issued_at: int
     signature: str = ""
 
-    def signable(self, chain_id: int, settlement: str) -> SignableMessage:
-        """The EIP-712 message the consumer signs."""
-        return encode_typed_data(
-            full_message={
-                "types": {"EIP712Domain": _DOMAIN_TYPE, "RelayHello": _HELLO_TYPE},
-                "primaryType": "RelayHello",
-                "domain": relay_domain(chain_id, settlement),
-                "message": {
-                    "consumer": self.consumer,
-                    "node": self.node,
-                    "sessionId": bytes.fromhex(self.session_id[2:]),
-                    "pricePerGiB": self.price_per_gib,
-                    "challenge": bytes.fromhex(self.challenge[2:]),
-                    "issuedAt": self.issued_at,
-                },
-            }
-        )
-
     def digest(self, chain_id: int, settlement: str) -> str:
         """The EIP-712 digest (0x-hex) the welcome binds to."""
-        return "0x" + _digest(self.signable(chain_id, settlement)).hex()
+        return "0x" + self.eip712_digest(chain_id, settlement).hex()
 
     def to_json(self) -> dict[str, Any]:
         """Wire form (EIP-712 field names)."""
@@ -212,6 +200,7 @@ class Hello(_SignedTypedData):
 class Welcome(_SignedTypedData):
     """The node's signed acceptance: the session's terms and the channel's starting point."""
 
+    _TYPE: ClassVar[str] = WELCOME_TYPE
     node: str
     consumer: str
     session_id: str
@@ -224,27 +213,6 @@ class Welcome(_SignedTypedData):
     signature: str = ""
     base_receipt: dict[str, Any] | None = None
     """The consumer's own latest signed receipt on this channel (self-authenticating, not in the signature)."""
-
-    def signable(self, chain_id: int, settlement: str) -> SignableMessage:
-        """The EIP-712 message the node's signing key signs."""
-        return encode_typed_data(
-            full_message={
-                "types": {"EIP712Domain": _DOMAIN_TYPE, "RelayWelcome": _WELCOME_TYPE},
-                "primaryType": "RelayWelcome",
-                "domain": relay_domain(chain_id, settlement),
-                "message": {
-                    "node": self.node,
-                    "consumer": self.consumer,
-                    "sessionId": bytes.fromhex(self.session_id[2:]),
-                    "pricePerGiB": self.price_per_gib,
-                    "creditBytes": self.credit_bytes,
-                    "receiptIntervalBytes": self.receipt_interval_bytes,
-                    "baseBytes": self.base_bytes,
-                    "baseAmount": self.base_amount,
-                    "helloDigest": bytes.fromhex(self.hello_digest[2:]),
-                },
-            }
-        )
 
     def to_json(self) -> dict[str, Any]:
         """Wire form."""
