@@ -33,7 +33,7 @@ from nodeclient.audit._verify import checksum
 from nodeclient.audit.crypto import domain_separator, merkle_root
 from nodeclient.audit.errors import AuditInputError
 from nodeclient.audit.findings import Findings
-from nodeclient.audit.replay import BatchRecord
+from nodeclient.audit.replay import BatchRecord, ReceiptFields
 
 __all__ = [
     "Bundle",
@@ -62,17 +62,10 @@ class BundleFile:
 
 
 @dataclass
-class BundleReceipt:
+class BundleReceipt(ReceiptFields):
     """One receipt of a bundle, parsed and verified."""
 
     index: int
-    consumer: str
-    node: str
-    session_id: str
-    cumulative_bytes: int
-    cumulative_amount: int
-    latency_ms: int
-    issued_at: int
     digest: bytes = b""
     signer: str = ""
 

@@ -35,98 +35,35 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-#: submodule → the names this package re-exports from it.
-_EXPORTS: dict[str, tuple[str, ...]] = {
+#: submodule → the names this package re-exports from it (space-separated).
+_EXPORTS: dict[str, str] = {
     "bundles": (
-        "Bundle",
-        "BundleCheck",
-        "BundleProblem",
-        "PreparedBatch",
-        "build_bundle",
-        "check_bundle",
-        "check_bundle_bytes",
-        "load_bundle",
-        "prepare_batch",
-        "write_bundle",
+        "Bundle BundleCheck BundleProblem PreparedBatch build_bundle check_bundle check_bundle_bytes "
+        "load_bundle prepare_batch write_bundle"
     ),
     "errors": (
-        "BatchConflictError",
-        "BatchNotFoundError",
-        "BatchStateError",
-        "BundleError",
-        "BundleRecordError",
-        "DomainMismatchError",
-        "InvalidSignerError",
-        "MISSING",
-        "NodeMismatchError",
-        "NothingOwedError",
-        "PrivateKeyError",
-        "ReceiptFieldError",
-        "ReceiptFileError",
-        "ReceiptNotFoundError",
-        "SignatureError",
-        "StaleReceiptError",
-        "StoreCorruptError",
-        "StoreSchemaError",
+        "BatchConflictError BatchNotFoundError BatchStateError BundleError BundleRecordError "
+        "DomainMismatchError InvalidSignerError MISSING NodeMismatchError NothingOwedError "
+        "PrivateKeyError ReceiptFieldError ReceiptFileError ReceiptNotFoundError SignatureError "
+        "StaleReceiptError StoreCorruptError StoreSchemaError"
     ),
-    "merkle": (
-        "merkle_proof",
-        "merkle_root",
-        "verify_proof",
-    ),
+    "crypto": "merkle_proof merkle_root verify_proof",
     "model": (
-        "JSON_FIELDS",
-        "RawReceipt",
-        "Receipt",
-        "SignedReceipt",
-        "UINT128_MAX",
-        "UINT256_MAX",
-        "UINT32_MAX",
-        "UINT64_MAX",
-        "iter_receipts_jsonl",
-        "load_receipts",
-        "parse_address",
-        "parse_raw_receipt",
-        "parse_receipts_text",
-        "parse_signature",
-        "raw_to_json_dict",
-        "to_checksum_address",
+        "JSON_FIELDS RawReceipt Receipt SignedReceipt UINT128_MAX UINT256_MAX UINT32_MAX UINT64_MAX "
+        "iter_receipts_jsonl load_receipts parse_address parse_raw_receipt parse_receipts_text "
+        "parse_signature raw_to_json_dict to_checksum_address"
     ),
     "signing": (
-        "PrivateKeyLike",
-        "RECEIPT_TYPE",
-        "RECEIPT_TYPEHASH",
-        "ReceiptDomain",
-        "ReceiptSigner",
-        "address_of_key",
-        "digest_raw",
-        "receipt_digest",
-        "receipt_domain",
-        "receipt_struct_hash",
-        "recover_signer",
-        "recover_signer_bytes",
-        "recover_signer_eth_keys",
-        "sign_digest",
-        "sign_receipt",
-        "typed_data",
-        "verify_receipt",
+        "PrivateKeyLike RECEIPT_TYPE RECEIPT_TYPEHASH ReceiptDomain ReceiptSigner address_of_key "
+        "digest_raw receipt_digest receipt_domain receipt_struct_hash recover_signer recover_signer_bytes "
+        "recover_signer_eth_keys sign_digest sign_receipt typed_data verify_receipt"
     ),
-    "store": (
-        "BatchItem",
-        "BatchRecord",
-        "ChannelState",
-        "ReceiptOutcome",
-        "ReceiptStore",
-        "StoredReceipt",
-    ),
-    "verify": (
-        "RecordCheck",
-        "verify_many",
-    ),
+    "store": "BatchItem BatchRecord ChannelState ReceiptOutcome ReceiptStore StoredReceipt",
+    "verify": "RecordCheck verify_many",
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names.split()}
 
-__all__ = [name for names in _EXPORTS.values() for name in names]
+__all__ = [name for names in _EXPORTS.values() for name in names.split()]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,7 @@ it is not a Receipt (another domain name), so no handshake signature can ever be
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Self
 
@@ -113,12 +114,25 @@ def _signature(body: dict[str, Any]) -> str:
     return value
 
 
-class _SignedTypedData:
-    """EIP-712 hashing, signing and recovery shared by the two handshake messages, over the receipt
-    crypto core: the same digest encoding and the same low-s / v checks as receipts.
+def _uint64(body: dict[str, Any], field: str) -> int:
+    return _uint(body, field, _UINT64)
 
-    Each message names its struct (``_TYPE``) and gives its wire form (``to_json``), whose keys are
-    the struct's field names.
+
+#: How a wire field of each EIP-712 type is checked.
+_PARSERS = {"address": _address, "bytes32": _bytes32, "uint256": _uint, "uint64": _uint64}
+
+
+def _attribute(field_name: str) -> str:
+    """The Python attribute of an EIP-712 field: ``sessionId`` → ``session_id``, ``pricePerGiB`` → ``price_per_gib``."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", field_name.replace("GiB", "Gib")).lower()
+
+
+class _SignedTypedData:
+    """Wire form, EIP-712 hashing, signing and recovery shared by the two handshake messages, over the
+    receipt crypto core: the same digest encoding and the same low-s / v checks as receipts.
+
+    Each message names its struct (``_TYPE``); its attributes are the struct's fields in snake case
+    and its wire form uses the struct's field names.
     """
 
     __slots__ = ()
@@ -126,7 +140,17 @@ class _SignedTypedData:
     signature: str
 
     def to_json(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Wire form: the struct's fields under their EIP-712 names, then the signature."""
+        _, fields = decode_type(self._TYPE)
+        return {f["name"]: getattr(self, _attribute(f["name"])) for f in fields} | {"signature": self.signature}
+
+    @classmethod
+    def _wire_fields(cls, body: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments from a wire body, each type-checked (``HandshakeError`` names the field)."""
+        _, fields = decode_type(cls._TYPE)
+        parsed = {_attribute(f["name"]): _PARSERS[f["type"]](body, f["name"]) for f in fields}
+        parsed["signature"] = _signature(body)
+        return parsed
 
     def eip712_digest(self, chain_id: int, settlement: str) -> bytes:
         """The 32-byte EIP-712 digest of this message in the relay domain of one deployment."""
@@ -170,30 +194,10 @@ class Hello(_SignedTypedData):
         """The EIP-712 digest (0x-hex) the welcome binds to."""
         return "0x" + self.eip712_digest(chain_id, settlement).hex()
 
-    def to_json(self) -> dict[str, Any]:
-        """Wire form (EIP-712 field names)."""
-        return {
-            "consumer": self.consumer,
-            "node": self.node,
-            "sessionId": self.session_id,
-            "pricePerGiB": self.price_per_gib,
-            "challenge": self.challenge,
-            "issuedAt": self.issued_at,
-            "signature": self.signature,
-        }
-
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Hello:
         """Parse and type-check a wire hello; raises ``HandshakeError`` naming the bad field."""
-        return cls(
-            consumer=_address(body, "consumer"),
-            node=_address(body, "node"),
-            session_id=_bytes32(body, "sessionId"),
-            price_per_gib=_uint(body, "pricePerGiB"),
-            challenge=_bytes32(body, "challenge"),
-            issued_at=_uint(body, "issuedAt", _UINT64),
-            signature=_signature(body),
-        )
+        return cls(**cls._wire_fields(body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,20 +219,9 @@ class Welcome(_SignedTypedData):
     """The consumer's own latest signed receipt on this channel (self-authenticating, not in the signature)."""
 
     def to_json(self) -> dict[str, Any]:
-        """Wire form."""
-        return {
-            "node": self.node,
-            "consumer": self.consumer,
-            "sessionId": self.session_id,
-            "pricePerGiB": self.price_per_gib,
-            "creditBytes": self.credit_bytes,
-            "receiptIntervalBytes": self.receipt_interval_bytes,
-            "baseBytes": self.base_bytes,
-            "baseAmount": self.base_amount,
-            "helloDigest": self.hello_digest,
-            "signature": self.signature,
-            "baseReceipt": self.base_receipt,
-        }
+        """Wire form: the signed fields, the signature and the base receipt."""
+        # dataclass(slots=True) rebuilds the class, so zero-argument super() would not find it.
+        return _SignedTypedData.to_json(self) | {"baseReceipt": self.base_receipt}
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Welcome:
@@ -236,16 +229,4 @@ class Welcome(_SignedTypedData):
         base_receipt = body.get("baseReceipt")
         if base_receipt is not None and not isinstance(base_receipt, dict):
             raise HandshakeError(f"field 'baseReceipt' is {type(base_receipt).__name__}, expected an object")
-        return cls(
-            node=_address(body, "node"),
-            consumer=_address(body, "consumer"),
-            session_id=_bytes32(body, "sessionId"),
-            price_per_gib=_uint(body, "pricePerGiB"),
-            credit_bytes=_uint(body, "creditBytes"),
-            receipt_interval_bytes=_uint(body, "receiptIntervalBytes"),
-            base_bytes=_uint(body, "baseBytes"),
-            base_amount=_uint(body, "baseAmount"),
-            hello_digest=_bytes32(body, "helloDigest"),
-            signature=_signature(body),
-            base_receipt=base_receipt,
-        )
+        return cls(**cls._wire_fields(body), base_receipt=base_receipt)
