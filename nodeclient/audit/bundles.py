@@ -28,7 +28,9 @@ from typing import Any
 from nodeclient.audit.errors import AuditInputError
 from nodeclient.audit.findings import Findings
 from nodeclient.audit.replay import BatchRecord, ReceiptFields
+from nodeclient.receipts.bundles import canonical_json
 from nodeclient.receipts.crypto import checksum_address, domain_separator, merkle_root
+from nodeclient.receipts.model import reject_duplicate_keys
 from nodeclient.receipts.verify import PARALLEL_THRESHOLD, RecordCheck, verify_many
 
 __all__ = [
@@ -143,15 +145,16 @@ def _parse(file: BundleFile, f: Findings) -> tuple[Bundle | None, list[Any]]:
                    f"bundle {name} is not named by its content hash: its SHA-256 is {digest}, so the file was "
                    "altered after publication or named wrongly")
     try:
-        doc = json.loads(file.data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # A key given twice would be read one way here and another way by other parsers: refuse it,
+        # as the node's own bundle loader does.
+        doc = json.loads(file.data, object_pairs_hook=reject_duplicate_keys)
+    except (UnicodeDecodeError, ValueError) as exc:
         f.evidence("bundle-malformed", f"bundle {name}", f"bundle {name} is not valid JSON: {exc}")
         return None, []
     if not isinstance(doc, dict) or not isinstance(doc.get("receipts"), list):
         f.evidence("bundle-malformed", f"bundle {name}", f"bundle {name} is not an object with a receipts list")
         return None, []
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    if canonical != file.data:
+    if canonical_json(doc) != file.data:
         f.warning("bundle-not-canonical", f"bundle {name}",
                   f"bundle {name} is not in canonical JSON form (sorted keys, no whitespace)")
     if doc.get("version") != 1:

@@ -73,7 +73,7 @@ def _keccak_backend() -> BackendAPI:
 
 
 _BACKEND = _keccak_backend()
-#: keccak256 (Ethereum's, not NIST SHA3-256) of bytes: the backend's own function, no wrapper per call.
+#: keccak256 (Ethereum's, not NIST SHA3-256) of bytes: the backend's method, without eth-hash's per-call type check.
 keccak256: Callable[[bytes], bytes] = _BACKEND.keccak256
 #: Which eth-hash backend `keccak256` runs on (``pysha3`` or ``pycryptodome``), for benchmarks.
 KECCAK_BACKEND = type(_BACKEND).__module__.rsplit(".", 1)[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -9,6 +10,7 @@ from audit_helpers import anvil_key, reference_root, signed_receipt_json
 from brownie import chain
 from eth_account import Account
 
+from nodeclient.audit.bundles import BundleFile, verify_bundles
 from nodeclient.audit.crypto import (
     SECP256K1_HALF_N,
     domain_separator,
@@ -96,3 +98,13 @@ def test_merkle_root_matches_an_independent_implementation(kuota, receipts, coun
     separator = domain_separator(chain.id, bytes.fromhex(settlement[2:]))
     digests = [receipt_digest(_fields(r), separator) for r in leaves]
     assert merkle_root(digests) == reference_root(leaves, chain.id, settlement)
+
+
+def test_bundle_with_a_key_given_twice_is_malformed_evidence():
+    settlement = "0x" + "5e" * 20
+    data = b'{"chainId":1,"chainId":2,"node":"0x' + b"42" * 20 + b'","receipts":[],"root":"0x' + b"00" * 32 + \
+        b'","settlement":"' + settlement.encode() + b'","version":1}'
+    name = hashlib.sha256(data).hexdigest() + ".json"
+    report = verify_bundles([BundleFile(name, data)], chain_id=1, settlement=settlement, batches=[])
+    (finding,) = [f for f in report.findings.sorted() if f.code == "bundle-malformed"]
+    assert "duplicate key 'chainId'" in finding.message
