@@ -4,10 +4,10 @@
 Modules by concern: ``logs`` (adaptive ``eth_getLogs``, pinned block hashes), ``events`` (decoding),
 ``source`` (manifest checks, range, end-block views), ``replay`` (the arithmetic), ``reconcile``
 (replay vs views), ``bundles`` (receipt bundles vs committed roots, parallel recovery), ``heuristics``
-(warnings), ``report`` (JSON/CSV/rich), ``crypto`` (digest, recovery, Merkle root).
+(warnings), ``report`` (JSON/CSV/rich), ``crypto`` (the auditor's view of the shared receipt crypto
+core, `nodeclient.receipts.crypto`).
 
-Exports are resolved lazily so that worker processes, which import ``nodeclient.audit._verify``,
-do not pay for web3 and rich.
+Exports are resolved lazily so that importing a submodule does not pay for web3 and rich.
 """
 
 from __future__ import annotations

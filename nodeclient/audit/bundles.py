@@ -20,22 +20,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
-from nodeclient.audit import _verify
-from nodeclient.audit._verify import checksum
-from nodeclient.audit.crypto import domain_separator, merkle_root
 from nodeclient.audit.errors import AuditInputError
 from nodeclient.audit.findings import Findings
-from nodeclient.audit.replay import BatchRecord
+from nodeclient.audit.replay import BatchRecord, ReceiptFields
+from nodeclient.receipts.bundles import canonical_json
+from nodeclient.receipts.crypto import checksum_address, domain_separator, merkle_root
+from nodeclient.receipts.model import reject_duplicate_keys
+from nodeclient.receipts.verify import PARALLEL_THRESHOLD, RecordCheck, verify_many
 
 __all__ = [
+    "PARALLEL_THRESHOLD",
     "Bundle",
     "BundleFile",
     "BundleReceipt",
@@ -43,13 +42,9 @@ __all__ = [
     "default_jobs",
     "read_bundle_dir",
     "read_bundle_urls",
-    "recover_many",
     "verify_bundles",
 ]
 
-#: Parallel recovery pays for its process start-up only above this many receipts.
-PARALLEL_THRESHOLD = 4_000
-CHUNK = 5_000
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 
 
@@ -62,17 +57,10 @@ class BundleFile:
 
 
 @dataclass
-class BundleReceipt:
+class BundleReceipt(ReceiptFields):
     """One receipt of a bundle, parsed and verified."""
 
     index: int
-    consumer: str
-    node: str
-    session_id: str
-    cumulative_bytes: int
-    cumulative_amount: int
-    latency_ms: int
-    issued_at: int
     digest: bytes = b""
     signer: str = ""
 
@@ -147,42 +135,6 @@ def read_bundle_urls(list_file: str | Path, *, timeout: float = 30.0) -> list[Bu
     return out
 
 
-def recover_many(separator: bytes, objs: list[Any], jobs: int) -> list[Any]:
-    """``_verify.verify_chunk`` over every receipt object, in order; parallel across ``jobs`` processes."""
-    if jobs <= 1 or len(objs) < PARALLEL_THRESHOLD:
-        return _verify.verify_chunk((separator, objs))
-    size = max(1_000, min(CHUNK, -(-len(objs) // (jobs * 4))))
-    bounds = [(i, min(i + size, len(objs))) for i in range(0, len(objs), size)]
-    context = _context()
-    out: list[Any] = []
-    if context.get_start_method() == "fork":
-        # Forked workers see the parsed receipts through copy-on-write memory: only index ranges
-        # go in and compact results come back, so the parent does not pickle every receipt.
-        _verify.share(separator, objs)
-        try:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                for part in pool.map(_verify.verify_range, bounds):
-                    out.extend(part)
-        finally:
-            _verify.share(separator, None)
-        return out
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        for part in pool.map(_verify.verify_chunk, [(separator, objs[a:b]) for a, b in bounds]):
-            out.extend(part)
-    return out
-
-
-def _context() -> Any:
-    """fork when the parent is single-threaded (cheap, copy-on-write), else spawn.
-
-    Forking a process that holds other threads can copy a lock mid-acquire and deadlock the child;
-    spawn avoids that but re-imports the parent's main module in every worker (seconds for the CLI).
-    """
-    if threading.active_count() == 1 and "fork" in get_all_start_methods():
-        return get_context("fork")
-    return get_context("spawn")
-
-
 def _parse(file: BundleFile, f: Findings) -> tuple[Bundle | None, list[Any]]:
     """The bundle's header and its raw receipt objects (verified later, in bulk)."""
     name = file.name
@@ -193,15 +145,16 @@ def _parse(file: BundleFile, f: Findings) -> tuple[Bundle | None, list[Any]]:
                    f"bundle {name} is not named by its content hash: its SHA-256 is {digest}, so the file was "
                    "altered after publication or named wrongly")
     try:
-        doc = json.loads(file.data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # A key given twice would be read one way here and another way by other parsers: refuse it,
+        # as the node's own bundle loader does.
+        doc = json.loads(file.data, object_pairs_hook=reject_duplicate_keys)
+    except (UnicodeDecodeError, ValueError) as exc:
         f.evidence("bundle-malformed", f"bundle {name}", f"bundle {name} is not valid JSON: {exc}")
         return None, []
     if not isinstance(doc, dict) or not isinstance(doc.get("receipts"), list):
         f.evidence("bundle-malformed", f"bundle {name}", f"bundle {name} is not an object with a receipts list")
         return None, []
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    if canonical != file.data:
+    if canonical_json(doc) != file.data:
         f.warning("bundle-not-canonical", f"bundle {name}",
                   f"bundle {name} is not in canonical JSON form (sorted keys, no whitespace)")
     if doc.get("version") != 1:
@@ -247,34 +200,18 @@ def verify_bundles(
     # One pass over every receipt of every bundle (parse, digest, recover): the expensive part, parallel.
     separator = domain_separator(chain_id, bytes.fromhex(settlement[2:]))
     flat = [obj for _, objs in parsed for obj in objs]
-    results = recover_many(separator, flat, jobs)
+    results = iter(verify_many(flat, separator, processes=jobs))
     counts["bundle_receipts"] = len(flat)
-    counts["bundle_signatures_recovered"] = sum(1 for r in results if not isinstance(r, str))
-    names: dict[bytes, str] = {}
-
-    def address(raw: bytes) -> str:
-        # Few distinct addresses, many receipts: checksum each once.
-        text = names.get(raw)
-        if text is None:
-            text = names[raw] = checksum(raw)
-        return text
-
-    k = 0
     for bundle, objs in parsed:
         for index in range(len(objs)):
-            result = results[k]
-            k += 1
-            if isinstance(result, str):
+            receipt = _bundle_receipt(index, next(results))
+            if isinstance(receipt, str):
                 f.evidence("bundle-receipt-malformed", f"bundle {bundle.name} receipt #{index}",
-                           f"bundle {bundle.name} receipt #{index} is malformed: {result}", position=(index,))
-                continue
-            consumer, node, session, cum_bytes, cum_amount, latency, issued_at, digest, signer = result
-            bundle.receipts.append(BundleReceipt(
-                index=index, consumer=address(consumer), node=address(node), session_id="0x" + session.hex(),
-                cumulative_bytes=cum_bytes, cumulative_amount=cum_amount, latency_ms=latency, issued_at=issued_at,
-                digest=digest, signer=address(signer) if signer else "",
-            ))
+                           f"bundle {bundle.name} receipt #{index} is malformed: {receipt}", position=(index,))
+            else:
+                bundle.receipts.append(receipt)
         bundle.parsed_count = len(bundle.receipts)
+    counts["bundle_signatures_recovered"] = sum(b.parsed_count for b, _ in parsed)
 
     by_root: dict[bytes, BatchRecord] = {b.root: b for b in batches}
     matched: dict[str, str] = {}
@@ -299,6 +236,19 @@ def verify_bundles(
                        position=(batch.block, batch.log_index))
     counts["bundles_matched"] = len(matched)
     return BundleReport(findings=f, counts=dict(counts), bundles=[b for b, _ in parsed], matched=matched)
+
+
+def _bundle_receipt(index: int, check: RecordCheck) -> BundleReceipt | str:
+    """The parsed receipt with its digest and signer ("" when none recovers), or why it did not parse."""
+    raw = check.raw
+    if raw is None or check.digest is None:
+        return check.error or "does not parse"
+    return BundleReceipt(
+        index=index, consumer=checksum_address(raw.consumer), node=checksum_address(raw.node),
+        session_id="0x" + raw.session_id.hex(), cumulative_bytes=raw.cumulative_bytes,
+        cumulative_amount=raw.cumulative_amount, latency_ms=raw.latency_ms, issued_at=raw.issued_at,
+        digest=check.digest, signer=checksum_address(check.recovered) if check.recovered else "",
+    )
 
 
 def _check_bundle(bundle: Bundle, f: Findings, counts: dict[str, int], chain_id: int, settlement: str) -> None:

@@ -142,46 +142,7 @@ def _assemble(
     data = ledger.data
     matched = bundle_report.matched if bundle_report is not None else {}
     by_number = {h.number: h for h in headers}
-    settlements = [
-        {
-            "block": r.block, "logIndex": r.log_index, "txHash": r.tx_hash, "consumer": r.consumer, "node": r.node,
-            "sessionId": r.session_id, "cumulativeBytes": _s(r.cumulative_bytes),
-            "cumulativeAmount": _s(r.cumulative_amount), "latencyMs": r.latency_ms, "issuedAt": r.issued_at,
-            "digest": r.digest, "owed": _s(r.owed), "paid": _s(r.paid), "expectedPaid": _s(r.expected_paid),
-            "fee": _s(r.fee), "expectedFee": _s(r.expected_fee), "weight": _s(r.weight), "epoch": r.epoch,
-            "bundleRoot": r.batch_root, "bundle": matched.get(r.tx_hash, ""), "ok": r.ok,
-        }
-        for r in ledger.settlements
-    ]
-    node_epochs = [
-        {
-            "node": node, "epoch": epoch, "fee": _s(ne.fee), "weight": _s(ne.weight), "capped": _s(ne.capped),
-            "reward": _s(ne.reward), "claimed": ne.claimed, "claimedAmount": _s(ne.claimed_amount),
-            "finalized": bool(ledger.epochs.get(epoch) and ledger.epochs[epoch].finalized),
-        }
-        for (node, epoch), ne in sorted(ledger.node_epochs.items(), key=lambda kv: (kv[0][1], kv[0][0]))
-    ]
-    epochs = [
-        {"epoch": e, "scheduled": _s(st.scheduled), "totalCapped": _s(st.total_capped), "budget": _s(st.budget),
-         "paid": _s(st.paid), "carry": _s(st.carry), "finalized": st.finalized}
-        for e, st in sorted(ledger.epochs.items())
-    ]
-    totals = dict(ledger.totals)
-    totals["available"] = sum(a.available for a in ledger.accounts.values())
-    totals["thawing"] = sum(a.thawing for a in ledger.accounts.values())
-    totals["credits"] = sum(ledger.credits.values())
-    totals["accrued_fees"] = ledger.accrued_fees
-    totals["escrow_token_balance"] = totals["available"] + totals["thawing"] + totals["credits"] + ledger.accrued_fees
-    totals["finalized_through"] = ledger.finalized_through
-    totals["total_claimed"] = totals.get("rewards_claimed", 0)
-    bundles = []
-    if bundle_report is not None:
-        by_bundle = {v: k for k, v in matched.items()}
-        bundles = [
-            {"name": b.name, "root": "0x" + b.root.hex(), "computedRoot": "0x" + b.computed_root.hex(),
-             "receipts": b.declared_count, "verified": b.parsed_count, "batchTx": by_bundle.get(b.name, "")}
-            for b in sorted(bundle_report.bundles, key=lambda b: b.name)
-        ]
+    totals = _replayed_totals(ledger)
     return {
         "reportVersion": REPORT_VERSION,
         "verdict": verdict,
@@ -205,8 +166,60 @@ def _assemble(
             "onchain": {k: _s(v) for k, v in sorted(onchain.items())},
         },
         "findings": [f.to_json() for f in findings],
-        "settlements": settlements,
-        "nodeEpochs": node_epochs,
-        "epochs": epochs,
-        "bundles": bundles,
+        "settlements": _settlement_rows(ledger, matched),
+        "nodeEpochs": _node_epoch_rows(ledger),
+        "epochs": [
+            {"epoch": e, "scheduled": _s(st.scheduled), "totalCapped": _s(st.total_capped), "budget": _s(st.budget),
+             "paid": _s(st.paid), "carry": _s(st.carry), "finalized": st.finalized}
+            for e, st in sorted(ledger.epochs.items())
+        ],
+        "bundles": _bundle_rows(bundle_report),
     }
+
+
+def _settlement_rows(ledger: Ledger, matched: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "block": r.block, "logIndex": r.log_index, "txHash": r.tx_hash, "consumer": r.consumer, "node": r.node,
+            "sessionId": r.session_id, "cumulativeBytes": _s(r.cumulative_bytes),
+            "cumulativeAmount": _s(r.cumulative_amount), "latencyMs": r.latency_ms, "issuedAt": r.issued_at,
+            "digest": r.digest, "owed": _s(r.owed), "paid": _s(r.paid), "expectedPaid": _s(r.expected_paid),
+            "fee": _s(r.fee), "expectedFee": _s(r.expected_fee), "weight": _s(r.weight), "epoch": r.epoch,
+            "bundleRoot": r.batch_root, "bundle": matched.get(r.tx_hash, ""), "ok": r.ok,
+        }
+        for r in ledger.settlements
+    ]
+
+
+def _node_epoch_rows(ledger: Ledger) -> list[dict[str, Any]]:
+    return [
+        {
+            "node": node, "epoch": epoch, "fee": _s(ne.fee), "weight": _s(ne.weight), "capped": _s(ne.capped),
+            "reward": _s(ne.reward), "claimed": ne.claimed, "claimedAmount": _s(ne.claimed_amount),
+            "finalized": bool(ledger.epochs.get(epoch) and ledger.epochs[epoch].finalized),
+        }
+        for (node, epoch), ne in sorted(ledger.node_epochs.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    ]
+
+
+def _replayed_totals(ledger: Ledger) -> dict[str, int]:
+    totals = dict(ledger.totals)
+    totals["available"] = sum(a.available for a in ledger.accounts.values())
+    totals["thawing"] = sum(a.thawing for a in ledger.accounts.values())
+    totals["credits"] = sum(ledger.credits.values())
+    totals["accrued_fees"] = ledger.accrued_fees
+    totals["escrow_token_balance"] = totals["available"] + totals["thawing"] + totals["credits"] + ledger.accrued_fees
+    totals["finalized_through"] = ledger.finalized_through
+    totals["total_claimed"] = totals.get("rewards_claimed", 0)
+    return totals
+
+
+def _bundle_rows(bundle_report: Any) -> list[dict[str, Any]]:
+    if bundle_report is None:
+        return []
+    by_bundle = {v: k for k, v in bundle_report.matched.items()}
+    return [
+        {"name": b.name, "root": "0x" + b.root.hex(), "computedRoot": "0x" + b.computed_root.hex(),
+         "receipts": b.declared_count, "verified": b.parsed_count, "batchTx": by_bundle.get(b.name, "")}
+        for b in sorted(bundle_report.bundles, key=lambda b: b.name)
+    ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_utils import to_checksum_address
+from eth_utils.abi import collapse_if_tuple
 
 from nodeclient.audit.crypto import keccak
 from nodeclient.audit.errors import ChainMismatchError
@@ -58,17 +59,9 @@ class Event:
         return f"{self.contract}.{self.name} at block {self.block_number} log {self.log_index} (tx {self.tx_hash})"
 
 
-def _canonical_type(param: dict[str, Any]) -> str:
-    kind = param["type"]
-    if kind.startswith("tuple"):
-        inner = ",".join(_canonical_type(c) for c in param.get("components", []))
-        return f"({inner}){kind[len('tuple'):]}"
-    return kind
-
-
 def event_signature(entry: dict[str, Any]) -> str:
     """``Name(type,...)`` of an ABI event entry."""
-    return f"{entry['name']}({','.join(_canonical_type(p) for p in entry['inputs'])})"
+    return f"{entry['name']}({','.join(collapse_if_tuple(p) for p in entry['inputs'])})"
 
 
 _DYNAMIC = ("string", "bytes")
@@ -84,10 +77,10 @@ class _EventSpec:
     def __init__(self, contract: str, entry: dict[str, Any]) -> None:
         self.contract = contract
         self.name = entry["name"]
-        self.indexed = [(p["name"], _canonical_type(p)) for p in entry["inputs"] if p.get("indexed")]
+        self.indexed = [(p["name"], collapse_if_tuple(p)) for p in entry["inputs"] if p.get("indexed")]
         data = [p for p in entry["inputs"] if not p.get("indexed")]
         self.data_names = [p["name"] for p in data]
-        self.data_types = [_canonical_type(p) for p in data]
+        self.data_types = [collapse_if_tuple(p) for p in data]
 
 
 class EventDecoder:

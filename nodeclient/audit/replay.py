@@ -21,11 +21,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_utils import to_checksum_address
-
 from nodeclient.audit.crypto import domain_separator, receipt_digest, recover_address
 from nodeclient.audit.events import Event
 from nodeclient.audit.findings import Findings
+from nodeclient.receipts.crypto import checksum_address
 
 __all__ = [
     "BPS",
@@ -38,6 +37,7 @@ __all__ = [
     "Ledger",
     "NodeEpoch",
     "NodeInfo",
+    "ReceiptFields",
     "Seed",
     "SettlementRow",
     "latency_multiplier_bps",
@@ -80,10 +80,8 @@ class Channel:
 
     settled_amount: int = 0
     settled_bytes: int = 0
-    #: cumulativeAmount / issuedAt of the last receipt the contract settled (paid or not) on it.
+    #: cumulativeAmount of the last receipt the contract settled (paid or not) on it.
     last_receipt_amount: int = 0
-    last_receipt_issued_at: int = 0
-    last_digest: bytes = b""
 
 
 @dataclass
@@ -139,12 +137,9 @@ class ChainData:
 
 
 @dataclass
-class SettlementRow:
-    """One ``ReceiptSettled`` event with what the replay expected (a CSV row)."""
+class ReceiptFields:
+    """The signed fields of one receipt: checksummed addresses, 0x-hex session id."""
 
-    block: int
-    log_index: int
-    tx_hash: str
     consumer: str
     node: str
     session_id: str
@@ -152,6 +147,15 @@ class SettlementRow:
     cumulative_amount: int
     latency_ms: int
     issued_at: int
+
+
+@dataclass
+class SettlementRow(ReceiptFields):
+    """One ``ReceiptSettled`` event with what the replay expected (a CSV row)."""
+
+    block: int
+    log_index: int
+    tx_hash: str
     digest: str
     owed: int
     paid: int
@@ -182,11 +186,15 @@ class BatchRecord:
 
 @dataclass
 class NodeEpoch:
-    """Replayed reward accounting of one node in one epoch."""
+    """Replayed reward accounting of one node in one epoch (``RewardPool.nodeEpoch``)."""
 
+    #: protocol fees of the node's receipts settled in the epoch.
     fee: int = 0
+    #: latency-weighted fee (reward weight).
     weight: int = 0
+    #: the node's reward before the epoch budget: min(weight × rate, cap).
     capped: int = 0
+    #: its share of what the finalised epoch paid: capped × paid / totalCapped.
     reward: int = 0
     claimed: bool = False
     claimed_amount: int = 0
@@ -194,17 +202,24 @@ class NodeEpoch:
 
 @dataclass
 class EpochState:
-    """Replayed accounting of one epoch."""
+    """Replayed accounting of one epoch (``RewardPool.epochInfo``)."""
 
+    #: emission scheduled for the epoch.
     scheduled: int = 0
+    #: Σ capped over the epoch's nodes.
     total_capped: int = 0
+    #: scheduled + the previous epoch's carry, fixed at finalisation.
     budget: int = 0
+    #: min(totalCapped, budget).
     paid: int = 0
+    #: budget − paid, carried into the next epoch.
     carry: int = 0
     finalized: bool = False
     #: the epoch's schedule, cap and rate were fixed (first usage, or a parameter change during it).
     snapshotted: bool = False
+    #: per-node reward cap: emission × maxNodeShareBps / 10000.
     cap: int = 0
+    #: reward per unit of weight (rewardPerFeeUnit).
     rate: int = 0
 
 
@@ -545,43 +560,18 @@ class _Replayer:
         a = ev.args
         consumer, node = a["consumer"], a["node"]
         cum_bytes, cum_amount = int(a["cumulativeBytes"]), int(a["cumulativeAmount"])
-        latency, issued_at = int(a["latencyMs"]), int(a["issuedAt"])
         paid, fee = int(a["paid"]), int(a["fee"])
-        digest: bytes = a["digest"]
-        signature: bytes = a["signature"]
-        session: bytes = a["sessionId"]
-        row_ok = True
         self.counts["settlements"] += 1
-
-        try:
-            expected_digest = receipt_digest(
-                (bytes.fromhex(consumer[2:]), bytes.fromhex(node[2:]), session, cum_bytes, cum_amount, latency, issued_at),
-                self.separator,
-            )
-        except (OverflowError, ValueError) as exc:
-            expected_digest = b""
-            row_ok = self.check(False, "settlement-fields", ev, f"receipt fields out of range: {exc}") and row_ok
-        row_ok = self.check(
-            expected_digest == digest, "settlement-digest", ev,
-            f"digest {_h(digest)} differs from the EIP-712 digest {_h(expected_digest)} recomputed from the "
-            f"event's fields for chain {self.d.chain_id} and ReceiptSettlement {self.d.contracts['ReceiptSettlement']}",
-        ) and row_ok
-        recovered = recover_address(expected_digest or digest, signature)
-        self.counts["signatures_recovered"] += 1
-        signer = to_checksum_address(recovered) if recovered else "nothing (invalid or malleable signature)"
-        row_ok = self.check(
-            recovered is not None and signer == consumer, "settlement-signature", ev,
-            f"signature recovers to {signer}, not the consumer {consumer}",
-        ) and row_ok
+        row_ok = self._check_receipt_signature(ev)
 
         channel = self.channels[(consumer, node)]
+        acct = self.accounts[consumer]
         owed = cum_amount - channel.settled_amount
         row_ok = self.check(
             owed > 0 and cum_bytes >= channel.settled_bytes, "settlement-stale", ev,
             f"stale receipt settled: cumulativeAmount {cum_amount} vs settled {channel.settled_amount}, "
             f"cumulativeBytes {cum_bytes} vs settled {channel.settled_bytes}",
         ) and row_ok
-        acct = self.accounts[consumer]
         funds = acct.available + acct.thawing
         expected_paid = max(0, min(owed, funds))
         row_ok = self.check(
@@ -597,41 +587,63 @@ class _Replayer:
 
         # Apply what the chain did (not what we expected): later checks then judge later events on
         # their own, instead of repeating this event's error in every one that follows.
-        previous_bytes = channel.settled_bytes
+        self.totals["bytes"] += max(0, cum_bytes - channel.settled_bytes)
         from_available = min(paid, acct.available)
         acct.available -= from_available
         acct.thawing -= min(paid - from_available, acct.thawing)
         channel.settled_amount += paid
         channel.settled_bytes = cum_bytes
         channel.last_receipt_amount = cum_amount
-        channel.last_receipt_issued_at = issued_at
-        channel.last_digest = digest
+        weight = fee * self._reward_multiplier_bps(node, int(a["latencyMs"])) // BPS
+        self.totals["paid"] += paid
+        self.totals["fees"] += fee
+        self.totals["net"] += paid - fee
+        self.rows.append(SettlementRow(
+            block=ev.block_number, log_index=ev.log_index, tx_hash=ev.tx_hash, consumer=consumer, node=node,
+            session_id=_h(a["sessionId"]), cumulative_bytes=cum_bytes, cumulative_amount=cum_amount,
+            latency_ms=int(a["latencyMs"]), issued_at=int(a["issuedAt"]), digest=_h(a["digest"]), owed=max(owed, 0),
+            paid=paid, expected_paid=expected_paid, fee=fee, expected_fee=expected_fee, weight=weight,
+            epoch=self.epoch_of(ev.block_number), batch_root="", ok=row_ok,
+        ))
+        return paid, fee, weight
 
+    def _check_receipt_signature(self, ev: Event) -> bool:
+        """The event's digest is the EIP-712 digest of its fields here, and its signature the consumer's."""
+        a = ev.args
+        digest: bytes = a["digest"]
+        fields = (bytes.fromhex(a["consumer"][2:]), bytes.fromhex(a["node"][2:]), a["sessionId"],
+                  int(a["cumulativeBytes"]), int(a["cumulativeAmount"]), int(a["latencyMs"]), int(a["issuedAt"]))
+        ok = True
+        try:
+            expected_digest = receipt_digest(fields, self.separator)
+        except (OverflowError, ValueError) as exc:
+            expected_digest = b""
+            ok = self.check(False, "settlement-fields", ev, f"receipt fields out of range: {exc}")
+        ok = self.check(
+            expected_digest == digest, "settlement-digest", ev,
+            f"digest {_h(digest)} differs from the EIP-712 digest {_h(expected_digest)} recomputed from the "
+            f"event's fields for chain {self.d.chain_id} and ReceiptSettlement {self.d.contracts['ReceiptSettlement']}",
+        ) and ok
+        recovered = recover_address(expected_digest or digest, a["signature"])
+        self.counts["signatures_recovered"] += 1
+        signer = checksum_address(recovered) if recovered else "nothing (invalid or malleable signature)"
+        return self.check(
+            recovered is not None and signer == a["consumer"], "settlement-signature", ev,
+            f"signature recovers to {signer}, not the consumer {a['consumer']}",
+        ) and ok
+
+    def _reward_multiplier_bps(self, node: str, latency: int) -> int:
+        """The reward weight per fee unit (bps) of a receipt of ``node`` with ``latency`` ms."""
         low = self.p("RewardPool", "latencyLowMs")
         high = self.p("RewardPool", "latencyHighMs")
-        floor = self.p("RewardPool", "latencyFloorBps")
         # Only Active nodes earn reward weight; Jailed and Exiting nodes are paid at weight 0. A node
         # unknown to the replay (registered before a partial range, not seeded) is taken as Active.
         rewarded = self.nodes[node].status == _ACTIVE if node in self.nodes else True
         if not rewarded:
-            multiplier = 0
-        elif high > low:
-            multiplier = latency_multiplier_bps(latency, low, high, floor)
-        else:  # unreachable with the contract's bounds (lowMs < highMs); keep the replay total
-            multiplier = BPS
-        weight = fee * multiplier // BPS
-        self.totals["paid"] += paid
-        self.totals["fees"] += fee
-        self.totals["net"] += paid - fee
-        self.totals["bytes"] += max(0, cum_bytes - previous_bytes)
-        epoch = self.epoch_of(ev.block_number)
-        self.rows.append(SettlementRow(
-            block=ev.block_number, log_index=ev.log_index, tx_hash=ev.tx_hash, consumer=consumer, node=node,
-            session_id=_h(session), cumulative_bytes=cum_bytes, cumulative_amount=cum_amount, latency_ms=latency,
-            issued_at=issued_at, digest=_h(digest), owed=max(owed, 0), paid=paid, expected_paid=expected_paid,
-            fee=fee, expected_fee=expected_fee, weight=weight, epoch=epoch, batch_root="", ok=row_ok,
-        ))
-        return paid, fee, weight
+            return 0
+        if high > low:
+            return latency_multiplier_bps(latency, low, high, self.p("RewardPool", "latencyFloorBps"))
+        return BPS  # unreachable with the contract's bounds (lowMs < highMs); keep the replay total
 
     def _receipt_skipped(self, ev: Event) -> None:
         a = ev.args

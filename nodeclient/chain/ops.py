@@ -11,6 +11,7 @@ from typing import Any
 
 from nodeclient.chain.client import ChainClient
 from nodeclient.errors import NotFoundError
+from nodeclient.receipts.crypto import decode_type, typed_data
 
 __all__ = [
     "NODE_STATUS",
@@ -208,31 +209,18 @@ def get_node(client: ChainClient, node: str) -> NodeInfo:
     )
 
 
+_, _NODE_KEY_FIELDS = decode_type("NodeKey(address node,address key,address operator)")
+
+
 def node_key_typed_data(client: ChainClient, node: str, key: str, operator: str) -> dict[str, Any]:
     """EIP-712 ``NodeKey(address node,address key,address operator)`` under the registry's domain."""
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "NodeKey": [
-                {"name": "node", "type": "address"},
-                {"name": "key", "type": "address"},
-                {"name": "operator", "type": "address"},
-            ],
-        },
-        "primaryType": "NodeKey",
-        "domain": {
-            "name": "Kuota NodeRegistry",
-            "version": "1",
-            "chainId": client.chain_id,
-            "verifyingContract": client.deployment.address("NodeRegistry"),
-        },
-        "message": {"node": node, "key": key, "operator": operator},
+    domain = {
+        "name": "Kuota NodeRegistry",
+        "version": "1",
+        "chainId": client.chain_id,
+        "verifyingContract": client.deployment.address("NodeRegistry"),
     }
+    return typed_data("NodeKey", _NODE_KEY_FIELDS, domain, {"node": node, "key": key, "operator": operator})
 
 
 def sign_node_key(client: ChainClient, key_signer: Any, node: str, operator: str) -> bytes:

@@ -23,162 +23,53 @@ Auditor (verifies)::
     verify_many(records, domain, processes=4)                    # RecordCheck per record
 
 Errors are `nodeclient.errors.ReceiptError` / `StoreError` subclasses from `nodeclient.receipts.errors`,
-each naming the offending field and value.
+each naming the offending field and value. The hashing, recovery and Merkle tree underneath are
+`nodeclient.receipts.crypto`.
+
+Exports resolve lazily (on first use), so that importing ``nodeclient.receipts.crypto`` alone (the
+auditor's worker processes do) does not load pydantic and the SQLite store.
 """
 
 from __future__ import annotations
 
-from nodeclient.receipts.bundles import (
-    Bundle,
-    BundleCheck,
-    BundleProblem,
-    PreparedBatch,
-    build_bundle,
-    check_bundle,
-    check_bundle_bytes,
-    load_bundle,
-    prepare_batch,
-    write_bundle,
-)
-from nodeclient.receipts.errors import (
-    MISSING,
-    BatchConflictError,
-    BatchNotFoundError,
-    BatchStateError,
-    BundleError,
-    BundleRecordError,
-    DomainMismatchError,
-    InvalidSignerError,
-    NodeMismatchError,
-    NothingOwedError,
-    PrivateKeyError,
-    ReceiptFieldError,
-    ReceiptFileError,
-    ReceiptNotFoundError,
-    SignatureError,
-    StaleReceiptError,
-    StoreCorruptError,
-    StoreSchemaError,
-)
-from nodeclient.receipts.merkle import merkle_proof, merkle_root, verify_proof
-from nodeclient.receipts.model import (
-    JSON_FIELDS,
-    UINT32_MAX,
-    UINT64_MAX,
-    UINT128_MAX,
-    UINT256_MAX,
-    RawReceipt,
-    Receipt,
-    SignedReceipt,
-    iter_receipts_jsonl,
-    load_receipts,
-    parse_address,
-    parse_raw_receipt,
-    parse_receipts_text,
-    parse_signature,
-    raw_to_json_dict,
-    to_checksum_address,
-)
-from nodeclient.receipts.signing import (
-    RECEIPT_TYPE,
-    RECEIPT_TYPEHASH,
-    PrivateKeyLike,
-    ReceiptDomain,
-    ReceiptSigner,
-    address_of_key,
-    digest_raw,
-    receipt_digest,
-    receipt_domain,
-    receipt_struct_hash,
-    recover_signer,
-    recover_signer_bytes,
-    recover_signer_eth_keys,
-    sign_digest,
-    sign_receipt,
-    typed_data,
-    verify_receipt,
-)
-from nodeclient.receipts.store import (
-    BatchItem,
-    BatchRecord,
-    ChannelState,
-    ReceiptOutcome,
-    ReceiptStore,
-    StoredReceipt,
-)
-from nodeclient.receipts.verify import RecordCheck, verify_many
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "JSON_FIELDS",
-    "MISSING",
-    "RECEIPT_TYPE",
-    "RECEIPT_TYPEHASH",
-    "UINT32_MAX",
-    "UINT64_MAX",
-    "UINT128_MAX",
-    "UINT256_MAX",
-    "BatchConflictError",
-    "BatchItem",
-    "BatchNotFoundError",
-    "BatchRecord",
-    "BatchStateError",
-    "Bundle",
-    "BundleCheck",
-    "BundleError",
-    "BundleProblem",
-    "BundleRecordError",
-    "ChannelState",
-    "DomainMismatchError",
-    "InvalidSignerError",
-    "NodeMismatchError",
-    "NothingOwedError",
-    "PreparedBatch",
-    "PrivateKeyError",
-    "PrivateKeyLike",
-    "RawReceipt",
-    "Receipt",
-    "ReceiptDomain",
-    "ReceiptFieldError",
-    "ReceiptFileError",
-    "ReceiptNotFoundError",
-    "ReceiptOutcome",
-    "ReceiptSigner",
-    "ReceiptStore",
-    "RecordCheck",
-    "SignatureError",
-    "SignedReceipt",
-    "StaleReceiptError",
-    "StoreCorruptError",
-    "StoreSchemaError",
-    "StoredReceipt",
-    "address_of_key",
-    "build_bundle",
-    "check_bundle",
-    "check_bundle_bytes",
-    "digest_raw",
-    "iter_receipts_jsonl",
-    "load_bundle",
-    "load_receipts",
-    "merkle_proof",
-    "merkle_root",
-    "parse_address",
-    "parse_raw_receipt",
-    "parse_receipts_text",
-    "parse_signature",
-    "prepare_batch",
-    "raw_to_json_dict",
-    "receipt_digest",
-    "receipt_domain",
-    "receipt_struct_hash",
-    "recover_signer",
-    "recover_signer_bytes",
-    "recover_signer_eth_keys",
-    "sign_digest",
-    "sign_receipt",
-    "to_checksum_address",
-    "typed_data",
-    "verify_many",
-    "verify_proof",
-    "verify_receipt",
-    "write_bundle",
-]
+#: submodule → the names this package re-exports from it (space-separated).
+_EXPORTS: dict[str, str] = {
+    "bundles": (
+        "Bundle BundleCheck BundleProblem PreparedBatch build_bundle check_bundle check_bundle_bytes "
+        "load_bundle prepare_batch write_bundle"
+    ),
+    "errors": (
+        "BatchConflictError BatchNotFoundError BatchStateError BundleError BundleRecordError "
+        "DomainMismatchError InvalidSignerError MISSING NodeMismatchError NothingOwedError "
+        "PrivateKeyError ReceiptFieldError ReceiptFileError ReceiptNotFoundError SignatureError "
+        "StaleReceiptError StoreCorruptError StoreSchemaError"
+    ),
+    "crypto": "merkle_proof merkle_root verify_proof",
+    "model": (
+        "JSON_FIELDS RawReceipt Receipt SignedReceipt UINT128_MAX UINT256_MAX UINT32_MAX UINT64_MAX "
+        "iter_receipts_jsonl load_receipts parse_address parse_raw_receipt parse_receipts_text "
+        "parse_signature raw_to_json_dict to_checksum_address"
+    ),
+    "signing": (
+        "PrivateKeyLike RECEIPT_TYPE RECEIPT_TYPEHASH ReceiptDomain ReceiptSigner address_of_key "
+        "digest_raw receipt_digest receipt_domain receipt_struct_hash recover_signer recover_signer_bytes "
+        "recover_signer_eth_keys sign_digest sign_receipt typed_data verify_receipt"
+    ),
+    "store": "BatchItem BatchRecord ChannelState ReceiptOutcome ReceiptStore StoredReceipt",
+    "verify": "RecordCheck verify_many",
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names.split()}
+
+__all__ = [name for names in _EXPORTS.values() for name in names.split()]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nodeclient.receipts' has no attribute {name!r}")
+    value = getattr(import_module(f"nodeclient.receipts.{module}"), name)
+    globals()[name] = value
+    return value

@@ -2,8 +2,9 @@
 
 Format (BRIEF "Receipts off chain"): canonical JSON — sorted keys, no whitespace —
 ``{"chainId", "node", "receipts": [...], "root", "settlement", "version": 1}``; receipts sorted by
-(consumer lower-case, cumulativeAmount, issuedAt); ``root`` is the Merkle root (see `merkle`) of the
-receipts' EIP-712 digests in bundle order and is what ``settleMany`` commits on chain; the file is
+(consumer lower-case, cumulativeAmount, issuedAt); ``root`` is the Merkle root (OpenZeppelin
+``SimpleMerkleTree``, unsorted; docs/PROTOCOL.md "Receipt bundles") of the receipts' EIP-712 digests in
+bundle order and is what ``settleMany`` commits on chain; the file is
 named ``<sha256 of its bytes>.json``.
 
 `build_bundle` / `write_bundle` / `prepare_batch` are the node's side. `check_bundle` is the auditor's:
@@ -17,12 +18,14 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
+
+from typing_extensions import Unpack
 
 from nodeclient._utils.files import atomic_write
 from nodeclient.errors import ReceiptError
+from nodeclient.receipts.crypto import merkle_root
 from nodeclient.receipts.errors import BundleError, BundleRecordError
-from nodeclient.receipts.merkle import merkle_root
 from nodeclient.receipts.model import (
     RawReceipt,
     Receipt,
@@ -30,6 +33,7 @@ from nodeclient.receipts.model import (
     parse_address,
     parse_raw_receipt,
     raw_to_json_dict,
+    reject_duplicate_keys,
     to_checksum_address,
 )
 from nodeclient.receipts.signing import ReceiptDomain, receipt_digest
@@ -40,6 +44,7 @@ __all__ = [
     "BUNDLE_VERSION",
     "Bundle",
     "BundleCheck",
+    "BundleExpectations",
     "BundleProblem",
     "PreparedBatch",
     "build_bundle",
@@ -222,16 +227,36 @@ class BundleCheck:
         raise BundleError(self.source, first.message + more)
 
 
+class BundleExpectations(TypedDict, total=False):
+    """What a bundle must match beyond its own consistency (every key optional)."""
+
+    #: the EIP-712 domain of this deployment; a bundle for another chain or contract is a problem.
+    expected_domain: ReceiptDomain | None
+    #: the ``bundleRoot`` committed on chain for the batch.
+    expected_root: bytes | None
+    #: the node whose batch this is.
+    expected_node: str | None
+    #: latest acceptable ``issuedAt`` (e.g. the settling block's time).
+    not_after: int | None
+    #: worker processes for signature recovery (default: all cores).
+    processes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    chain_id: int
+    settlement: str
+    node: str
+    root: bytes
+    records: list[Any]
+
+    @property
+    def domain(self) -> ReceiptDomain:
+        return ReceiptDomain(chain_id=self.chain_id, verifying_contract=self.settlement)
+
+
 def check_bundle_bytes(
-    data: bytes,
-    *,
-    source: str = "<bundle>",
-    expected_name: str | None = None,
-    expected_domain: ReceiptDomain | None = None,
-    expected_root: bytes | None = None,
-    expected_node: str | None = None,
-    not_after: int | None = None,
-    processes: int | None = None,
+    data: bytes, *, source: str = "<bundle>", expected_name: str | None = None, **expected: Unpack[BundleExpectations]
 ) -> BundleCheck:
     """Verify bundle bytes; collect every problem rather than stopping at the first.
 
@@ -243,53 +268,82 @@ def check_bundle_bytes(
     """
     check = BundleCheck(source)
     problems = check.problems
+    doc = _check_document(data, expected_name, problems)
+    header = _check_header(doc, expected, problems) if doc is not None else None
+    if header is not None:
+        raws = _check_records(header, expected.get("not_after"), problems)
+        check.receipts_checked = len(raws)
+        digests = _check_signatures(raws, header.domain, expected.get("processes"), problems)
+        _check_order(raws, digests, problems)
+        check.bundle = _check_root(header, raws, digests, expected.get("expected_root"), problems)
+    # Record problems first, in index order: a tampered record also breaks the root and the file
+    # hash, and the record is the finding an auditor needs named.
+    problems.sort(key=lambda p: (p.index is None, p.index or 0))
+    return check
 
-    def whole(message: str) -> BundleCheck:
-        problems.append(BundleProblem(None, None, message))
-        return check
 
+def _whole(problems: list[BundleProblem], message: str) -> None:
+    problems.append(BundleProblem(None, None, message))
+
+
+def _check_document(data: bytes, expected_name: str | None, problems: list[BundleProblem]) -> dict[str, Any] | None:
+    """The parsed JSON object, after the content-hash name and canonical-form checks."""
     if expected_name is not None:
         actual = hashlib.sha256(data).hexdigest() + ".json"
         if expected_name != actual:
-            problems.append(BundleProblem(None, None, f"file name {expected_name} does not match its content hash {actual}"))
+            _whole(problems, f"file name {expected_name} does not match its content hash {actual}")
     try:
-        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        doc = json.loads(data.decode("utf-8"), object_pairs_hook=reject_duplicate_keys)
     except (UnicodeDecodeError, ValueError) as exc:
-        return whole(f"is not valid JSON: {exc}")
+        _whole(problems, f"is not valid JSON: {exc}")
+        return None
     if not isinstance(doc, dict):
-        return whole(f"must be a JSON object, got {type(doc).__name__}")
+        _whole(problems, f"must be a JSON object, got {type(doc).__name__}")
+        return None
     if canonical_json(doc) != data:
-        problems.append(BundleProblem(None, None, "is not canonical JSON (sorted keys, no whitespace)"))
-    keys = set(doc)
-    if keys != _HEADER_KEYS:
-        return whole(f"has header keys {sorted(keys)}, expected {sorted(_HEADER_KEYS)}")
+        _whole(problems, "is not canonical JSON (sorted keys, no whitespace)")
+    return doc
+
+
+def _check_header(doc: dict[str, Any], expected: BundleExpectations, problems: list[BundleProblem]) -> _Header | None:
+    """The header's fields, or None (with the problem recorded) when one cannot be read."""
+    if set(doc) != _HEADER_KEYS:
+        _whole(problems, f"has header keys {sorted(doc)}, expected {sorted(_HEADER_KEYS)}")
+        return None
     if doc["version"] != BUNDLE_VERSION or type(doc["version"]) is not int:
-        return whole(f"header field 'version' is {doc['version']!r}, expected {BUNDLE_VERSION}")
+        _whole(problems, f"header field 'version' is {doc['version']!r}, expected {BUNDLE_VERSION}")
+        return None
+    chain_id, root_text = doc["chainId"], doc["root"]
+    if type(chain_id) is not int or chain_id <= 0:
+        _whole(problems, f"header field 'chainId' is {chain_id!r}: must be a positive integer")
+        return None
     try:
-        chain_id = doc["chainId"]
-        if type(chain_id) is not int or chain_id <= 0:
-            return whole(f"header field 'chainId' is {chain_id!r}: must be a positive integer")
         settlement = to_checksum_address(parse_address("settlement", doc["settlement"]))
         node = to_checksum_address(parse_address("node", doc["node"]))
-        root_text = doc["root"]
         if type(root_text) is not str or len(root_text) != 66 or not root_text.startswith("0x"):
-            return whole(f"header field 'root' is {root_text!r}: must be 0x + 64 hex digits")
+            _whole(problems, f"header field 'root' is {root_text!r}: must be 0x + 64 hex digits")
+            return None
         root = bytes.fromhex(root_text[2:])
     except (ReceiptError, ValueError) as exc:
-        return whole(f"header: {exc}")
-    domain = ReceiptDomain(chain_id=chain_id, verifying_contract=settlement)
-    if expected_domain is not None and domain != expected_domain:
-        problems.append(BundleProblem(
-            None, None, f"is for {domain.describe()}, expected {expected_domain.describe()}"
-        ))
+        _whole(problems, f"header: {exc}")
+        return None
+    header = _Header(chain_id, settlement, node, root, doc["receipts"])
+    expected_domain, expected_node = expected.get("expected_domain"), expected.get("expected_node")
+    if expected_domain is not None and header.domain != expected_domain:
+        _whole(problems, f"is for {header.domain.describe()}, expected {expected_domain.describe()}")
     if expected_node is not None and node != to_checksum_address(parse_address("node", expected_node)):
-        problems.append(BundleProblem(None, None, f"header field 'node' is {node}, expected {expected_node}"))
-    records = doc["receipts"]
-    if not isinstance(records, list) or not records:
-        return whole("header field 'receipts' must be a non-empty array")
+        _whole(problems, f"header field 'node' is {node}, expected {expected_node}")
+    if not isinstance(header.records, list) or not header.records:
+        _whole(problems, "header field 'receipts' must be a non-empty array")
+        return None
+    return header
 
+
+def _check_records(header: _Header, not_after: int | None, problems: list[BundleProblem]) -> list[RawReceipt | None]:
+    """Each record parsed (None where it does not), with its canonical form, node and issuedAt checked."""
+    node = bytes.fromhex(header.node[2:])
     raws: list[RawReceipt | None] = []
-    for index, record in enumerate(records):
+    for index, record in enumerate(header.records):
         try:
             raw = parse_raw_receipt(record, signed=True)
         except ReceiptError as exc:
@@ -298,132 +352,108 @@ def check_bundle_bytes(
             continue
         if raw_to_json_dict(raw) != record:
             problems.append(BundleProblem(index, None, "is not in canonical form (checksummed addresses, lower-case hex)"))
-        if raw.node != bytes.fromhex(node[2:]):
-            problems.append(BundleProblem(index, "node", f"is {to_checksum_address(raw.node)}, not the bundle's node {node}"))
+        if raw.node != node:
+            problems.append(BundleProblem(index, "node", f"is {to_checksum_address(raw.node)}, not the bundle's node {header.node}"))
         if not_after is not None and raw.issued_at > not_after:
             problems.append(BundleProblem(index, "issuedAt", f"is {raw.issued_at}, after {not_after} (in the future)"))
         raws.append(raw)
-    check.receipts_checked = len(records)
+    return raws
 
+
+def _check_signatures(
+    raws: list[RawReceipt | None], domain: ReceiptDomain, processes: int | None, problems: list[BundleProblem]
+) -> list[bytes | None]:
+    """Each parsed record's digest (None for records that did not parse); a bad signature is a problem."""
     valid = [(i, r) for i, r in enumerate(raws) if r is not None]
-    results = verify_many([r for _, r in valid], domain, processes=processes)
     digests: list[bytes | None] = [None] * len(raws)
-    for (index, _), result in zip(valid, results, strict=True):
+    for (index, _), result in zip(valid, verify_many([r for _, r in valid], domain, processes=processes), strict=True):
         digests[index] = result.digest
         if result.error is not None:
             problems.append(BundleProblem(index, result.field, result.error))
+    return digests
 
+
+def _check_order(raws: list[RawReceipt | None], digests: list[bytes | None], problems: list[BundleProblem]) -> None:
+    """No duplicate digests, bundle order, and per-channel monotonic counters."""
     seen: dict[bytes, int] = {}
-    for index, digest in enumerate(digests):
-        if digest is None:
-            continue
-        if digest in seen:
-            problems.append(BundleProblem(index, None, f"duplicates receipt {seen[digest]}"))
-        else:
-            seen[digest] = index
     previous: tuple[int, RawReceipt] | None = None
-    for index, raw in valid:
+    for index, raw in enumerate(raws):
+        digest = digests[index]
+        if digest is not None:
+            if digest in seen:
+                problems.append(BundleProblem(index, None, f"duplicates receipt {seen[digest]}"))
+            else:
+                seen[digest] = index
+        if raw is None:
+            continue
         if previous is not None:
-            prev_index, prev = previous
-            prev_key = (prev.consumer.hex(), prev.cumulative_amount, prev.issued_at)
-            key = (raw.consumer.hex(), raw.cumulative_amount, raw.issued_at)
-            if key < prev_key:
-                problems.append(BundleProblem(index, None, f"is out of bundle order (sorts before receipt {prev_index})"))
-            elif raw.consumer == prev.consumer:
-                if raw.cumulative_amount <= prev.cumulative_amount and digests[index] != digests[prev_index]:
-                    problems.append(BundleProblem(
-                        index, "cumulativeAmount",
-                        f"is {raw.cumulative_amount}, not above receipt {prev_index}'s {prev.cumulative_amount}",
-                    ))
-                if raw.cumulative_bytes < prev.cumulative_bytes:
-                    problems.append(BundleProblem(
-                        index, "cumulativeBytes",
-                        f"is {raw.cumulative_bytes}, below receipt {prev_index}'s {prev.cumulative_bytes}",
-                    ))
-                if raw.issued_at < prev.issued_at:
-                    problems.append(BundleProblem(
-                        index, "issuedAt", f"is {raw.issued_at}, before receipt {prev_index}'s {prev.issued_at}"
-                    ))
+            _check_step(previous, (index, raw), digests, problems)
         previous = (index, raw)
 
-    if all(d is not None for d in digests):
-        computed = merkle_root([d for d in digests if d is not None])
-        if computed != root:
-            problems.append(BundleProblem(None, "root", f"root {root_text} does not match the receipts' root 0x{computed.hex()}"))
-        if len(records) == len(valid):
-            check.bundle = Bundle(
-                chain_id=chain_id,
-                settlement=settlement,
-                node=node,
-                root=root,
-                receipts=tuple(Receipt.from_raw(r) for _, r in valid),  # type: ignore[misc]
-                digests=tuple(d for d in digests if d is not None),
-            )
-    if expected_root is not None and expected_root != root:
+
+def _check_step(
+    previous: tuple[int, RawReceipt], current: tuple[int, RawReceipt], digests: list[bytes | None],
+    problems: list[BundleProblem],
+) -> None:
+    (prev_index, prev), (index, raw) = previous, current
+    if (raw.consumer.hex(), raw.cumulative_amount, raw.issued_at) < (
+        prev.consumer.hex(), prev.cumulative_amount, prev.issued_at
+    ):
+        problems.append(BundleProblem(index, None, f"is out of bundle order (sorts before receipt {prev_index})"))
+        return
+    if raw.consumer != prev.consumer:
+        return
+    if raw.cumulative_amount <= prev.cumulative_amount and digests[index] != digests[prev_index]:
         problems.append(BundleProblem(
-            None, "root", f"root {root_text} differs from the committed bundleRoot 0x{expected_root.hex()}"
+            index, "cumulativeAmount", f"is {raw.cumulative_amount}, not above receipt {prev_index}'s {prev.cumulative_amount}"
         ))
-    # Record problems first, in index order: a tampered record also breaks the root and the file
-    # hash, and the record is the finding an auditor needs named.
-    problems.sort(key=lambda p: (p.index is None, p.index or 0))
-    return check
+    if raw.cumulative_bytes < prev.cumulative_bytes:
+        problems.append(BundleProblem(
+            index, "cumulativeBytes", f"is {raw.cumulative_bytes}, below receipt {prev_index}'s {prev.cumulative_bytes}"
+        ))
+    if raw.issued_at < prev.issued_at:
+        problems.append(BundleProblem(index, "issuedAt", f"is {raw.issued_at}, before receipt {prev_index}'s {prev.issued_at}"))
 
 
-def check_bundle(
-    path: str | Path,
-    *,
-    expected_domain: ReceiptDomain | None = None,
-    expected_root: bytes | None = None,
-    expected_node: str | None = None,
-    not_after: int | None = None,
-    processes: int | None = None,
-) -> BundleCheck:
+def _check_root(
+    header: _Header, raws: list[RawReceipt | None], digests: list[bytes | None], expected_root: bytes | None,
+    problems: list[BundleProblem],
+) -> Bundle | None:
+    """The root against the header's and the committed one; the `Bundle` when every record parsed."""
+    root_text = "0x" + header.root.hex()
+    leaves = [d for d in digests if d is not None]
+    if len(leaves) == len(digests):
+        computed = merkle_root(leaves)
+        if computed != header.root:
+            problems.append(BundleProblem(None, "root", f"root {root_text} does not match the receipts' root 0x{computed.hex()}"))
+    if expected_root is not None and expected_root != header.root:
+        problems.append(BundleProblem(None, "root", f"root {root_text} differs from the committed bundleRoot 0x{expected_root.hex()}"))
+    if len(leaves) != len(digests) or any(r is None for r in raws):
+        return None
+    return Bundle(
+        chain_id=header.chain_id,
+        settlement=header.settlement,
+        node=header.node,
+        root=header.root,
+        receipts=tuple(Receipt.from_raw(r) for r in raws if r is not None),  # type: ignore[misc]
+        digests=tuple(leaves),
+    )
+
+
+def check_bundle(path: str | Path, **expected: Unpack[BundleExpectations]) -> BundleCheck:
     """`check_bundle_bytes` for a file; its name must be ``<sha256 of content>.json``."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         return BundleCheck(str(path), [BundleProblem(None, None, f"cannot be read: {exc.strerror or exc}")])
-    return check_bundle_bytes(
-        data,
-        source=str(path),
-        expected_name=path.name,
-        expected_domain=expected_domain,
-        expected_root=expected_root,
-        expected_node=expected_node,
-        not_after=not_after,
-        processes=processes,
-    )
+    return check_bundle_bytes(data, source=str(path), expected_name=path.name, **expected)
 
 
-def load_bundle(
-    path: str | Path,
-    *,
-    expected_domain: ReceiptDomain | None = None,
-    expected_root: bytes | None = None,
-    expected_node: str | None = None,
-    not_after: int | None = None,
-    processes: int | None = None,
-) -> Bundle:
+def load_bundle(path: str | Path, **expected: Unpack[BundleExpectations]) -> Bundle:
     """Load and fully verify a bundle file; raise `BundleRecordError` / `BundleError` on the first problem."""
-    check = check_bundle(
-        path,
-        expected_domain=expected_domain,
-        expected_root=expected_root,
-        expected_node=expected_node,
-        not_after=not_after,
-        processes=processes,
-    )
+    check = check_bundle(path, **expected)
     check.raise_first()
     if check.bundle is None:  # unreachable: no problems means every record parsed
         raise BundleError(str(path), "could not be loaded")
     return check.bundle
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key '{key}'")
-        out[key] = value
-    return out

@@ -4,9 +4,10 @@ Two representations of one thing:
 
 * `Receipt` / `SignedReceipt` — frozen pydantic models for application code: checksummed
   addresses, lower-case hex, Python field names, JSON with the EIP-712 names.
-* `RawReceipt` — a plain named tuple of bytes and ints produced by `parse_raw_receipt`. The models
-  validate through the same function, so both accept exactly the same inputs; the auditor's and the
-  relay's hot paths use the tuple and never touch pydantic.
+* `RawReceipt` — a plain named tuple of bytes and ints produced by `parse_raw_receipt`
+  (`nodeclient.receipts.raw`, re-exported here). The models validate through the same function, so
+  both accept exactly the same inputs; the auditor's and the relay's hot paths use the tuple and never
+  touch pydantic.
 
 Validation follows what ``ReceiptSettlement`` accepts, so nothing a node stores can be unsettleable:
 cumulative values ≤ 2**128 − 1 (the contract packs them into one slot), latency uint32, issuedAt
@@ -17,15 +18,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nodeclient.errors import ReceiptError
-from nodeclient.receipts._keccak import keccak256
-from nodeclient.receipts.errors import MISSING, ReceiptFieldError, ReceiptFileError, SignatureError
+from nodeclient.receipts.crypto import SECP256K1_HALF_N, SECP256K1_N
+from nodeclient.receipts.errors import ReceiptFieldError, ReceiptFileError
+from nodeclient.receipts.raw import (
+    JSON_FIELDS,
+    PYTHON_FIELDS,
+    UINT32_MAX,
+    UINT64_MAX,
+    UINT128_MAX,
+    UINT256_MAX,
+    RawReceipt,
+    parse_address,
+    parse_raw_receipt,
+    parse_signature,
+    raw_to_dict,
+    raw_to_json_dict,
+    to_checksum_address,
+)
 
 __all__ = [
     "JSON_FIELDS",
@@ -35,7 +50,6 @@ __all__ = [
     "UINT64_MAX",
     "UINT128_MAX",
     "UINT256_MAX",
-    "ZERO_ADDRESS",
     "RawReceipt",
     "Receipt",
     "SignedReceipt",
@@ -46,207 +60,11 @@ __all__ = [
     "parse_receipts_text",
     "parse_signature",
     "raw_to_json_dict",
+    "reject_duplicate_keys",
     "to_checksum_address",
 ]
 
-UINT32_MAX = 2**32 - 1
-UINT64_MAX = 2**64 - 1
-UINT128_MAX = 2**128 - 1
-UINT256_MAX = 2**256 - 1
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-SECP256K1_HALF_N = SECP256K1_N // 2
-ZERO_ADDRESS = "0x" + "0" * 40
-
-#: The EIP-712 field names, in type order; also the JSON keys of a receipt.
-JSON_FIELDS: tuple[str, ...] = (
-    "consumer",
-    "node",
-    "sessionId",
-    "cumulativeBytes",
-    "cumulativeAmount",
-    "latencyMs",
-    "issuedAt",
-)
-_PY_FIELDS: tuple[str, ...] = (
-    "consumer",
-    "node",
-    "session_id",
-    "cumulative_bytes",
-    "cumulative_amount",
-    "latency_ms",
-    "issued_at",
-)
-_PY_TO_JSON = dict(zip(_PY_FIELDS, JSON_FIELDS, strict=True)) | {"signature": "signature"}
-_JSON_KEYS_SIGNED = frozenset(JSON_FIELDS) | {"signature"}
-_MISSING = MISSING
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
-class RawReceipt(NamedTuple):
-    """A validated receipt as bytes and ints: the form the digest and recovery hot paths use."""
-
-    consumer: bytes  # 20 bytes
-    node: bytes  # 20 bytes
-    session_id: bytes  # 32 bytes
-    cumulative_bytes: int
-    cumulative_amount: int
-    latency_ms: int
-    issued_at: int
-    signature: bytes | None  # 65 bytes r‖s‖v, or None for an unsigned receipt
-
-
-@lru_cache(maxsize=1 << 16)
-def to_checksum_address(raw: bytes) -> str:
-    """EIP-55 checksummed form of a 20-byte address.
-
-    Cached: a bundle of 100,000 receipts names a few hundred distinct addresses, and checksumming
-    was the largest cost of parsing one before the signature check.
-    """
-    lower = raw.hex()
-    hashed = keccak256(lower.encode("ascii")).hex()
-    return "0x" + "".join(c.upper() if h in "89abcdef" else c for c, h in zip(lower, hashed[:40], strict=True))
-
-
-def _hex_bytes(field: str, value: object, size: int, what: str) -> bytes:
-    if type(value) is not str:
-        raise ReceiptFieldError(field, value, f"must be {what} as a 0x-prefixed hex string, got {type(value).__name__}")
-    if len(value) != 2 + 2 * size or not value.startswith("0x") or not _HEX.issuperset(value[2:]):
-        raise ReceiptFieldError(field, value, f"must be {what}: '0x' followed by {2 * size} hex digits")
-    return bytes.fromhex(value[2:])
-
-
-def parse_address(field: str, value: object, *, allow_zero: bool = False) -> bytes:
-    """Validate an address string and return its 20 bytes.
-
-    Lower-case (and all-upper-case) hex is accepted as "no checksum" per EIP-55; mixed case must be a
-    correct checksum, because a mistyped checksummed address is exactly what EIP-55 exists to catch.
-    """
-    if type(value) is not str:
-        raise ReceiptFieldError(field, value, f"must be a 20-byte address as a 0x-prefixed hex string, got {type(value).__name__}")
-    checked = _check_address(value)
-    if type(checked) is str:
-        raise ReceiptFieldError(field, value, checked)
-    if not allow_zero and checked == _ZERO20:
-        raise ReceiptFieldError(field, value, "the zero address is not a valid " + field)
-    return checked  # type: ignore[return-value]
-
-
-_ZERO20 = b"\x00" * 20
-
-
-@lru_cache(maxsize=1 << 16)
-def _check_address(value: str) -> bytes | str:
-    """20 bytes of a well-formed address string, or the reason it is not one (cached per string)."""
-    if len(value) != 42 or not value.startswith("0x") or not _HEX.issuperset(value[2:]):
-        return "must be a 20-byte address: '0x' followed by 40 hex digits"
-    raw = bytes.fromhex(value[2:])
-    body = value[2:]
-    if body != body.lower() and body != body.upper():
-        expected = to_checksum_address(raw)
-        if value != expected:
-            return f"has an invalid EIP-55 checksum (the checksummed form is {expected})"
-    return raw
-
-
-def parse_signature(value: object) -> bytes:
-    """Validate a signature (0x-hex string or 65 bytes) and return its 65 bytes r‖s‖v.
-
-    Rejects what ``ReceiptSettlement`` (OpenZeppelin ECDSA) rejects: v ∉ {27, 28}, r or s zero or
-    ≥ n, and high-s (s > n/2) — the malleable twin of a valid signature, which would otherwise let
-    anyone mint a second, different-looking copy of a receipt.
-    """
-    if isinstance(value, bytes | bytearray | memoryview):
-        sig = bytes(value)
-        if len(sig) != 65:
-            raise SignatureError(value, f"must be 65 bytes (r‖s‖v), got {len(sig)} bytes")
-    elif type(value) is str:
-        if not value.startswith("0x") or not _HEX.issuperset(value[2:]) or len(value) % 2:
-            raise SignatureError(value, "must be '0x' followed by 130 hex digits (65 bytes r‖s‖v)")
-        sig = bytes.fromhex(value[2:])
-        if len(sig) != 65:
-            raise SignatureError(value, f"must be 65 bytes (r‖s‖v), got {len(sig)} bytes")
-    else:
-        raise SignatureError(value, f"must be a 0x-prefixed hex string, got {type(value).__name__}")
-    v = sig[64]
-    if v not in (27, 28):
-        raise SignatureError(value, f"has v = {v}; v must be 27 or 28")
-    r = int.from_bytes(sig[:32], "big")
-    s = int.from_bytes(sig[32:64], "big")
-    if not 0 < r < SECP256K1_N:
-        raise SignatureError(value, "has r outside 1..n-1 of secp256k1")
-    if not 0 < s < SECP256K1_N:
-        raise SignatureError(value, "has s outside 1..n-1 of secp256k1")
-    if s > SECP256K1_HALF_N:
-        raise SignatureError(value, "has high s (s > n/2): a malleable signature; use the low-s form (n - s, flipped v)")
-    return sig
-
-
-def _uint(field: str, value: object, bits: int, contract_max: int | None = None) -> int:
-    # bool is a subclass of int; `true` in JSON must not become an amount of 1.
-    if type(value) is not int:
-        shown = type(value).__name__
-        raise ReceiptFieldError(field, value, f"must be a JSON integer (uint{bits}), got {shown}")
-    if value < 0:
-        raise ReceiptFieldError(field, value, f"must not be negative (uint{bits})")
-    if value > (1 << bits) - 1:
-        raise ReceiptFieldError(field, value, f"exceeds the uint{bits} maximum 2**{bits}-1")
-    if contract_max is not None and value > contract_max:
-        raise ReceiptFieldError(
-            field, value, "exceeds 2**128-1, the largest cumulative value ReceiptSettlement can store"
-        )
-    return value
-
-
-def parse_raw_receipt(obj: object, *, signed: bool = True) -> RawReceipt:
-    """Validate a JSON-shaped mapping (EIP-712 field names) and return a `RawReceipt`.
-
-    Raises `ReceiptFieldError` (or `SignatureError`) naming the first bad field and its value.
-    Unknown keys are errors: a receipt that carries more than it signs is a forgery vector.
-    """
-    if not isinstance(obj, Mapping):
-        raise ReceiptFieldError("receipt", obj, f"a receipt must be a JSON object, got {type(obj).__name__}")
-    allowed = _JSON_KEYS_SIGNED if signed else frozenset(JSON_FIELDS)
-    for key in obj:
-        if key not in allowed:
-            hint = "; an unsigned receipt has no signature" if key == "signature" else ""
-            raise ReceiptFieldError(str(key), obj[key], f"is not a receipt field{hint}")
-    get = obj.get
-    values = [get(name, _MISSING) for name in JSON_FIELDS]
-    for name, value in zip(JSON_FIELDS, values, strict=True):
-        if value is _MISSING:
-            raise ReceiptFieldError(name, _MISSING, "is required")
-    signature: bytes | None = None
-    if signed:
-        sig_value = get("signature", _MISSING)
-        if sig_value is _MISSING:
-            raise ReceiptFieldError("signature", _MISSING, "is required for a signed receipt")
-        signature = parse_signature(sig_value)
-    return RawReceipt(
-        parse_address("consumer", values[0]),
-        parse_address("node", values[1]),
-        _hex_bytes("sessionId", values[2], 32, "a bytes32 session id"),
-        _uint("cumulativeBytes", values[3], 256, UINT128_MAX),
-        _uint("cumulativeAmount", values[4], 256, UINT128_MAX),
-        _uint("latencyMs", values[5], 32),
-        _uint("issuedAt", values[6], 64),
-        signature,
-    )
-
-
-def raw_to_json_dict(raw: RawReceipt) -> dict[str, Any]:
-    """JSON form (EIP-712 names, checksummed addresses) of a `RawReceipt`."""
-    out: dict[str, Any] = {
-        "consumer": to_checksum_address(raw.consumer),
-        "node": to_checksum_address(raw.node),
-        "sessionId": "0x" + raw.session_id.hex(),
-        "cumulativeBytes": raw.cumulative_bytes,
-        "cumulativeAmount": raw.cumulative_amount,
-        "latencyMs": raw.latency_ms,
-        "issuedAt": raw.issued_at,
-    }
-    if raw.signature is not None:
-        out["signature"] = "0x" + raw.signature.hex()
-    return out
+_PY_TO_JSON = dict(zip(PYTHON_FIELDS, JSON_FIELDS, strict=True)) | {"signature": "signature"}
 
 
 class Receipt(BaseModel):
@@ -289,19 +107,7 @@ class Receipt(BaseModel):
                     raise ReceiptFieldError(str(name), value, "is given twice (Python and EIP-712 spelling)")
                 json_shaped[name] = value
             data = json_shaped
-        raw = parse_raw_receipt(data, signed=cls._SIGNED)
-        out = {
-            "consumer": to_checksum_address(raw.consumer),
-            "node": to_checksum_address(raw.node),
-            "session_id": "0x" + raw.session_id.hex(),
-            "cumulative_bytes": raw.cumulative_bytes,
-            "cumulative_amount": raw.cumulative_amount,
-            "latency_ms": raw.latency_ms,
-            "issued_at": raw.issued_at,
-        }
-        if raw.signature is not None:
-            out["signature"] = "0x" + raw.signature.hex()
-        return out
+        return raw_to_dict(parse_raw_receipt(data, signed=cls._SIGNED), PYTHON_FIELDS)
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, **_: Any) -> Self:  # type: ignore[override]
@@ -320,17 +126,9 @@ class Receipt(BaseModel):
     @classmethod
     def from_raw(cls, raw: RawReceipt) -> Receipt:
         """Model of an already validated `RawReceipt` (no second validation pass)."""
-        fields = {
-            "consumer": to_checksum_address(raw.consumer),
-            "node": to_checksum_address(raw.node),
-            "session_id": "0x" + raw.session_id.hex(),
-            "cumulative_bytes": raw.cumulative_bytes,
-            "cumulative_amount": raw.cumulative_amount,
-            "latency_ms": raw.latency_ms,
-            "issued_at": raw.issued_at,
-        }
+        fields = raw_to_dict(raw, PYTHON_FIELDS)
         if raw.signature is not None:
-            return SignedReceipt.model_construct(**fields, signature="0x" + raw.signature.hex())
+            return SignedReceipt.model_construct(**fields)
         return Receipt.model_construct(**fields)
 
     @property
@@ -384,9 +182,12 @@ class SignedReceipt(Receipt):
 # Files and streams
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json.loads keeps the last of duplicated keys while other parsers keep the first: a receipt
-    # that says two amounts must be refused, not silently read one way.
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads`` that refuses a key given twice (``ValueError``).
+
+    json.loads keeps the last of duplicated keys while other parsers keep the first: a receipt (or
+    bundle) that says two amounts must be refused, not silently read one way.
+    """
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
@@ -396,7 +197,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _json_loads(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    return json.loads(text, object_pairs_hook=reject_duplicate_keys)
 
 
 def _decode_error(source: str, exc: ValueError) -> ReceiptFileError:

@@ -1,10 +1,9 @@
-"""EIP-712 hashing, signing and signer recovery for receipts.
+"""EIP-712 signing and signer recovery for receipts, over the shared core `nodeclient.receipts.crypto`.
 
-The digest is computed here directly (two keccak256 calls over fixed-width words), not through
-eth-account's generic typed-data encoder, because the auditor hashes every receipt of every bundle;
-the tests check it byte for byte against ``eth_account.messages.encode_typed_data`` and against the
-deployed contract's ``hashReceipt``. Signing and recovery use libsecp256k1 through coincurve:
-signatures are deterministic (RFC 6979) and always low-s, exactly what eth-account produces.
+The digest and recovery are the core's (byte for byte ``eth_account.messages.encode_typed_data`` and
+the deployed contract's ``hashReceipt``, as the tests check); this module adds the domain object, key
+handling and the pydantic models. Signing uses libsecp256k1 through coincurve: signatures are
+deterministic (RFC 6979) and always low-s, exactly what eth-account produces.
 """
 
 from __future__ import annotations
@@ -12,13 +11,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from coincurve import PrivateKey, PublicKey
+from coincurve import PrivateKey
 
-from nodeclient.receipts._keccak import keccak256
-from nodeclient.receipts.errors import InvalidSignerError, PrivateKeyError, ReceiptFieldError, SignatureError
-from nodeclient.receipts.model import (
-    SECP256K1_HALF_N,
+from nodeclient.receipts.crypto import (
+    DOMAIN_NAME,
+    DOMAIN_VERSION,
+    EIP712_DOMAIN_TYPE,
+    EIP712_DOMAIN_TYPEHASH,
+    RECEIPT_FIELDS,
+    RECEIPT_TYPE,
+    RECEIPT_TYPEHASH,
     SECP256K1_N,
+    address_of_public_key,
+    domain_separator,
+    eip712_digest,
+    receipt_struct_hash,
+    recover_address,
+)
+from nodeclient.receipts.crypto import typed_data as _typed_data
+from nodeclient.receipts.errors import InvalidSignerError, PrivateKeyError, ReceiptFieldError
+from nodeclient.receipts.model import (
     UINT256_MAX,
     RawReceipt,
     Receipt,
@@ -53,18 +65,6 @@ __all__ = [
     "verify_receipt",
 ]
 
-RECEIPT_TYPE = (
-    "Receipt(address consumer,address node,bytes32 sessionId,uint256 cumulativeBytes,"
-    "uint256 cumulativeAmount,uint32 latencyMs,uint64 issuedAt)"
-)
-RECEIPT_TYPEHASH = keccak256(RECEIPT_TYPE.encode("ascii"))
-EIP712_DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-EIP712_DOMAIN_TYPEHASH = keccak256(EIP712_DOMAIN_TYPE.encode("ascii"))
-DOMAIN_NAME = "Kuota"
-DOMAIN_VERSION = "1"
-
-_PAD12 = b"\x00" * 12
-
 
 @dataclass(frozen=True, slots=True)
 class ReceiptDomain:
@@ -77,14 +77,7 @@ class ReceiptDomain:
     separator: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        sep = keccak256(
-            EIP712_DOMAIN_TYPEHASH
-            + keccak256(self.name.encode("utf-8"))
-            + keccak256(self.version.encode("utf-8"))
-            + self.chain_id.to_bytes(32, "big")
-            + _PAD12
-            + bytes.fromhex(self.verifying_contract[2:])
-        )
+        sep = domain_separator(self.chain_id, bytes.fromhex(self.verifying_contract[2:]), self.name, self.version)
         object.__setattr__(self, "separator", sep)
 
     def as_eip712(self) -> dict[str, Any]:
@@ -109,25 +102,9 @@ def receipt_domain(chain_id: int, settlement_address: str) -> ReceiptDomain:
     return ReceiptDomain(chain_id=chain_id, verifying_contract=to_checksum_address(raw))
 
 
-def receipt_struct_hash(raw: RawReceipt) -> bytes:
-    """hashStruct(Receipt): keccak256 of the type hash and the seven fields as 32-byte words."""
-    return keccak256(
-        RECEIPT_TYPEHASH
-        + _PAD12
-        + raw.consumer
-        + _PAD12
-        + raw.node
-        + raw.session_id
-        + raw.cumulative_bytes.to_bytes(32, "big")
-        + raw.cumulative_amount.to_bytes(32, "big")
-        + raw.latency_ms.to_bytes(32, "big")
-        + raw.issued_at.to_bytes(32, "big")
-    )
-
-
 def digest_raw(separator: bytes, raw: RawReceipt) -> bytes:
     """EIP-712 digest of a validated `RawReceipt` under a domain separator (the hot path)."""
-    return keccak256(b"\x19\x01" + separator + receipt_struct_hash(raw))
+    return eip712_digest(separator, receipt_struct_hash(raw))
 
 
 def receipt_digest(receipt: Receipt | RawReceipt, domain: ReceiptDomain) -> bytes:
@@ -138,28 +115,8 @@ def receipt_digest(receipt: Receipt | RawReceipt, domain: ReceiptDomain) -> byte
 
 def typed_data(receipt: Receipt, domain: ReceiptDomain) -> dict[str, Any]:
     """The full EIP-712 message (``eth_signTypedData_v4`` shape) for wallets and eth-account."""
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Receipt": [
-                {"name": "consumer", "type": "address"},
-                {"name": "node", "type": "address"},
-                {"name": "sessionId", "type": "bytes32"},
-                {"name": "cumulativeBytes", "type": "uint256"},
-                {"name": "cumulativeAmount", "type": "uint256"},
-                {"name": "latencyMs", "type": "uint32"},
-                {"name": "issuedAt", "type": "uint64"},
-            ],
-        },
-        "primaryType": "Receipt",
-        "domain": domain.as_eip712(),
-        "message": receipt.receipt.to_json_dict() if isinstance(receipt, SignedReceipt) else receipt.to_json_dict(),
-    }
+    message = receipt.receipt.to_json_dict() if isinstance(receipt, SignedReceipt) else receipt.to_json_dict()
+    return _typed_data("Receipt", RECEIPT_FIELDS, domain.as_eip712(), message)
 
 
 class HasKey(Protocol):
@@ -194,13 +151,9 @@ def _private_key(private_key: PrivateKeyLike) -> PrivateKey:
     return PrivateKey(bytes(secret))
 
 
-def _address_of_public(public: PublicKey) -> bytes:
-    return keccak256(public.format(compressed=False)[1:])[12:]
-
-
 def address_of_key(private_key: PrivateKeyLike) -> str:
     """Checksummed address of a private key."""
-    return to_checksum_address(_address_of_public(_private_key(private_key).public_key))
+    return to_checksum_address(address_of_public_key(_private_key(private_key).public_key))
 
 
 def sign_digest(digest: bytes, private_key: PrivateKeyLike) -> bytes:
@@ -221,9 +174,12 @@ def sign_receipt(
     and signing it anyway would only surface as a confusing failure at settlement time.
     """
     key = _private_key(private_key)
-    signer = to_checksum_address(_address_of_public(key.public_key))
-    if signer != receipt.consumer:
-        raise InvalidSignerError(receipt.consumer, signer)
+    return _sign(receipt, key, to_checksum_address(address_of_public_key(key.public_key)), domain)
+
+
+def _sign(receipt: Receipt, key: PrivateKey, address: str, domain: ReceiptDomain) -> SignedReceipt:
+    if receipt.consumer != address:
+        raise InvalidSignerError(receipt.consumer, address)
     sig = sign_digest(receipt_digest(receipt, domain), key)
     base = receipt.receipt if isinstance(receipt, SignedReceipt) else receipt
     return SignedReceipt.model_construct(**base.__dict__, signature="0x" + sig.hex())
@@ -239,7 +195,7 @@ class ReceiptSigner:
 
     def __init__(self, private_key: PrivateKeyLike, domain: ReceiptDomain) -> None:
         self._key = _private_key(private_key)
-        self.address: str = to_checksum_address(_address_of_public(self._key.public_key))
+        self.address: str = to_checksum_address(address_of_public_key(self._key.public_key))
         self.domain = domain
 
     def __repr__(self) -> str:
@@ -251,11 +207,7 @@ class ReceiptSigner:
 
     def sign(self, receipt: Receipt) -> SignedReceipt:
         """Sign ``receipt`` (whose consumer must be this signer's address)."""
-        if receipt.consumer != self.address:
-            raise InvalidSignerError(receipt.consumer, self.address)
-        sig = sign_digest(receipt_digest(receipt, self.domain), self._key)
-        base = receipt.receipt if isinstance(receipt, SignedReceipt) else receipt
-        return SignedReceipt.model_construct(**base.__dict__, signature="0x" + sig.hex())
+        return _sign(receipt, self._key, self.address, self.domain)
 
 
 def recover_signer_bytes(digest: bytes, signature: bytes) -> bytes:
@@ -264,22 +216,7 @@ def recover_signer_bytes(digest: bytes, signature: bytes) -> bytes:
     Checks v ∈ {27, 28}, 0 < r < n and 0 < s ≤ n/2 (cheap integer checks, no parsing of strings).
     Raises `SignatureError`.
     """
-    if len(signature) != 65:
-        raise SignatureError(signature, f"must be 65 bytes (r‖s‖v), got {len(signature)} bytes")
-    v = signature[64]
-    if v != 27 and v != 28:
-        raise SignatureError(signature, f"has v = {v}; v must be 27 or 28")
-    r = int.from_bytes(signature[:32], "big")
-    s = int.from_bytes(signature[32:64], "big")
-    if not 0 < r < SECP256K1_N or not 0 < s < SECP256K1_N:
-        raise SignatureError(signature, "has r or s outside 1..n-1 of secp256k1")
-    if s > SECP256K1_HALF_N:
-        raise SignatureError(signature, "has high s (s > n/2): a malleable signature")
-    try:
-        public = PublicKey.from_signature_and_message(signature[:64] + bytes((v - 27,)), digest, hasher=None)
-    except ValueError as exc:  # no point recovers (r is not the x of a curve point for this v)
-        raise SignatureError(signature, f"does not recover to any public key ({exc})") from None
-    return _address_of_public(public)
+    return recover_address(digest, signature)
 
 
 def recover_signer(digest: bytes, signature: bytes | str) -> str:

@@ -15,17 +15,28 @@ it is not a Receipt (another domain name), so no handshake signature can ever be
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
-from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
-from eth_utils import is_address, keccak, to_checksum_address
+from eth_utils import is_address, to_checksum_address
 
+from nodeclient.errors import ReceiptError
+from nodeclient.receipts.crypto import (
+    checksum_address,
+    decode_type,
+    domain_separator,
+    eip712_digest,
+    hash_static_struct,
+    recover_address,
+)
+from nodeclient.receipts.signing import PrivateKeyLike, sign_digest
 from nodeclient.relay.errors import HandshakeError
 
 __all__ = [
     "HELLO_SKEW_S",
+    "HELLO_TYPE",
+    "WELCOME_TYPE",
     "Hello",
     "Welcome",
     "new_challenge",
@@ -36,39 +47,24 @@ __all__ = [
 HELLO_SKEW_S = 300
 """How far (seconds) a hello's ``issuedAt`` may be from the node's clock."""
 
+HELLO_TYPE = (
+    "RelayHello(address consumer,address node,bytes32 sessionId,uint256 pricePerGiB,bytes32 challenge,"
+    "uint64 issuedAt)"
+)
+WELCOME_TYPE = (
+    "RelayWelcome(address node,address consumer,bytes32 sessionId,uint256 pricePerGiB,uint256 creditBytes,"
+    "uint256 receiptIntervalBytes,uint256 baseBytes,uint256 baseAmount,bytes32 helloDigest)"
+)
+_DOMAIN_NAME = "Kuota Relay"
+_DOMAIN_VERSION = "1"
+
 _UINT64 = (1 << 64) - 1
 _UINT256 = (1 << 256) - 1
-
-_DOMAIN_TYPE = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
-_HELLO_TYPE = [
-    {"name": "consumer", "type": "address"},
-    {"name": "node", "type": "address"},
-    {"name": "sessionId", "type": "bytes32"},
-    {"name": "pricePerGiB", "type": "uint256"},
-    {"name": "challenge", "type": "bytes32"},
-    {"name": "issuedAt", "type": "uint64"},
-]
-_WELCOME_TYPE = [
-    {"name": "node", "type": "address"},
-    {"name": "consumer", "type": "address"},
-    {"name": "sessionId", "type": "bytes32"},
-    {"name": "pricePerGiB", "type": "uint256"},
-    {"name": "creditBytes", "type": "uint256"},
-    {"name": "receiptIntervalBytes", "type": "uint256"},
-    {"name": "baseBytes", "type": "uint256"},
-    {"name": "baseAmount", "type": "uint256"},
-    {"name": "helloDigest", "type": "bytes32"},
-]
 
 
 def relay_domain(chain_id: int, settlement: str) -> dict[str, Any]:
     """The EIP-712 domain of handshake messages for one deployment."""
-    return {"name": "Kuota Relay", "version": "1", "chainId": chain_id, "verifyingContract": settlement}
+    return {"name": _DOMAIN_NAME, "version": _DOMAIN_VERSION, "chainId": chain_id, "verifyingContract": settlement}
 
 
 def new_session_id() -> str:
@@ -79,10 +75,6 @@ def new_session_id() -> str:
 def new_challenge() -> str:
     """A fresh random bytes32 challenge (0x-hex)."""
     return "0x" + os.urandom(32).hex()
-
-
-def _digest(signable: SignableMessage) -> bytes:
-    return keccak(b"\x19" + signable.version + signable.header + signable.body)
 
 
 def _address(body: dict[str, Any], field: str) -> str:
@@ -122,36 +114,74 @@ def _signature(body: dict[str, Any]) -> str:
     return value
 
 
-def _recover(signable: SignableMessage, signature: str) -> str:
-    try:
-        return to_checksum_address(Account.recover_message(signable, signature=signature))
-    except Exception as exc:  # noqa: BLE001 - eth-keys raises several types for malformed r/s/v
-        raise HandshakeError(f"signature does not recover ({exc})") from None
+def _uint64(body: dict[str, Any], field: str) -> int:
+    return _uint(body, field, _UINT64)
+
+
+#: How a wire field of each EIP-712 type is checked.
+_PARSERS = {"address": _address, "bytes32": _bytes32, "uint256": _uint, "uint64": _uint64}
+
+
+def _attribute(field_name: str) -> str:
+    """The Python attribute of an EIP-712 field: ``sessionId`` → ``session_id``, ``pricePerGiB`` → ``price_per_gib``."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", field_name.replace("GiB", "Gib")).lower()
 
 
 class _SignedTypedData:
-    """Signing and recovery shared by the two handshake messages (each defines ``signable``)."""
+    """Wire form, EIP-712 hashing, signing and recovery shared by the two handshake messages, over the
+    receipt crypto core: the same digest encoding and the same low-s / v checks as receipts.
+
+    Each message names its struct (``_TYPE``); its attributes are the struct's fields in snake case
+    and its wire form uses the struct's field names.
+    """
 
     __slots__ = ()
+    _TYPE: ClassVar[str]
     signature: str
 
-    def signable(self, chain_id: int, settlement: str) -> SignableMessage:
-        raise NotImplementedError
+    def to_json(self) -> dict[str, Any]:
+        """Wire form: the struct's fields under their EIP-712 names, then the signature."""
+        _, fields = decode_type(self._TYPE)
+        return {f["name"]: getattr(self, _attribute(f["name"])) for f in fields} | {"signature": self.signature}
 
-    def signed(self, private_key: str | bytes, chain_id: int, settlement: str) -> Self:
+    @classmethod
+    def _wire_fields(cls, body: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments from a wire body, each type-checked (``HandshakeError`` names the field)."""
+        _, fields = decode_type(cls._TYPE)
+        parsed = {_attribute(f["name"]): _PARSERS[f["type"]](body, f["name"]) for f in fields}
+        parsed["signature"] = _signature(body)
+        return parsed
+
+    def eip712_digest(self, chain_id: int, settlement: str) -> bytes:
+        """The 32-byte EIP-712 digest of this message in the relay domain of one deployment."""
+        primary, fields = decode_type(self._TYPE)
+        wire = self.to_json()
+        try:
+            struct = hash_static_struct(primary, fields, {f["name"]: wire[f["name"]] for f in fields})
+            separator = domain_separator(chain_id, bytes.fromhex(settlement[2:]), _DOMAIN_NAME, _DOMAIN_VERSION)
+        except (ValueError, OverflowError) as exc:
+            raise HandshakeError(f"{primary} cannot be hashed: {exc}") from None
+        return eip712_digest(separator, struct)
+
+    def signed(self, private_key: PrivateKeyLike, chain_id: int, settlement: str) -> Self:
         """A copy carrying the signature of ``private_key`` over this message."""
-        sig = Account.sign_message(self.signable(chain_id, settlement), private_key).signature
-        return replace(self, signature="0x" + bytes(sig).hex())  # type: ignore[type-var]
+        sig = sign_digest(self.eip712_digest(chain_id, settlement), private_key)
+        return replace(self, signature="0x" + sig.hex())  # type: ignore[type-var]
 
     def recover(self, chain_id: int, settlement: str) -> str:
-        """The address that signed this message."""
-        return _recover(self.signable(chain_id, settlement), self.signature)
+        """The address that signed this message; `HandshakeError` for a signature the chain would refuse."""
+        digest = self.eip712_digest(chain_id, settlement)
+        try:
+            return checksum_address(recover_address(digest, bytes.fromhex(self.signature[2:])))
+        except (ReceiptError, ValueError) as exc:
+            raise HandshakeError(f"signature does not recover ({exc})") from None
 
 
 @dataclass(frozen=True, slots=True)
 class Hello(_SignedTypedData):
     """The consumer's signed session request."""
 
+    _TYPE: ClassVar[str] = HELLO_TYPE
     consumer: str
     node: str
     session_id: str
@@ -160,58 +190,21 @@ class Hello(_SignedTypedData):
     issued_at: int
     signature: str = ""
 
-    def signable(self, chain_id: int, settlement: str) -> SignableMessage:
-        """The EIP-712 message the consumer signs."""
-        return encode_typed_data(
-            full_message={
-                "types": {"EIP712Domain": _DOMAIN_TYPE, "RelayHello": _HELLO_TYPE},
-                "primaryType": "RelayHello",
-                "domain": relay_domain(chain_id, settlement),
-                "message": {
-                    "consumer": self.consumer,
-                    "node": self.node,
-                    "sessionId": bytes.fromhex(self.session_id[2:]),
-                    "pricePerGiB": self.price_per_gib,
-                    "challenge": bytes.fromhex(self.challenge[2:]),
-                    "issuedAt": self.issued_at,
-                },
-            }
-        )
-
     def digest(self, chain_id: int, settlement: str) -> str:
         """The EIP-712 digest (0x-hex) the welcome binds to."""
-        return "0x" + _digest(self.signable(chain_id, settlement)).hex()
-
-    def to_json(self) -> dict[str, Any]:
-        """Wire form (EIP-712 field names)."""
-        return {
-            "consumer": self.consumer,
-            "node": self.node,
-            "sessionId": self.session_id,
-            "pricePerGiB": self.price_per_gib,
-            "challenge": self.challenge,
-            "issuedAt": self.issued_at,
-            "signature": self.signature,
-        }
+        return "0x" + self.eip712_digest(chain_id, settlement).hex()
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Hello:
         """Parse and type-check a wire hello; raises ``HandshakeError`` naming the bad field."""
-        return cls(
-            consumer=_address(body, "consumer"),
-            node=_address(body, "node"),
-            session_id=_bytes32(body, "sessionId"),
-            price_per_gib=_uint(body, "pricePerGiB"),
-            challenge=_bytes32(body, "challenge"),
-            issued_at=_uint(body, "issuedAt", _UINT64),
-            signature=_signature(body),
-        )
+        return cls(**cls._wire_fields(body))
 
 
 @dataclass(frozen=True, slots=True)
 class Welcome(_SignedTypedData):
     """The node's signed acceptance: the session's terms and the channel's starting point."""
 
+    _TYPE: ClassVar[str] = WELCOME_TYPE
     node: str
     consumer: str
     session_id: str
@@ -225,42 +218,10 @@ class Welcome(_SignedTypedData):
     base_receipt: dict[str, Any] | None = None
     """The consumer's own latest signed receipt on this channel (self-authenticating, not in the signature)."""
 
-    def signable(self, chain_id: int, settlement: str) -> SignableMessage:
-        """The EIP-712 message the node's signing key signs."""
-        return encode_typed_data(
-            full_message={
-                "types": {"EIP712Domain": _DOMAIN_TYPE, "RelayWelcome": _WELCOME_TYPE},
-                "primaryType": "RelayWelcome",
-                "domain": relay_domain(chain_id, settlement),
-                "message": {
-                    "node": self.node,
-                    "consumer": self.consumer,
-                    "sessionId": bytes.fromhex(self.session_id[2:]),
-                    "pricePerGiB": self.price_per_gib,
-                    "creditBytes": self.credit_bytes,
-                    "receiptIntervalBytes": self.receipt_interval_bytes,
-                    "baseBytes": self.base_bytes,
-                    "baseAmount": self.base_amount,
-                    "helloDigest": bytes.fromhex(self.hello_digest[2:]),
-                },
-            }
-        )
-
     def to_json(self) -> dict[str, Any]:
-        """Wire form."""
-        return {
-            "node": self.node,
-            "consumer": self.consumer,
-            "sessionId": self.session_id,
-            "pricePerGiB": self.price_per_gib,
-            "creditBytes": self.credit_bytes,
-            "receiptIntervalBytes": self.receipt_interval_bytes,
-            "baseBytes": self.base_bytes,
-            "baseAmount": self.base_amount,
-            "helloDigest": self.hello_digest,
-            "signature": self.signature,
-            "baseReceipt": self.base_receipt,
-        }
+        """Wire form: the signed fields, the signature and the base receipt."""
+        # dataclass(slots=True) rebuilds the class, so zero-argument super() would not find it.
+        return _SignedTypedData.to_json(self) | {"baseReceipt": self.base_receipt}
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Welcome:
@@ -268,16 +229,4 @@ class Welcome(_SignedTypedData):
         base_receipt = body.get("baseReceipt")
         if base_receipt is not None and not isinstance(base_receipt, dict):
             raise HandshakeError(f"field 'baseReceipt' is {type(base_receipt).__name__}, expected an object")
-        return cls(
-            node=_address(body, "node"),
-            consumer=_address(body, "consumer"),
-            session_id=_bytes32(body, "sessionId"),
-            price_per_gib=_uint(body, "pricePerGiB"),
-            credit_bytes=_uint(body, "creditBytes"),
-            receipt_interval_bytes=_uint(body, "receiptIntervalBytes"),
-            base_bytes=_uint(body, "baseBytes"),
-            base_amount=_uint(body, "baseAmount"),
-            hello_digest=_bytes32(body, "helloDigest"),
-            signature=_signature(body),
-            base_receipt=base_receipt,
-        )
+        return cls(**cls._wire_fields(body), base_receipt=base_receipt)

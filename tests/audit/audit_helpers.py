@@ -93,12 +93,20 @@ def _digest(item: dict[str, Any], chain_id: int, settlement: str) -> bytes:
 
 
 def reference_root(receipts: list[dict[str, Any]], chain_id: int, settlement: str) -> bytes:
-    """OpenZeppelin-convention Merkle root over the receipts' digests (independent implementation)."""
-    level = [_digest(r, chain_id, settlement) for r in receipts]
-    while len(level) > 1:
-        pairs = [level[i : i + 2] for i in range(0, len(level), 2)]
-        level = [keccak(b"".join(sorted(p))) if len(p) == 2 else p[0] for p in pairs]
-    return level[0]
+    """@openzeppelin/merkle-tree SimpleMerkleTree root (sortLeaves: false) over the receipts' digests.
+
+    An independent, recursive statement of that tree: a heap of 2n-1 nodes whose node i has the
+    children 2i+1 and 2i+2, with leaf k stored at index 2n-2-k.
+    """
+    leaves = [_digest(r, chain_id, settlement) for r in receipts]
+    size = 2 * len(leaves) - 1
+
+    def node(i: int) -> bytes:
+        if 2 * i + 1 >= size:
+            return leaves[size - 1 - i]
+        return keccak(b"".join(sorted((node(2 * i + 1), node(2 * i + 2)))))
+
+    return node(0)
 
 
 def canonical_order(receipts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -9,7 +10,7 @@ from audit_helpers import anvil_key, reference_root, signed_receipt_json
 from brownie import chain
 from eth_account import Account
 
-from nodeclient.audit._verify import parse_receipt, verify_chunk
+from nodeclient.audit.bundles import BundleFile, verify_bundles
 from nodeclient.audit.crypto import (
     SECP256K1_HALF_N,
     domain_separator,
@@ -20,6 +21,7 @@ from nodeclient.audit.crypto import (
 from nodeclient.receipts import Receipt
 from nodeclient.receipts.signing import receipt_digest as reference_digest
 from nodeclient.receipts.signing import receipt_domain
+from nodeclient.receipts.verify import verify_many
 
 SECP256K1_N = 2 * SECP256K1_HALF_N + 1
 
@@ -69,21 +71,22 @@ def test_recovery_accepts_low_s_and_rejects_what_the_contract_rejects(kuota, rec
     assert recover_address(digest, bytes(32) + sig[32:]) is None  # r = 0
 
 
-def test_worker_parser_names_the_bad_field(receipts):
+def test_bundle_parser_names_the_bad_field(receipts):
     good = receipts[2]
     cases = [
-        ({**good, "cumulativeAmount": 2**128}, "cumulativeAmount"),
-        ({**good, "latencyMs": True}, "latencyMs"),
-        ({**good, "consumer": good["consumer"][:-1] + ("A" if good["consumer"][-1] != "A" else "B")}, "consumer"),
-        ({**good, "extra": 1}, "unexpected ['extra']"),
-        ({k: v for k, v in good.items() if k != "issuedAt"}, "missing ['issuedAt']"),
-        ({**good, "sessionId": "0x1234"}, "sessionId"),
+        ({**good, "cumulativeAmount": 2**128}, "cumulativeAmount", "exceeds 2**128-1"),
+        ({**good, "latencyMs": True}, "latencyMs", "must be a JSON integer"),
+        ({**good, "consumer": good["consumer"][:-1] + ("A" if good["consumer"][-1] != "A" else "B")}, "consumer",
+         "invalid EIP-55 checksum"),
+        ({**good, "extra": 1}, "extra", "is not a receipt field"),
+        ({k: v for k, v in good.items() if k != "issuedAt"}, "issuedAt", "is required"),
+        ({**good, "sessionId": "0x1234"}, "sessionId", "64 hex digits"),
     ]
-    results = verify_chunk((b"\x00" * 32, [c for c, _ in cases]))
-    for (_, needle), result in zip(cases, results):
-        assert isinstance(result, str) and needle in result, result
-    fields, _ = parse_receipt(good)
-    assert fields == _fields(good)
+    results = verify_many([c for c, _, _ in cases], b"\x00" * 32, processes=1)
+    for (_, field, needle), result in zip(cases, results, strict=True):
+        assert result.raw is None and result.field == field and needle in result.error, result
+    (parsed,) = verify_many([good], b"\x00" * 32, processes=1)
+    assert tuple(parsed.raw[:7]) == _fields(good)
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 8, 9, 17])
@@ -95,3 +98,13 @@ def test_merkle_root_matches_an_independent_implementation(kuota, receipts, coun
     separator = domain_separator(chain.id, bytes.fromhex(settlement[2:]))
     digests = [receipt_digest(_fields(r), separator) for r in leaves]
     assert merkle_root(digests) == reference_root(leaves, chain.id, settlement)
+
+
+def test_bundle_with_a_key_given_twice_is_malformed_evidence():
+    settlement = "0x" + "5e" * 20
+    data = b'{"chainId":1,"chainId":2,"node":"0x' + b"42" * 20 + b'","receipts":[],"root":"0x' + b"00" * 32 + \
+        b'","settlement":"' + settlement.encode() + b'","version":1}'
+    name = hashlib.sha256(data).hexdigest() + ".json"
+    report = verify_bundles([BundleFile(name, data)], chain_id=1, settlement=settlement, batches=[])
+    (finding,) = [f for f in report.findings.sorted() if f.code == "bundle-malformed"]
+    assert "duplicate key 'chainId'" in finding.message

@@ -43,7 +43,7 @@ from nodeclient.receipts import (
     receipt_digest,
     receipt_domain,
 )
-from nodeclient.receipts._keccak import keccak256
+from nodeclient.receipts.crypto import keccak256
 
 DOMAIN = receipt_domain(31337, SETTLEMENT)
 SIGNERS = [ReceiptSigner(make_test_key(f"crash-consumer-{i}"), DOMAIN) for i in range(4)]

@@ -7,7 +7,7 @@ unique name, because tests/ folders are not packages and conftest cannot be impo
 from __future__ import annotations
 
 from nodeclient.receipts import Receipt, address_of_key
-from nodeclient.receipts._keccak import keccak256
+from nodeclient.receipts.crypto import keccak256
 
 SETTLEMENT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 

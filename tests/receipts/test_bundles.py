@@ -44,9 +44,10 @@ def test_merkle_root_small_trees_by_hand():
     leaves = [keccak(bytes([i])) for i in range(5)]
     assert merkle_root(leaves[:1]) == leaves[0]
     assert merkle_root(leaves[:2]) == _h(leaves[0], leaves[1])
-    # Three leaves: the odd third is carried up unchanged.
+    # OpenZeppelin's array layout (leaf k at 2n-2-k, children of i at 2i+1, 2i+2): with three leaves
+    # the third sits one level up; with five, the fifth pairs with the (0, 1) node.
     assert merkle_root(leaves[:3]) == _h(_h(leaves[0], leaves[1]), leaves[2])
-    assert merkle_root(leaves[:5]) == _h(_h(_h(leaves[0], leaves[1]), _h(leaves[2], leaves[3])), leaves[4])
+    assert merkle_root(leaves[:5]) == _h(_h(_h(leaves[0], leaves[1]), leaves[4]), _h(leaves[2], leaves[3]))
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 7, 8, 9, 33])

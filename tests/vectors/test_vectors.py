@@ -47,7 +47,7 @@ def test_type_string_hash_and_domain_separators():
 
 
 def test_keys_derive_from_seeds():
-    from nodeclient.receipts._keccak import keccak256
+    from nodeclient.receipts.crypto import keccak256
 
     for key in VECTORS["keys"]:
         assert keccak256(bytes.fromhex(key["seed"][2:])).hex() == key["privateKey"][2:]
