@@ -72,6 +72,34 @@ abstract contract KuotaSystem is Test {
         registry.grantRole(registry.JAILER_ROLE(), slasher);
         vm.stopPrank();
     }
+
+    /// @dev Gives `operator` KUOTA from the deployer and bonds `amount` of it.
+    function _stake(address operator, uint256 amount) internal {
+        vm.prank(deployer);
+        kuota.transfer(operator, amount);
+        vm.startPrank(operator);
+        kuota.approve(address(staking), amount);
+        staking.stake(amount);
+        vm.stopPrank();
+    }
+
+    /// @dev Registers the node whose key is `nodeKey` under `operator` (who must have the stake),
+    /// with the node-key signature the registry checks.
+    function _register(address operator, uint256 nodeKey, address payout) internal returns (address node) {
+        node = vm.addr(nodeKey);
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(nodeKey, registry.nodeKeyDigest(node, node, operator));
+        vm.prank(operator);
+        registry.register(node, payout, 1e6, 1_000, "eu-west", "", abi.encodePacked(r, s, v));
+    }
+
+    /// @dev Mints `amount` mUSD to `consumer` and deposits it into escrow.
+    function _fund(address consumer, uint256 amount) internal {
+        usd.mint(consumer, amount);
+        vm.startPrank(consumer);
+        usd.approve(address(escrow), amount);
+        escrow.deposit(amount);
+        vm.stopPrank();
+    }
 }
 
 /// @notice Receipts as the Python client builds them: EIP-712 signed by the consumer over the digest
