@@ -30,9 +30,9 @@ fi
 #    ("_BrownieStateMachine object expected"); removing it makes Brownie use the pure-Python one.
 find .venv/lib/python3.*/site-packages/brownie/test -name 'stateful.cpython-*.so' -delete 2>/dev/null || true
 
-# 3. Node toolchain: solcjs, Anvil, Ganache, OpenZeppelin, exactly as locked.
+# 3. Node toolchain: solcjs, Anvil, Forge with forge-std, Ganache, OpenZeppelin, exactly as locked.
 npm_hash=$(hash_of package.json package-lock.json)
-if ! fresh npm "$npm_hash" || [ ! -x node_modules/.bin/anvil ]; then
+if ! fresh npm "$npm_hash" || [ ! -x node_modules/.bin/anvil ] || [ ! -x node_modules/.bin/forge ]; then
   # `npm install` over the committed lockfile rather than `npm ci`: npm 11 records only this
   # platform's optional Anvil binary in the lock, and `npm ci` then refuses the lock as out of sync.
   say "installing the npm toolchain (npm install, pinned by package-lock.json)"
@@ -54,4 +54,4 @@ SHIM
   chmod +x "$target"
 fi
 "$target" --version | grep -q "Version: $SOLC_VERSION+" || { echo "[setup] $target does not report solc $SOLC_VERSION" >&2; exit 1; }
-say "ready: python $(.venv/bin/python -V 2>&1 | cut -d' ' -f2), solc $SOLC_VERSION ($(readlink "$target" >/dev/null && echo native || echo solcjs shim)), anvil $(node_modules/.bin/anvil --version | head -n1 | awk "{print \$3}")"
+say "ready: python $(.venv/bin/python -V 2>&1 | cut -d' ' -f2), solc $SOLC_VERSION ($(readlink "$target" >/dev/null && echo native || echo solcjs shim)), anvil $(node_modules/.bin/anvil --version | head -n1 | awk "{print \$3}"), forge $(node_modules/.bin/forge --version | head -n1 | awk "{print \$3}")"
