@@ -110,12 +110,6 @@ FLOOR_ROWS: list[tuple[str, str, str, str | None]] = [
 ]
 
 
-def _project() -> Any:
-    from scripts.deploy import _project as deploy_project
-
-    return deploy_project()
-
-
 class FloorBench:
     """Deploys the probes next to the measured system and measures each floor, warm."""
 
@@ -135,7 +129,9 @@ class FloorBench:
         self.consumers = [address_of_key(k) for k in self.consumer_keys]
         self.channels: dict[tuple[str, str], _Channel] = {}
         self._address_of_key = address_of_key
-        self.project = _project()
+        from scripts.deploy_system import load_project
+
+        self.project = load_project()
 
     # --- plumbing ------------------------------------------------------------------------------
 

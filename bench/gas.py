@@ -1176,8 +1176,17 @@ def trace_breakdown(
     }
 
 
-def run(*, quick: bool = False, trace: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run(
+    *,
+    quick: bool = False,
+    trace: bool = True,
+    log: Callable[[str], None] = print,
+    floors: Callable[..., dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The whole gas part: own chain, deploy, every scenario, breakdowns; the chain is always stopped.
+
+    ``floors`` (``bench.floors.run``, passed in because the floors build on this module's scenarios)
+    measures the protocol models' floors on the same chain, under the same conditions.
 
     Returns the gas section of ``bench/results.json``; on failure ``{"status": "failed", "error": ...}``
     plus whatever was measured before the failure.
@@ -1195,10 +1204,8 @@ def run(*, quick: bool = False, trace: bool = True, log: Callable[[str], None] =
             }
             bench = GasBench(ctx, sizes=sizes, trace=trace, log=log)
             section = bench.run_all()
-            # The floors of the protocol models (probe contracts), on the same chain, same conditions.
-            from bench import floors
-
-            section["floors"] = floors.run(ctx, log, bench=bench)
+            if floors is not None:
+                section["floors"] = floors(ctx, log, bench=bench)
     except Exception as exc:  # noqa: BLE001 - report, keep partial figures, let the caller exit non-zero
         section = {
             "status": "failed",

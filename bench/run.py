@@ -408,10 +408,6 @@ def run_offchain(quick: bool, skip: set[str], log: Callable[[str], None] = print
 # --- tables ----------------------------------------------------------------------------------------
 
 
-def _fmt_gas(value: int | None) -> str:
-    return "—" if value is None else f"{value:,}"
-
-
 def gas_table(section: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the gas table (one per figure and anchor), as dicts with stable keys."""
     figures = section.get("figures", {})
@@ -927,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "gas"):
         print("== gas (private Anvil, real transactions) ==", flush=True)
         results["gas"] = gas.run(
-            quick=args.quick, trace=not args.no_trace, log=lambda m: print(m, flush=True)
+            quick=args.quick, trace=not args.no_trace, log=lambda m: print(m, flush=True), floors=floors.run
         )
         gas_failed = results["gas"]["status"] != "ok"
         if gas_failed:
