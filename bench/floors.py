@@ -7,7 +7,7 @@ nothing else. Deployed on the chain `bench.gas` already measured the real contra
 runs under the same WARM conditions as the real scenario it is compared with, and every figure is
 ``gasUsed`` from a real transaction's receipt (whole transaction, incl. the 21,000 base and calldata).
 
-If a floor is above an issue-7 target, no implementation of that model can meet the target: the
+If a floor is above a gas target, no implementation of that model can meet the target: the
 model has to change (fewer slots per receipt, no per-receipt event, ...), not the code.
 
 ``run(ctx, log)`` returns the ``gas.floors`` section of ``bench/results.json``: ``figures`` keyed
@@ -83,7 +83,7 @@ def _batch_rows(
 
 
 #: The floors table: (floor key, model, the real figure of the same run it is the floor of, the
-#: issue-7 target key in `bench.gas.TARGETS` it is compared with, or None).
+#: gas target key in `bench.gas.TARGETS` it is compared with, or None).
 FLOOR_ROWS: list[tuple[str, str, str, str | None]] = [
     ("floor.settle.pooled", "settle, pooled escrow, 1 contract, no event", "settle.warm", "settle.warm"),
     *_batch_rows(100, "settleMany.100.warm", "settleManyPacked.100.warm"),
@@ -110,12 +110,6 @@ FLOOR_ROWS: list[tuple[str, str, str, str | None]] = [
 ]
 
 
-def _project() -> Any:
-    from scripts.deploy import _project as deploy_project
-
-    return deploy_project()
-
-
 class FloorBench:
     """Deploys the probes next to the measured system and measures each floor, warm."""
 
@@ -135,7 +129,9 @@ class FloorBench:
         self.consumers = [address_of_key(k) for k in self.consumer_keys]
         self.channels: dict[tuple[str, str], _Channel] = {}
         self._address_of_key = address_of_key
-        self.project = _project()
+        from scripts.deploy_system import load_project
+
+        self.project = load_project()
 
     # --- plumbing ------------------------------------------------------------------------------
 

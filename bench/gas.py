@@ -10,7 +10,7 @@ has settled before, so its slot goes nonzero → nonzero; a *warm node* already 
 and a reward record for the current epoch. Each figure carries the exact conditions it was measured
 under (``GasFigure.conditions``), because the same call costs very different amounts in each.
 
-Use it on its own (the contracts engineer's loop)::
+Use it on its own (the loop for tuning the contracts)::
 
     .venv/bin/python bench/run.py --only gas            # whole gas part, with traces
     .venv/bin/python bench/run.py --only gas --quick    # batches up to 100
@@ -64,7 +64,7 @@ SETTLE_MANY_SIZES: tuple[int, ...] = (1, 10, 100, 300)
 QUICK_SETTLE_MANY_SIZES: tuple[int, ...] = (1, 10, 100)
 CLAIM_EPOCHS = 10
 
-#: The peers' published measurements (issue 7): whole-transaction gas including the 21k base, on their
+#: The peers' published measurements: whole-transaction gas including the 21k base, on their
 #: own contracts with the optimizer on. Quoted, not measured here.
 ANCHORS: dict[str, dict[str, Any]] = {
     "mysterium.settlePromise": {"system": "Mysterium Hermes settlePromise (warm)", "gas": 97_352},
@@ -78,7 +78,7 @@ ANCHORS: dict[str, dict[str, Any]] = {
     "synthetix.getReward": {"system": "Synthetix StakingRewards getReward", "gas": 76_290},
 }
 
-#: Issue-7 targets: figure key -> (max gas, what the figure is per).
+#: The protocol's gas targets: figure key -> (max gas, what the figure is per).
 TARGETS: dict[str, tuple[int, str]] = {
     "settle.warm": (50_000, "tx"),
     "settleMany.100.warm": (15_000, "receipt"),
@@ -245,7 +245,7 @@ def local_system(
 ) -> Iterator[BenchContext]:
     """Start a private Anvil on a free 127.0.0.1 port, connect Brownie, deploy; stop it all on exit.
 
-    Without ``steps_tracing`` the chain is the deploy engineer's `nodeclient.localchain.ManagedChain`
+    Without ``steps_tracing`` the chain is a `nodeclient.localchain.ManagedChain`
     (own state directory, so nobody else's chain record is touched); with it, `_tracing_anvil`. Brownie
     attaches with `scripts.chainconn.connect_rpc`. Only the process started here is ever stopped.
     """
@@ -1176,8 +1176,17 @@ def trace_breakdown(
     }
 
 
-def run(*, quick: bool = False, trace: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run(
+    *,
+    quick: bool = False,
+    trace: bool = True,
+    log: Callable[[str], None] = print,
+    floors: Callable[..., dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The whole gas part: own chain, deploy, every scenario, breakdowns; the chain is always stopped.
+
+    ``floors`` (``bench.floors.run``, passed in because the floors build on this module's scenarios)
+    measures the protocol models' floors on the same chain, under the same conditions.
 
     Returns the gas section of ``bench/results.json``; on failure ``{"status": "failed", "error": ...}``
     plus whatever was measured before the failure.
@@ -1195,10 +1204,8 @@ def run(*, quick: bool = False, trace: bool = True, log: Callable[[str], None] =
             }
             bench = GasBench(ctx, sizes=sizes, trace=trace, log=log)
             section = bench.run_all()
-            # The floors of the protocol models (probe contracts), on the same chain, same conditions.
-            from bench import floors
-
-            section["floors"] = floors.run(ctx, log, bench=bench)
+            if floors is not None:
+                section["floors"] = floors(ctx, log, bench=bench)
     except Exception as exc:  # noqa: BLE001 - report, keep partial figures, let the caller exit non-zero
         section = {
             "status": "failed",

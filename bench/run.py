@@ -8,8 +8,8 @@
 
 Gas: a private Anvil, a real deployment, real transactions; every figure is ``gasUsed`` from a
 receipt (`bench.gas`). Off-chain: each rate beside a raw baseline measured in the same run, as a
-ratio — the receipts engineer's ``bench/receipts_bench.py``, the audit engineer's
-``bench/audit_bench.py`` and the relay engineer's ``bench/relay_bench.py`` (each ``run(...) -> dict``),
+ratio — ``bench/receipts_bench.py``, ``bench/audit_bench.py`` and ``bench/relay_bench.py`` (each
+``run(...) -> dict``),
 plus the two baselines they do not measure (raw coincurve signing, raw SQLite inserts with
 ``synchronous=FULL``). A part that is missing or fails is shown as "not available: <reason>" and the
 run goes on; the exit status is non-zero only when the gas part fails.
@@ -207,7 +207,7 @@ def _paired(
 
 
 def measure_paired(quick: bool) -> dict[str, Any]:
-    """The issue-7 off-chain rates, each paired with its raw baseline in alternating blocks.
+    """The off-chain target rates, each paired with its raw baseline in alternating blocks.
 
     - ``sign_client``: ``nodeclient.receipts.signing.sign_receipt`` (EIP-712 digest + libsecp256k1,
       the signer consumers run) vs ``PrivateKey.sign_recoverable`` of a precomputed digest.
@@ -348,7 +348,7 @@ def _call_area_bench(
         if exc.name == f"bench.{module}":
             return {"status": "not available", "reason": f"bench/{module}.py does not exist yet"}
         return {"status": "not available", "reason": f"import failed: {exc}"}
-    except Exception as exc:  # noqa: BLE001 - another engineer's module: report, never crash the run
+    except Exception as exc:  # noqa: BLE001 - an optional part: report it, never crash the run
         return {"status": "not available", "reason": f"import failed: {type(exc).__name__}: {exc}"}
     run = getattr(mod, "run", None)
     if not callable(run):
@@ -390,7 +390,7 @@ def run_offchain(quick: bool, skip: set[str], log: Callable[[str], None] = print
         out["paired"] = {"status": "not available", "reason": f"{type(exc).__name__}: {exc}"}
     plan: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
         ("receipts", "receipts_bench", {"quick": True}, {"quick": False}),
-        # Issue 6 asks for a bundle of >= 100,000 receipts; --quick replays 20,000.
+        # The audit target is a bundle of >= 100,000 receipts; --quick replays 20,000.
         ("audit", "audit_bench", {"n_receipts": 20_000}, {"n_receipts": 100_000}),
         ("relay", "relay_bench", {"size_mib": 64, "repeats": 1}, {"size_mib": 256, "repeats": 2}),
     ]
@@ -406,10 +406,6 @@ def run_offchain(quick: bool, skip: set[str], log: Callable[[str], None] = print
 
 
 # --- tables ----------------------------------------------------------------------------------------
-
-
-def _fmt_gas(value: int | None) -> str:
-    return "—" if value is None else f"{value:,}"
 
 
 def gas_table(section: dict[str, Any]) -> list[dict[str, Any]]:
@@ -526,7 +522,7 @@ FLOOR_HEADERS = [
 
 
 def floors_table(section: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the floors table: each probe's measured floor beside its issue-7 target (stable keys).
+    """Rows of the floors table: each probe's measured floor beside its gas target (stable keys).
 
     ``floor`` is per receipt for batches (what the target is per), per transaction otherwise;
     ``aboveTarget`` is True when the floor alone exceeds the target (no implementation of that model
@@ -927,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "gas"):
         print("== gas (private Anvil, real transactions) ==", flush=True)
         results["gas"] = gas.run(
-            quick=args.quick, trace=not args.no_trace, log=lambda m: print(m, flush=True)
+            quick=args.quick, trace=not args.no_trace, log=lambda m: print(m, flush=True), floors=floors.run
         )
         gas_failed = results["gas"]["status"] != "ok"
         if gas_failed:

@@ -28,7 +28,6 @@ Example ``config.toml``::
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from pathlib import Path
@@ -52,7 +51,6 @@ __all__ = [
     "UnknownNetworkError",
     "config_dir",
     "data_dir",
-    "dump_settings",
     "load_settings",
 ]
 
@@ -225,7 +223,7 @@ class Settings(BaseModel):
         selected = name == self.network
         values: dict[str, Any] = {k: v for k, v in spec.model_dump().items() if v is not None}
         if name == "local":
-            local = _local_chain_defaults(self.data_dir)
+            local = _local_chain_defaults()
             for key, value in local.items():
                 values.setdefault(key, value)
         if selected:
@@ -254,42 +252,21 @@ def _msg(err: dict[str, Any]) -> str:
     return str(err.get("msg", "invalid")).removeprefix("Value error, ")
 
 
-def _local_chain_defaults(data: Path) -> dict[str, Any]:
+def _local_chain_defaults() -> dict[str, Any]:
     """Defaults of the ``local`` profile, from the state file ``kuota chain up`` writes if there is one."""
+    from nodeclient.localchain import read_state
+
     values: dict[str, Any] = {"rpc_url": LOCAL_RPC_URL, "chain_id": LOCAL_CHAIN_ID}
-    state = _read_local_chain_state()
-    if state:
-        if isinstance(state.get("rpc_url") or state.get("url"), str):
-            values["rpc_url"] = state.get("rpc_url") or state.get("url")
-        chain_id = state.get("chain_id", state.get("chainId"))
-        if isinstance(chain_id, int) and not isinstance(chain_id, bool):
-            values["chain_id"] = chain_id
-        manifest = state.get("manifest")
-        if isinstance(manifest, str):
-            values["manifest"] = Path(manifest)
+    try:
+        state = read_state()
+    except (ConfigError, OSError):  # a damaged or unreadable state file must not break other networks
+        return values
+    if state is not None:
+        values["rpc_url"] = state.url
+        values["chain_id"] = state.chain_id
+        if state.manifest is not None:
+            values["manifest"] = Path(state.manifest)
     return values
-
-
-def _read_local_chain_state() -> dict[str, Any] | None:
-    """The running local chain recorded by ``kuota chain up`` (nodeclient.localchain), if any."""
-    try:
-        from nodeclient import localchain  # owned by the deploy part; optional at run time
-    except ImportError:
-        return None
-    reader = getattr(localchain, "read_state", None) or getattr(localchain, "load_state", None)
-    if reader is None:
-        return None
-    try:
-        state = reader()
-    except Exception:  # noqa: BLE001 - a stale or unreadable state file must not break other networks
-        return None
-    if state is None:
-        return None
-    if isinstance(state, dict):
-        return state
-    if hasattr(state, "model_dump"):
-        return state.model_dump()
-    return {k: getattr(state, k) for k in ("rpc_url", "url", "chain_id", "manifest") if hasattr(state, k)}
 
 
 def _default_manifest(chain_id: int, data: Path) -> Path:
@@ -371,8 +348,3 @@ def load_settings(**overrides: Any) -> Settings:
     settings = Settings.model_validate(merged)
     settings.data_dir = settings.data_dir.expanduser()
     return settings
-
-
-def dump_settings(settings: Settings) -> str:
-    """JSON of the settings for ``--json`` output and debugging (holds no secret by construction)."""
-    return json.dumps(settings.model_dump(mode="json"), sort_keys=True)

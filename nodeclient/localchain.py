@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import requests
 
+from nodeclient._utils.abi_fragments import MOCK_MINT_ABI
 from nodeclient._utils.files import atomic_write
 from nodeclient.errors import EXIT_REFUSED, ChainError, ConfigError, InsufficientFundsError, NotFoundError
 
@@ -263,41 +264,37 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
 # --- processes ---------------------------------------------------------------------------------
 
 
-def _process_identity(pid: int) -> tuple[list[str], str] | None:
-    """(command line, start-time token) of a live, non-zombie process, or None if there is none."""
+def _psutil() -> Any:
+    """psutil, imported on first use: it belongs to the development install, not the runtime one."""
     try:
         import psutil
-    except ImportError:  # pragma: no cover - psutil ships with the dev install; /proc is the fallback
-        psutil = None
-    if psutil is not None:
-        try:
-            proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return proc.cmdline(), f"{proc.create_time():.2f}"
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            return None
-    proc_dir = Path(f"/proc/{pid}")
+    except ImportError:
+        raise LocalChainError(
+            "managing a local chain needs psutil, which the runtime install leaves out; "
+            "install it with: pip install 'kuota-nodeclient[localchain]'"
+        ) from None
+    return psutil
+
+
+def _process_identity(pid: int) -> tuple[list[str], str] | None:
+    """(command line, start-time token) of a live, non-zombie process, or None if there is none."""
+    psutil = _psutil()
     try:
-        stat = (proc_dir / "stat").read_text()
-        cmdline = (proc_dir / "cmdline").read_bytes().split(b"\0")
-    except OSError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.cmdline(), f"{proc.create_time():.2f}"
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return None
-    return [part.decode(errors="replace") for part in cmdline if part], fields[19]
 
 
 def _listens_on(pid: int, port: int) -> bool | None:
     """Whether ``pid`` (or a child, for wrapper scripts) listens on ``port``; None if we cannot tell."""
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - without psutil the RPC checks still apply
-        return None
+    psutil = _psutil()
     try:
         root = psutil.Process(pid)
         for proc in [root, *root.children(recursive=True)]:
+            # psutil 6 renamed connections() to net_connections(); the dev pins still have 5.9.
             lister = getattr(proc, "net_connections", None) or proc.connections
             for conn in lister(kind="tcp"):
                 if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
@@ -444,6 +441,84 @@ def attach(home: str | Path | None = None) -> ChainState:
     return status.state
 
 
+def _check_start_arguments(kind: str, port: int | None, chain_id: int, accounts: int) -> None:
+    if kind not in ("anvil", "ganache"):
+        raise ConfigError(f"unknown chain kind {kind!r}; expected 'anvil' or 'ganache'")
+    if isinstance(chain_id, bool) or not isinstance(chain_id, int) or not 0 < chain_id < 2**53:
+        raise ConfigError(f"chain id must be a positive integer below 2**53, got {chain_id!r}")
+    if port is not None and (isinstance(port, bool) or not 1024 <= port < 65536):
+        # Privileged ports are refused even as root: a dev chain has no business there.
+        raise ConfigError(f"port must be between 1024 and 65535, got {port}")
+    if not 1 <= accounts <= 1000:
+        raise ConfigError(f"accounts must be between 1 and 1000, got {accounts}")
+
+
+def _fork_and_fee_arguments(kind: str, fork_url: str | None, base_fee_wei: int | None) -> list[str]:
+    argv: list[str] = []
+    if fork_url is not None:
+        if kind != "anvil":
+            raise ConfigError("forking is supported with anvil only")
+        # auto-impersonate: a dry run sends from the real deployer's address without its key.
+        argv += ["--fork-url", fork_url, "--auto-impersonate"]
+    if base_fee_wei is not None:
+        if isinstance(base_fee_wei, bool) or not isinstance(base_fee_wei, int) or base_fee_wei < 0:
+            raise ConfigError(f"base fee must be a non-negative integer of wei, got {base_fee_wei!r}")
+        # An L2-like fee level for demos; Ganache has no equivalent flag, so Anvil only.
+        if kind != "anvil":
+            raise ConfigError("an initial base fee can be set with anvil only")
+        argv += ["--block-base-fee-per-gas", str(base_fee_wei)]
+    return argv
+
+
+def _clear_stale_record(home: str | Path | None) -> None:
+    previous = read_state(home)
+    if previous is not None:
+        if _identity_problem(previous) is None:
+            raise ChainAlreadyRunningError(previous)
+        # The recorded process is gone (or its pid was reused): the record is stale, not a chain.
+        state_path(home).unlink(missing_ok=True)
+
+
+def _launch(argv: list[str], log_path: Path, die_with_parent: bool) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log_file:
+        # A new session: the chain survives the `kuota chain up` process, and stop_chain can signal
+        # exactly this process group (the chain and any helper it spawned), nothing else.
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # Only prctl runs between fork and exec (no lock is taken), which is safe with threads.
+            preexec_fn=exit_with_parent if die_with_parent else None,  # noqa: PLW1509
+        )
+
+
+def _kill_and_fail(proc: subprocess.Popen[bytes], message: str) -> ChainStartError:
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=5)
+    return ChainStartError(message)
+
+
+def _await_genesis(proc: subprocess.Popen[bytes], kind: str, url: str, chain_id: int, timeout: float, log: Path) -> str:
+    """The genesis hash once the new chain answers as ``chain_id``; kills it and raises otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ChainStartError(f"{kind} exited with code {proc.returncode} before answering on {url}: {_tail(log)}")
+        try:
+            answered = int(_rpc(url, "eth_chainId", timeout=1.0), 16)
+            genesis = _genesis_hash(url)
+        except (requests.RequestException, LocalChainError, ValueError, KeyError):
+            time.sleep(0.1)
+            continue
+        if answered != chain_id:
+            raise _kill_and_fail(proc, f"{kind} on {url} reports chain id {answered}, expected {chain_id}")
+        return genesis
+    raise _kill_and_fail(proc, f"{kind} did not answer on {url} within {timeout:.0f} s: {_tail(log)}")
+
+
 def start_chain(
     *,
     kind: str = "anvil",
@@ -464,91 +539,24 @@ def start_chain(
         PortInUseError: the requested port is taken.
         ChainStartError: the process exited or did not answer within ``timeout`` seconds.
     """
-    if kind not in ("anvil", "ganache"):
-        raise ConfigError(f"unknown chain kind {kind!r}; expected 'anvil' or 'ganache'")
-    if isinstance(chain_id, bool) or not isinstance(chain_id, int) or not 0 < chain_id < 2**53:
-        raise ConfigError(f"chain id must be a positive integer below 2**53, got {chain_id!r}")
-    if port is not None and (isinstance(port, bool) or not 1024 <= port < 65536):
-        # Privileged ports are refused even as root: a dev chain has no business there.
-        raise ConfigError(f"port must be between 1024 and 65535, got {port}")
-    if not 1 <= accounts <= 1000:
-        raise ConfigError(f"accounts must be between 1 and 1000, got {accounts}")
+    _check_start_arguments(kind, port, chain_id, accounts)
     path = state_path(home)
-    previous = read_state(home)
-    if previous is not None:
-        if _identity_problem(previous) is None:
-            raise ChainAlreadyRunningError(previous)
-        # The recorded process is gone (or its pid was reused): the record is stale, not a chain.
-        path.unlink(missing_ok=True)
+    _clear_stale_record(home)
     if port is not None and not port_is_free(port):
         raise PortInUseError(port)
     chosen = port if port is not None else free_port()
-    argv = _command(kind, chosen, chain_id, accounts, block_time)
-    if fork_url is not None:
-        if kind != "anvil":
-            raise ConfigError("forking is supported with anvil only")
-        # auto-impersonate: a dry run sends from the real deployer's address without its key.
-        argv += ["--fork-url", fork_url, "--auto-impersonate"]
-    if base_fee_wei is not None:
-        if isinstance(base_fee_wei, bool) or not isinstance(base_fee_wei, int) or base_fee_wei < 0:
-            raise ConfigError(f"base fee must be a non-negative integer of wei, got {base_fee_wei!r}")
-        # An L2-like fee level for demos; Ganache has no equivalent flag, so Anvil only.
-        if kind != "anvil":
-            raise ConfigError("an initial base fee can be set with anvil only")
-        argv += ["--block-base-fee-per-gas", str(base_fee_wei)]
+    argv = _command(kind, chosen, chain_id, accounts, block_time) + _fork_and_fee_arguments(kind, fork_url, base_fee_wei)
     log_path = path.parent / f"chain-{kind}-{chosen}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log_file:
-        # A new session: the chain survives the `kuota chain up` process, and stop_chain can signal
-        # exactly this process group (the chain and any helper it spawned), nothing else.
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # Only prctl runs between fork and exec (no lock is taken), which is safe with threads.
-            preexec_fn=exit_with_parent if die_with_parent else None,  # noqa: PLW1509
-        )
+    proc = _launch(argv, log_path, die_with_parent)
     url = f"http://{LOOPBACK}:{chosen}"
-    deadline = time.monotonic() + timeout
-    genesis: str | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ChainStartError(
-                f"{kind} exited with code {proc.returncode} before answering on {url}: {_tail(log_path)}"
-            )
-        try:
-            answered = int(_rpc(url, "eth_chainId", timeout=1.0), 16)
-            genesis = _genesis_hash(url)
-            break
-        except (requests.RequestException, LocalChainError, ValueError, KeyError):
-            time.sleep(0.1)
-    if genesis is None:
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-        raise ChainStartError(f"{kind} did not answer on {url} within {timeout:.0f} s: {_tail(log_path)}")
-    if answered != chain_id:
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-        raise ChainStartError(f"{kind} on {url} reports chain id {answered}, expected {chain_id}")
+    genesis = _await_genesis(proc, kind, url, chain_id, timeout, log_path)
     identity = _process_identity(proc.pid)
     if identity is None:
         raise ChainStartError(f"{kind} (pid {proc.pid}) exited right after starting: {_tail(log_path)}")
     cmdline, started = identity
     state = ChainState(
-        kind=kind,
-        pid=proc.pid,
-        host=LOOPBACK,
-        port=chosen,
-        url=url,
-        chain_id=chain_id,
-        genesis_hash=genesis,
-        started_at=_now(),
-        process_start=started,
-        cmdline=cmdline,
-        log_path=str(log_path),
-        accounts=accounts,
+        kind=kind, pid=proc.pid, host=LOOPBACK, port=chosen, url=url, chain_id=chain_id, genesis_hash=genesis,
+        started_at=_now(), process_start=started, cmdline=cmdline, log_path=str(log_path), accounts=accounts,
     )
     _write_state(path, state)
     return state
@@ -617,21 +625,10 @@ def stop_chain(home: str | Path | None = None, timeout: float = 10.0) -> str:
 
 # --- development conveniences on the recorded chain --------------------------------------------
 
-_MINT_ABI = [
-    {
-        "type": "function",
-        "name": "mint",
-        "stateMutability": "nonpayable",
-        "inputs": [{"name": "to", "type": "address"}, {"name": "amount", "type": "uint256"}],
-        "outputs": [],
-    }
-]
-
-
 def _web3(state: ChainState) -> Any:
-    from web3 import HTTPProvider, Web3
+    from nodeclient.chain.rpc import connect
 
-    return Web3(HTTPProvider(state.url, request_kwargs={"timeout": 30}))
+    return connect(state.url, timeout=30)
 
 
 def fund_account(
@@ -680,7 +677,7 @@ def fund_account(
         if not state.manifest:
             raise NotFoundError(f"no contracts are deployed on the chain at {state.url}; run `kuota deploy local` first")
         deployment = load_manifest(state.manifest, expected_chain_id=state.chain_id)
-        usd = w3.eth.contract(address=deployment.address("PaymentToken"), abi=_MINT_ABI + load_abi("PaymentToken"))
+        usd = w3.eth.contract(address=deployment.address("PaymentToken"), abi=MOCK_MINT_ABI + load_abi("PaymentToken"))
         token = w3.eth.contract(address=deployment.address("KuotaToken"), abi=load_abi("KuotaToken"))
         if usd_units:
             send("usd", usd.functions.mint(address, usd_units).build_transaction({"from": funder}))

@@ -42,7 +42,7 @@ from nodeclient.deployment import LOCAL_CHAIN_IDS, DeployParamsError
 from nodeclient.errors import ChainError, ConfigError, KeystoreError, KuotaError, RefusedError
 from nodeclient.keys import KeyManager, KeystoreNotFoundError, Secret, read_password_file
 from scripts.chainconn import connect_rpc, disconnect_rpc
-from scripts.deploy import (
+from scripts.deploy_system import (
     DEPLOYMENTS_DIR,
     SystemDeployment,
     TxOptions,
@@ -341,9 +341,9 @@ def _verify_sources(system: SystemDeployment) -> None:
 
     if "explorer" not in CONFIG.active_network:
         raise ConfigError("--verify needs an explorer API URL: pass --explorer-api or use `brownie run --network <id>`")
-    from scripts.deploy import _project
+    from scripts.deploy_system import load_project
 
-    project = _project()
+    project = load_project()
     for name, address in system.manifest["contracts"].items():
         if name == "PaymentToken" and system.manifest["params"].get("paymentToken"):
             continue  # an existing token, not ours to verify

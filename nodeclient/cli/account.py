@@ -10,16 +10,17 @@ from pathlib import Path
 
 import click
 
+from nodeclient._utils.abi_fragments import MOCK_MINT_ABI
 from nodeclient.cli.options import (
     CliContext,
-    account_options,
+    address_command,
     eth,
     json_option,
-    network_options,
     ops,
     pass_cx,
-    spend_options,
+    spend_command,
     table,
+    units_option,
 )
 from nodeclient.errors import KeystoreError, NotFoundError
 
@@ -129,30 +130,12 @@ def export(cx: CliContext, alias: str, out: Path) -> None:
     cx.emit({**info.to_json(), "exportedTo": str(out)}, lambda c: c.print(f"exported {info.alias} ({info.address}) to {out}"))
 
 
-
 _TOKENS = {"KUOTA": "KuotaToken", "PAYMENT": "PaymentToken"}
-_MINT_ABI = [
-    {
-        "type": "function",
-        "name": "mint",
-        "stateMutability": "nonpayable",
-        "inputs": [{"name": "to", "type": "address"}, {"name": "amount", "type": "uint256"}],
-        "outputs": [],
-    }
-]
-
-
-@account.command("balance")
-@click.argument("address", required=False)
-@network_options
-@account_options
-@json_option
-@pass_cx
-def balance(cx: CliContext, address: str | None) -> None:
+@address_command(account, "balance")
+def balance(cx: CliContext, who: str) -> None:
     """ETH, KUOTA and payment-token balances of ADDRESS (default: your account)."""
-    from nodeclient._utils.values import format_amount, parse_address
+    from nodeclient._utils.values import format_amount
 
-    who = parse_address("address", address) if address else cx.account_info().address
     client = cx.client()
     kuota = ops().token_info(client, "KuotaToken", who)
     payment = ops().token_info(client, "PaymentToken", who)
@@ -171,12 +154,8 @@ def balance(cx: CliContext, address: str | None) -> None:
 @click.argument("token", type=click.Choice(["KUOTA", "PAYMENT"], case_sensitive=False))
 @click.argument("to")
 @click.argument("amount")
-@click.option("--units", is_flag=True, help="AMOUNT is in base units.")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@units_option("AMOUNT is in base units.")
+@spend_command
 def transfer(cx: CliContext, token: str, to: str, amount: str, units: bool) -> None:
     """Send AMOUNT of KUOTA or of the payment token to address TO."""
     from nodeclient._utils.values import parse_address
@@ -187,19 +166,15 @@ def transfer(cx: CliContext, token: str, to: str, amount: str, units: bool) -> N
     quantity = cx.token_amount(name, amount, base_units=units)
     signer = cx.signer()
     cx.require_balance(signer, name, quantity, "send")
-    result = cx.send(signer, client.contract(name).functions.transfer(recipient, quantity.value),
-                     f"send {quantity} to {recipient}", kind="transfer")
+    call = client.contract(name).functions.transfer(recipient, quantity.value)
+    result = cx.send(signer, call, f"send {quantity} to {recipient}", kind="transfer")
     cx.emit({"tx": result.to_json(), "to": recipient, "amount": quantity.value, "token": name},
             lambda c: c.print(f"sent {quantity} to {recipient} in {result.tx_hash}"))
 
 
 @account.command("faucet")
 @click.argument("amount")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@spend_command
 def faucet(cx: CliContext, amount: str) -> None:
     """Local chains only: mint AMOUNT of the mock payment token (MockUSD) to your account."""
     from nodeclient._utils.values import format_amount, parse_amount
@@ -208,8 +183,7 @@ def faucet(cx: CliContext, amount: str) -> None:
     client = cx.client()
     if client.chain_id not in (31337, 1337):
         raise RefusedError(f"the faucet only exists on local chains (31337, 1337), not on chain {client.chain_id}")
-    # The shipped PaymentToken ABI is plain ERC20; MockUSD adds an open mint(address,uint256).
-    token = client.w3.eth.contract(address=client.deployment.address("PaymentToken"), abi=_MINT_ABI)
+    token = client.w3.eth.contract(address=client.deployment.address("PaymentToken"), abi=MOCK_MINT_ABI)
     signer = cx.signer()
     info = ops().token_info(client, "PaymentToken", signer.address)
     value = parse_amount("amount", amount, info.decimals)

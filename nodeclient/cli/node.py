@@ -13,16 +13,7 @@ from typing import Any
 import click
 
 from nodeclient._utils.values import format_amount, parse_address, parse_amount, parse_uint
-from nodeclient.cli.options import (
-    CliContext,
-    account_options,
-    json_option,
-    network_options,
-    ops,
-    pass_cx,
-    spend_options,
-    table,
-)
+from nodeclient.cli.options import CliContext, account_command, node_key_options, ops, spend_command, table
 from nodeclient.errors import InsufficientFundsError, RefusedError
 
 __all__ = ["COMMANDS", "node"]
@@ -35,34 +26,19 @@ def node() -> None:
     """Register, update and inspect your nodes."""
 
 
-def _node_key_options(fn: Any) -> Any:
-    fn = click.option("--node-password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                      help="Password file of the node key (default: the same source as the account's).")(fn)
-    fn = click.option("--node-keystore", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                      help="Keystore file of the node key.")(fn)
-    fn = click.option("--node-account", default=None, help="Alias or address of the node key's keystore.")(fn)
-    return fn
-
-
-def _node_signer(cx: CliContext, ref: str | None, keystore: Path | None, password_file: Path | None) -> Any:
-    if ref is None and keystore is None:
-        raise click.UsageError("the node key is required: pass --node-account ALIAS or --node-keystore FILE")
-    # need_key: even a dry run must sign the NodeKey proof, or the simulation reverts.
-    if password_file is None:
-        return cx.signer(ref, keystore=keystore, what="--node-account", need_key=True)
-    saved = cx.password_file
-    cx.password_file = password_file
-    try:
-        return cx.signer(ref, keystore=keystore, what="--node-account", need_key=True)
-    finally:
-        cx.password_file = saved
-
-
 def _price(cx: CliContext, text: str | None, units: bool) -> int | None:
     if text is None:
         return None
     info = ops().token_info(cx.client(), "PaymentToken", cx.client().deployment.address("PaymentEscrow"))
     return parse_amount("price per GiB", text, 0 if units else info.decimals, maximum=_UINT96_MAX, allow_zero=True)
+
+
+def _node_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    return parse_address("node", value)
+
+
+# NODE, checked and checksummed before the command runs.
+_node_argument = click.argument("node_address", metavar="NODE", callback=_node_address)
 
 
 def _check_operator(cx: CliContext, node_address: str, account: str) -> Any:
@@ -73,18 +49,14 @@ def _check_operator(cx: CliContext, node_address: str, account: str) -> Any:
 
 
 @node.command("register")
-@_node_key_options
+@node_key_options
 @click.option("--payout", default=None, help="Address paid for settlements and rewards (default: your account).")
 @click.option("--price", required=True, help="Advertised price per GiB, in payment tokens (e.g. 0.5).")
 @click.option("--price-units", is_flag=True, help="--price is in base units.")
 @click.option("--capacity", "capacity", required=True, help="Declared capacity, Mbps.")
 @click.option("--region", required=True, help="Region label, e.g. eu-west.")
 @click.option("--metadata-uri", default="", help="URI of the node's metadata document.")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@spend_command
 def register(
     cx: CliContext,
     node_account: str | None,
@@ -103,7 +75,7 @@ def register(
     client = cx.client()
     operator = cx.signer()
     payout_address = parse_address("payout", payout) if payout else operator.address
-    node_signer = _node_signer(cx, node_account, node_keystore, node_password_file)
+    node_signer = cx.node_signer(node_account, node_keystore, node_password_file)
     if node_signer.address == operator.address:
         raise RefusedError("the node key must be a different account than the operator's wallet")
     stake = ops().stake_info(client, operator.address)
@@ -126,18 +98,14 @@ def register(
 
 
 @node.command("update")
-@click.argument("node_address", metavar="NODE")
+@_node_argument
 @click.option("--payout", default=None, help="New payout address.")
 @click.option("--price", default=None, help="New price per GiB, in payment tokens.")
 @click.option("--price-units", is_flag=True, help="--price is in base units.")
 @click.option("--capacity", default=None, help="New capacity, Mbps.")
 @click.option("--region", default=None, help="New region label.")
 @click.option("--metadata-uri", default=None, help="New metadata URI.")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@spend_command
 def update(
     cx: CliContext,
     node_address: str,
@@ -149,7 +117,6 @@ def update(
     metadata_uri: str | None,
 ) -> None:
     """Change NODE's payout, price, capacity, region or metadata (fields not given stay)."""
-    node_address = parse_address("node", node_address)
     new_price = _price(cx, price, price_units)
     new_capacity = parse_uint("capacity", capacity, 64, allow_zero=False) if capacity is not None else None
     new_payout = parse_address("payout", payout) if payout is not None else None
@@ -170,22 +137,17 @@ def update(
 
 
 @node.command("rotate-key")
-@click.argument("node_address", metavar="NODE")
-@_node_key_options
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@_node_argument
+@node_key_options
+@spend_command
 def rotate_key(
     cx: CliContext, node_address: str, node_account: str | None, node_keystore: Path | None, node_password_file: Path | None
 ) -> None:
     """Make --node-account the signing key of NODE (the node keeps its address)."""
-    node_address = parse_address("node", node_address)
     client = cx.client()
     signer = cx.signer()
     _check_operator(cx, node_address, signer.address)
-    new_key = _node_signer(cx, node_account, node_keystore, node_password_file)
+    new_key = cx.node_signer(node_account, node_keystore, node_password_file)
     signature = ops().sign_node_key(client, new_key, node_address, signer.address)
     call = client.contract("NodeRegistry").functions.rotateKey(node_address, new_key.address, signature)
     result = cx.send(signer, call, f"rotate key of node {node_address} to {new_key.address}", kind="rotate", node=node_address)
@@ -194,17 +156,11 @@ def rotate_key(
 
 
 @node.command("exit")
-@click.argument("node_address", metavar="NODE")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@_node_argument
+@spend_command
 def exit_(cx: CliContext, node_address: str) -> None:
     """Request NODE's exit (its stake requirement is released; pending receipts still settle)."""
-    node_address = parse_address("node", node_address)
-    client = cx.client()
-    signer = cx.signer()
+    client, signer = cx.client(), cx.signer()
     _check_operator(cx, node_address, signer.address)
     result = cx.send(signer, client.contract("NodeRegistry").functions.requestExit(node_address), f"exit node {node_address}", kind="exit", node=node_address)
     cx.emit({"tx": result.to_json(), "node": ops().get_node(client, node_address).to_json()},
@@ -212,17 +168,12 @@ def exit_(cx: CliContext, node_address: str) -> None:
 
 
 @node.command("withdraw-earnings")
-@click.argument("node_address", metavar="NODE")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@_node_argument
+@spend_command
 def withdraw_earnings(cx: CliContext, node_address: str) -> None:
     """Pay NODE's escrow credit (net settlements) to its payout address."""
-    node_address = parse_address("node", node_address)
+    info = ops().get_node(cx.client(), node_address)
     client = cx.client()
-    info = ops().get_node(client, node_address)
     if info.credit == 0:
         raise RefusedError(f"node {node_address} has no credit to withdraw")
     signer = cx.signer()
@@ -234,10 +185,7 @@ def withdraw_earnings(cx: CliContext, node_address: str) -> None:
 
 @node.command("status")
 @click.argument("nodes", nargs=-1, metavar="[NODE]...")
-@network_options
-@account_options
-@json_option
-@pass_cx
+@account_command
 def status(cx: CliContext, nodes: tuple[str, ...]) -> None:
     """Show NODEs (default: every node of your account)."""
     client = cx.client()

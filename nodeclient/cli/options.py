@@ -1,9 +1,14 @@
 """Options shared by every ``kuota`` command, and the per-invocation context they build.
 
 Each command declares which option sets it takes (``@network_options``, ``@account_options``,
-``@spend_options``, ``@json_option``) and receives a :class:`CliContext` as ``cx``. The context
-builds settings, the chain connection and the unlocked signer lazily, so a command that fails on
-bad input never touches the RPC or asks for a password.
+``@spend_options``, ``@json_option``, or the usual stacks of them: ``@spend_command``,
+``@account_command``, ``@network_command``) and receives a :class:`CliContext` as ``cx``. The
+context builds settings, the chain connection and the unlocked signer lazily, so a command that
+fails on bad input never touches the RPC or asks for a password.
+
+Spending goes through :class:`nodeclient.transactions.Transactions` (estimate, confirm, send,
+wait): the context only supplies its confirmation policy (print the plan, stop a ``--dry-run``,
+ask unless ``--yes``) and its progress spinner.
 
 Output: ``cx.emit(data, human)`` prints ``data`` as one JSON object (sorted keys; integers exact)
 under ``--json``, else calls ``human(console)``. Progress goes to stderr, only when it is a terminal.
@@ -15,6 +20,7 @@ import functools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,20 +33,29 @@ from rich.table import Table
 
 from nodeclient.config import Settings, load_settings
 from nodeclient.errors import KuotaError, RefusedError
+from nodeclient.transactions import SpendPlan, TokenAmount, Transactions, WatchOnly
 
 __all__ = [
     "CliContext",
     "DryRun",
     "TokenAmount",
     "WatchOnly",
+    "account_command",
     "account_options",
+    "address_command",
+    "amount_command",
     "eth",
     "json_option",
+    "network_command",
     "network_options",
+    "node_key_options",
     "ops",
     "pass_cx",
+    "spend_command",
     "spend_options",
     "table",
+    "units_option",
+    "utc_time",
 ]
 
 
@@ -50,27 +65,16 @@ class DryRun(KuotaError):
     exit_code = 0
 
 
-class WatchOnly:
-    """An account known by address only (``--dry-run``): it can be estimated from, never sign."""
-
-    def __init__(self, address: str, alias: str | None = None) -> None:
-        self.address = address
-        self.alias = alias
-
-    def __repr__(self) -> str:
-        return f"WatchOnly(alias={self.alias!r}, address={self.address})"
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise RefusedError(f"dry run: account {self.address} is not unlocked and signs nothing")
-
-    sign_transaction = sign_typed_data = private_key_bytes = _refuse
-
-
 def eth(wei: int) -> str:
     """Wei as ETH with up to 9 decimals (gwei precision is what fees are read in)."""
     whole, frac = divmod(int(wei), 10**18)
     text = f"{whole}.{str(frac).rjust(18, '0')[:9].rstrip('0')}".rstrip(".")
     return f"{text} ETH"
+
+
+def utc_time(timestamp: int) -> str:
+    """A chain timestamp as ``YYYY-MM-DD HH:MM:SS UTC``."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
@@ -222,95 +226,104 @@ class CliContext:
                 self._signers[key] = self.keys().unlock(info, password)
         return self._signers[key]
 
+    def node_signer(self, ref: str | None, keystore: Path | None, password_file: Path | None) -> Any:
+        """Unlock the node key given by ``--node-account`` / ``--node-keystore`` (``--node-password-file``)."""
+        if ref is None and keystore is None:
+            raise click.UsageError("the node key is required: pass --node-account ALIAS or --node-keystore FILE")
+        saved = self.password_file
+        if password_file is not None:
+            self.password_file = password_file
+        try:
+            # need_key: even a dry run must sign the NodeKey proof, or the simulation reverts.
+            return self.signer(ref, keystore=keystore, what="--node-account", need_key=True)
+        finally:
+            self.password_file = saved
+
+    def address_or_self(self, address: str | None) -> str:
+        """The ADDRESS argument of a ``show`` command, else the selected account's address."""
+        from nodeclient._utils.values import parse_address
+
+        return parse_address("address", address) if address else self.account_info().address
+
+    def emit_holding(self, title: str, data: dict[str, Any], token: Any, rows: list[tuple[str, int | str]]) -> None:
+        """A ``show`` command's answer: ``data`` plus the wallet's ``token`` balance.
+
+        Human output is a two-column table of ``rows`` (integers are base units of ``token``, text
+        is printed as it is) ending with the wallet balance.
+        """
+
+        def human(console: Console) -> None:
+            from nodeclient._utils.values import format_amount
+
+            cells = [[label, format_amount(v, token.decimals, token.symbol) if isinstance(v, int) else v] for label, v in rows]
+            cells.append(["wallet balance", format_amount(token.balance, token.decimals, token.symbol)])
+            console.print(table(title, ["", "value"], cells))
+
+        self.emit({**data, "walletBalance": token.balance, "decimals": token.decimals}, human)
+
     # -- spending -----------------------------------------------------------------------------------
 
-    def confirm_spend(self, description: str, sender: str, quote: Any, extra: dict[str, Any] | None = None) -> None:
-        """Show what a transaction does and may cost; stop on ``--dry-run``; ask unless ``--yes``."""
-        client = self.client()
-        plan = {
-            "action": description,
-            "from": sender,
-            "network": client.profile.name,
-            "chainId": client.chain_id,
-            "fee": quote.to_json(),
-            **(extra or {}),
-        }
-        if self.dry_run:
-            self.emit(
-                {"dryRun": True, **plan},
-                lambda c: c.print(
-                    f"[bold]dry run[/bold]: {description} from {sender} on {client.profile.name} "
-                    f"(chain {client.chain_id}); estimated fee {eth(quote.expected_cost)} (at most {eth(quote.max_cost - quote.value)}); "
-                    "nothing was sent"
-                ),
-            )
-            raise DryRun("dry run: nothing was sent")
+    def confirm(self, summary: str, question: str, declined: str) -> None:
+        """Unless ``--yes``: print ``summary`` on stderr and ask ``question``; ``RefusedError(declined)`` on no."""
         if self.yes:
             return
-        self.err_console.print(
-            f"{description}\n  from {sender} on {client.profile.name} (chain {client.chain_id})\n"
-            f"  estimated fee {eth(quote.expected_cost)} (at most {eth(quote.max_cost - quote.value)}, gas limit {quote.gas_limit})"
+        self.err_console.print(summary)
+        if not click.confirm(question, default=False, err=True):
+            raise RefusedError(declined)
+
+    def confirm_spend(self, plan: SpendPlan) -> None:
+        """Show what a transaction does and may cost; stop on ``--dry-run``; ask unless ``--yes``."""
+        quote = plan.quote
+        where = f"{plan.sender} on {plan.network} (chain {plan.chain_id})"
+        fee = f"estimated fee {eth(quote.expected_cost)} (at most {eth(quote.max_cost - quote.value)}"
+        if self.dry_run:
+            self.emit(
+                {"dryRun": True, **plan.to_json()},
+                lambda c: c.print(f"[bold]dry run[/bold]: {plan.action} from {where}; {fee}); nothing was sent"),
+            )
+            raise DryRun("dry run: nothing was sent")
+        self.confirm(
+            f"{plan.action}\n  from {where}\n  {fee}, gas limit {quote.gas_limit})",
+            "Send this transaction?",
+            f"declined: {plan.action} was not sent",
         )
-        if not click.confirm("Send this transaction?", default=False, err=True):
-            raise RefusedError(f"declined: {description} was not sent")
+
+    def transactions(self) -> Transactions:
+        """The spending flow on this invocation's chain, with this invocation's confirmation policy."""
+        return Transactions(self.client(), confirm=self.confirm_spend, sending=self.status, note=self.note)
+
+    def transact(
+        self, contract: str, function: str, *args: Any, description: str,
+        pull: tuple[str, TokenAmount, str] | None = None, **kwargs: Any,
+    ) -> Any:
+        """Send ``contract.function(*args)`` from the selected account; returns the ``TxResult``.
+
+        ``pull=(token, amount, purpose)``: the call takes ``amount`` of ``token`` from the account, so
+        the balance is checked and exactly that much approved first (see ``send_with_allowance``).
+        """
+        client = self.client()
+        signer = self.signer()
+        call = getattr(client.contract(contract).functions, function)(*args)
+        if pull is None:
+            return self.send(signer, call, description, **kwargs)
+        token, amount, purpose = pull
+        return self.transactions().send_with_allowance(signer, token, contract, amount, purpose, call, description, **kwargs)
 
     def send(self, signer: Any, fn_call: Any, description: str, **kwargs: Any) -> Any:
         """Estimate, confirm, send and wait for one transaction, with progress on stderr."""
-        client = self.client()
-        quote = client.estimate(signer.address, fn_call, description, kwargs.get("value", 0))
-        self.confirm_spend(description, signer.address, quote)
-        with self.status(f"{description}: sending") as update:
-            return client.transact(signer, fn_call, description, progress=update, **kwargs)
+        return self.transactions().send(signer, fn_call, description, **kwargs)
 
     def token_amount(self, token: str, text: str, *, base_units: bool) -> TokenAmount:
         """Parse a command's AMOUNT of ``token`` (decimal tokens, or base units with ``--units``)."""
-        from nodeclient._utils.values import parse_amount
-
-        info = ops().token_info(self.client(), token, self.client().deployment.address(token))
-        value = parse_amount("amount", text, 0 if base_units else info.decimals)
-        return TokenAmount(value, info.decimals, info.symbol)
+        return self.transactions().token_amount(token, text, base_units=base_units)
 
     def require_balance(self, signer: Any, token: str, amount: TokenAmount, purpose: str) -> None:
         """Refuse before any transaction when ``signer`` holds less ``token`` than ``amount``."""
-        from nodeclient._utils.values import format_amount
-        from nodeclient.errors import InsufficientFundsError
-
-        held = ops().token_info(self.client(), token, signer.address).balance
-        if held < amount.value:
-            raise InsufficientFundsError(
-                f"account {signer.address} holds {format_amount(held, amount.decimals, amount.symbol)}, "
-                f"less than the {amount} to {purpose}"
-            )
+        self.transactions().require_balance(signer.address, token, amount, purpose)
 
     def ensure_allowance(self, signer: Any, token: str, spender: str, amount: int) -> Any:
-        """Approve exactly ``amount`` of ``token`` to ``spender`` if the allowance is short (one tx).
-
-        Exact approvals, not unlimited ones: a compromised or buggy spender can take no more than
-        what this command is about to use.
-        """
-        from nodeclient.chain.ops import allowance
-
-        client = self.client()
-        current = allowance(client, token, signer.address, spender)
-        if current >= amount:
-            return None
-        call = client.contract(token).functions.approve(client.deployment.address(spender), amount)
-        self.note(f"step 1 of 2: allow {spender} to take {amount} base units of {token} (a second transaction follows)")
-        return self.send(signer, call, f"approve {spender} for {amount} {token} units", kind="approve")
-
-
-@dataclass(frozen=True)
-class TokenAmount:
-    """An amount of a token in base units, with what it takes to print it."""
-
-    value: int
-    decimals: int
-    symbol: str
-
-    def __str__(self) -> str:
-        from nodeclient._utils.values import format_amount
-
-        return format_amount(self.value, self.decimals, self.symbol)
+        """Approve exactly ``amount`` of ``token`` to ``spender`` if the allowance is short (one tx)."""
+        return self.transactions().ensure_allowance(signer, token, spender, amount)
 
 
 def network_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -343,6 +356,70 @@ def spend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--json``."""
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(fn)
+
+
+def units_option(text: str = "AMOUNT is in base units, not decimal tokens.") -> Callable[..., Any]:
+    """``--units``: the command's AMOUNT is in base units."""
+    return click.option("--units", is_flag=True, help=text)
+
+
+def node_key_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--node-account``, ``--node-keystore``, ``--node-password-file``: the node key, named the same
+    way by every command that needs it (``node register``, ``node rotate-key``, ``node serve``)."""
+    fn = click.option("--node-password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                      help="Password file of the node key (default: the same source as the account's).")(fn)
+    fn = click.option("--node-keystore", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                      help="Keystore file of the node key (the registry's signing key).")(fn)
+    fn = click.option("--node-account", default=None, help="Alias or address of the node key's keystore.")(fn)
+    return fn
+
+
+def amount_command(group: click.Group, name: str, token: str) -> Callable[[Callable[..., Any]], Any]:
+    """A spending command ``name`` of ``group`` taking AMOUNT of ``token`` (``--units``: base units).
+
+    The function receives ``cx`` and the parsed :class:`TokenAmount` as ``amount``; AMOUNT is parsed
+    first, so a malformed amount fails before any password is asked.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        @functools.wraps(fn)
+        def parsed(cx: CliContext, amount: str, units: bool, **kwargs: Any) -> Any:
+            return fn(cx, cx.token_amount(token, amount, base_units=units), **kwargs)
+
+        return group.command(name)(click.argument("amount")(units_option()(spend_command(parsed))))
+
+    return decorate
+
+
+def address_command(group: click.Group, name: str) -> Callable[[Callable[..., Any]], Any]:
+    """A read-only command ``name`` of ``group`` about [ADDRESS] (default: the selected account).
+
+    The function receives ``cx`` and the checksummed address as ``who``.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        @functools.wraps(fn)
+        def resolved(cx: CliContext, address: str | None, **kwargs: Any) -> Any:
+            return fn(cx, cx.address_or_self(address), **kwargs)
+
+        return group.command(name)(click.argument("address", required=False)(account_command(resolved)))
+
+    return decorate
+
+
+def spend_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A command that sends transactions: network, account, ``--yes``/``--dry-run``, ``--json``; gets ``cx``."""
+    return network_options(account_options(spend_options(json_option(pass_cx(fn)))))
+
+
+def account_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A read-only command about an account: network, account, ``--json``; gets ``cx``."""
+    return network_options(account_options(json_option(pass_cx(fn))))
+
+
+def network_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A read-only command that needs no account: network, ``--json``; gets ``cx``."""
+    return network_options(json_option(pass_cx(fn)))
 
 
 _CX_FIELDS = (

@@ -18,13 +18,11 @@ import click
 from nodeclient._utils.values import format_amount, parse_address, parse_amount, parse_uint
 from nodeclient.cli.options import (
     CliContext,
-    account_options,
+    account_command,
     eth,
-    json_option,
-    network_options,
+    network_command,
     ops,
-    pass_cx,
-    spend_options,
+    spend_command,
     table,
 )
 from nodeclient.errors import NotFoundError, ReceiptError, RefusedError
@@ -56,10 +54,7 @@ def _last_receipt_in(path: Path, consumer: str, node: str) -> Any:
 @click.option("--issued-at", default=None, help="Unix time of the receipt (default: now).")
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Append the signed receipt as a JSON line to this file (default: print it).")
-@network_options
-@account_options
-@json_option
-@pass_cx
+@account_command
 def sign(
     cx: CliContext,
     node_address: str,
@@ -118,9 +113,7 @@ def sign(
 @receipts.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--node", "node_address", required=True, help="Your node's address: every receipt must name it.")
-@network_options
-@json_option
-@pass_cx
+@network_command
 def import_(cx: CliContext, files: tuple[Path, ...], node_address: str) -> None:
     """Verify receipt FILES (JSON, JSON array or JSON lines) and store them durably for NODE.
 
@@ -154,9 +147,7 @@ def import_(cx: CliContext, files: tuple[Path, ...], node_address: str) -> None:
 @receipts.command("list")
 @click.option("--node", "node_address", default=None, help="Only this node's channels.")
 @click.option("--batches", "show_batches", is_flag=True, help="List settlement batches instead of channels.")
-@network_options
-@json_option
-@pass_cx
+@network_command
 def list_(cx: CliContext, node_address: str | None, show_batches: bool) -> None:
     """List channels (latest receipt, settled, unsettled) or settlement batches."""
     from nodeclient.settlement import open_store
@@ -201,9 +192,7 @@ def list_(cx: CliContext, node_address: str | None, show_batches: bool) -> None:
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="JSON lines file to write.")
 @click.option("--node", "node_address", default=None, help="Only this node's receipts.")
 @click.option("--consumer", default=None, help="Only this consumer's receipts.")
-@network_options
-@json_option
-@pass_cx
+@network_command
 def export(cx: CliContext, out: Path, node_address: str | None, consumer: str | None) -> None:
     """Export stored signed receipts as JSON lines (acceptance order), written atomically."""
     from nodeclient.settlement import open_store
@@ -220,11 +209,7 @@ def export(cx: CliContext, out: Path, node_address: str | None, consumer: str | 
 @receipts.command("settle")
 @click.option("--node", "node_address", default=None, help="Node to settle (default: every node in the store).")
 @click.option("--force", is_flag=True, help="Settle whatever is owed, whatever the gas policy says.")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@spend_command
 def settle(cx: CliContext, node_address: str | None, force: bool) -> None:
     """Reconcile in-flight batches, then settle what the gas-aware policy says is worth it."""
     from nodeclient.settlement import execute_plan, nodes_in_store, open_store, plan_settlement, reconcile
@@ -256,13 +241,12 @@ def settle(cx: CliContext, node_address: str | None, force: bool) -> None:
                 cx.note(f"node {node}: would settle {len(plan.channels)} receipts for {money(plan.value)} "
                         f"({plan.decision.reason}); estimated fee {eth(plan.quote.expected_cost)}")
                 continue
-            if not cx.yes:
-                cx.err_console.print(
-                    f"settle {len(plan.channels)} receipts of node {node} collecting up to {money(plan.value)} "
-                    f"({plan.decision.reason})\n  estimated fee {eth(plan.quote.expected_cost)} (at most {eth(plan.quote.max_cost)})"
-                )
-                if not click.confirm("Send this settlement?", default=False, err=True):
-                    raise RefusedError(f"declined: settlement of node {node} was not sent")
+            cx.confirm(
+                f"settle {len(plan.channels)} receipts of node {node} collecting up to {money(plan.value)} "
+                f"({plan.decision.reason})\n  estimated fee {eth(plan.quote.expected_cost)} (at most {eth(plan.quote.max_cost)})",
+                "Send this settlement?",
+                f"declined: settlement of node {node} was not sent",
+            )
             with cx.status(f"settling {len(plan.channels)} receipts of {node}") as update:
                 result = execute_plan(client, store, signer, plan, progress=update)
             entry["result"] = result.to_json()

@@ -17,7 +17,14 @@ from typing import Any
 
 import click
 
-from nodeclient.cli.options import CliContext, account_options, json_option, network_options, pass_cx
+from nodeclient.cli.options import (
+    CliContext,
+    account_options,
+    json_option,
+    network_options,
+    node_key_options,
+    pass_cx,
+)
 from nodeclient.errors import NotFoundError
 
 __all__ = ["COMMANDS", "NODE_COMMANDS", "consume", "serve"]
@@ -26,38 +33,6 @@ _MIB = 1024 * 1024
 _GIB = 1024 * _MIB
 
 log = logging.getLogger("kuota.relay.cli")
-
-
-def _node_key_options(fn: Any) -> Any:
-    # Same names as `kuota node register`, so an operator passes the node key the same way everywhere.
-    fn = click.option(
-        "--node-password-file",
-        type=click.Path(path_type=Path, dir_okay=False),
-        default=None,
-        help="Password file of the node key (default: the same source as the account's).",
-    )(fn)
-    fn = click.option(
-        "--node-keystore",
-        type=click.Path(path_type=Path, dir_okay=False),
-        default=None,
-        help="Keystore file of the node key (the registry's signing key).",
-    )(fn)
-    fn = click.option("--node-account", default=None, help="Alias or address of the node key's keystore.")(fn)
-    return fn
-
-
-def _unlock_node_key(
-    cx: CliContext, ref: str | None, keystore: Path | None, password_file: Path | None
-) -> Any:
-    if ref is None and keystore is None:
-        raise click.UsageError("the node key is required: pass --node-account ALIAS or --node-keystore FILE")
-    saved = cx.password_file
-    if password_file is not None:
-        cx.password_file = password_file
-    try:
-        return cx.signer(ref, keystore=keystore, what="--node-account")
-    finally:
-        cx.password_file = saved
 
 
 def _host_port(text: str, what: str) -> tuple[str, int]:
@@ -71,113 +46,53 @@ def _mib(value: float | None, unit: int) -> int | None:
     return None if value is None else int(value * unit)
 
 
+_SERVE_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--node", "node_address"), {"default": None, "help": "Node address in the registry (default: the node key's address)."}),
+    (("--host",), {"default": "0.0.0.0", "show_default": True, "help": "Address to listen on."}),
+    (("--port",), {"default": 7447, "show_default": True, "type": click.IntRange(0, 65535), "help": "Port to listen on."}),
+    (("--credit-kib",), {"default": 16384, "show_default": True, "type": click.IntRange(64),
+                         "help": "Most unpaid KiB per session (the node's exposure)."}),
+    (("--receipt-kib",), {"default": 4096, "show_default": True, "type": click.IntRange(16),
+                          "help": "Consumers sign at least every this many KiB."}),
+    (("--max-sessions",), {"default": 64, "show_default": True, "type": click.IntRange(1)}),
+    (("--max-streams",), {"default": 32, "show_default": True, "type": click.IntRange(1), "help": "TCP streams per session."}),
+    (("--rate-mbit",), {"type": click.FloatRange(min=0.1), "default": None,
+                        "help": "Cap the relay's total rate (Mbit/s), leaving the rest of the link to you."}),
+    (("--session-cap-mib",), {"type": click.FloatRange(min=1), "default": None, "help": "Most MiB one session may carry."}),
+    (("--daily-cap-gib",), {"type": click.FloatRange(min=0.001), "default": None, "help": "Most GiB per UTC day (persisted)."}),
+    (("--monthly-quota-gib",), {"type": click.FloatRange(min=0.001), "default": None,
+                                "help": "Most GiB per UTC month (persisted): your leftover quota."}),
+    (("--idle-timeout",), {"default": 120.0, "show_default": True, "type": click.FloatRange(min=1),
+                           "help": "Seconds without a frame before a session is dropped."}),
+    (("--pause-timeout",), {"default": 15.0, "show_default": True, "type": click.FloatRange(min=0.5),
+                            "help": "Seconds a paused consumer has to sign."}),
+    (("--allow-private-targets",), {"is_flag": True, "help": "Allow destinations in private/loopback ranges (never on a home LAN)."}),
+    (("--allow-port", "allow_ports"), {"multiple": True, "type": click.IntRange(1, 65535),
+                                       "help": "Only these destination ports (repeatable)."}),
+    (("--settle/--no-settle",), {"default": True, "show_default": True,
+                                 "help": "Settle in the background with the gas-aware policy (needs --account)."}),
+    (("--settle-interval",), {"default": 300.0, "show_default": True, "type": click.FloatRange(min=1),
+                              "help": "Seconds between settlement checks."}),
+    (("--status-file",), {"type": click.Path(path_type=Path, dir_okay=False), "default": None,
+                          "help": "Status snapshot file (default: in the data dir)."}),
+    (("--ready-file",), {"type": click.Path(path_type=Path, dir_okay=False), "default": None,
+                         "help": "Write 'host port pid' here once listening."}),
+    (("--stats", "show_stats"), {"is_flag": True, "help": "Print the status snapshot of the running relay and exit."}),
+]
+
+
+def _serve_options(fn: Any) -> Any:
+    # Applied last-first so that --help lists them in the order of the table.
+    for decls, attrs in reversed(_SERVE_OPTIONS):
+        fn = click.option(*decls, **attrs)(fn)
+    return fn
+
+
 @click.command("serve")
 @network_options
 @account_options
-@_node_key_options
-@click.option(
-    "--node",
-    "node_address",
-    default=None,
-    help="Node address in the registry (default: the node key's address).",
-)
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port", default=7447, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
-)
-@click.option(
-    "--credit-kib",
-    default=16384,
-    show_default=True,
-    type=click.IntRange(64),
-    help="Most unpaid KiB per session (the node's exposure).",
-)
-@click.option(
-    "--receipt-kib",
-    default=4096,
-    show_default=True,
-    type=click.IntRange(16),
-    help="Consumers sign at least every this many KiB.",
-)
-@click.option("--max-sessions", default=64, show_default=True, type=click.IntRange(1))
-@click.option(
-    "--max-streams", default=32, show_default=True, type=click.IntRange(1), help="TCP streams per session."
-)
-@click.option(
-    "--rate-mbit",
-    type=click.FloatRange(min=0.1),
-    default=None,
-    help="Cap the relay's total rate (Mbit/s), leaving the rest of the link to you.",
-)
-@click.option(
-    "--session-cap-mib", type=click.FloatRange(min=1), default=None, help="Most MiB one session may carry."
-)
-@click.option(
-    "--daily-cap-gib",
-    type=click.FloatRange(min=0.001),
-    default=None,
-    help="Most GiB per UTC day (persisted).",
-)
-@click.option(
-    "--monthly-quota-gib",
-    type=click.FloatRange(min=0.001),
-    default=None,
-    help="Most GiB per UTC month (persisted): your leftover quota.",
-)
-@click.option(
-    "--idle-timeout",
-    default=120.0,
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="Seconds without a frame before a session is dropped.",
-)
-@click.option(
-    "--pause-timeout",
-    default=15.0,
-    show_default=True,
-    type=click.FloatRange(min=0.5),
-    help="Seconds a paused consumer has to sign.",
-)
-@click.option(
-    "--allow-private-targets",
-    is_flag=True,
-    help="Allow destinations in private/loopback ranges (never on a home LAN).",
-)
-@click.option(
-    "--allow-port",
-    "allow_ports",
-    multiple=True,
-    type=click.IntRange(1, 65535),
-    help="Only these destination ports (repeatable).",
-)
-@click.option(
-    "--settle/--no-settle",
-    default=True,
-    show_default=True,
-    help="Settle in the background with the gas-aware policy (needs --account).",
-)
-@click.option(
-    "--settle-interval",
-    default=300.0,
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="Seconds between settlement checks.",
-)
-@click.option(
-    "--status-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Status snapshot file (default: in the data dir).",
-)
-@click.option(
-    "--ready-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Write 'host port pid' here once listening.",
-)
-@click.option(
-    "--stats", "show_stats", is_flag=True, help="Print the status snapshot of the running relay and exit."
-)
+@node_key_options
+@_serve_options
 @json_option
 @pass_cx
 def serve(cx: CliContext, **opts: Any) -> None:
@@ -198,30 +113,13 @@ def serve(cx: CliContext, **opts: Any) -> None:
     asyncio.run(_serve(cx, status_file, opts))
 
 
-async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> None:
-    from eth_utils import is_address, to_checksum_address
-
-    from nodeclient import settlement as settlement_mod
-    from nodeclient.receipts.signing import receipt_domain
-    from nodeclient.relay.chainview import Web3ChainView
-    from nodeclient.relay.limits import Caps, UsageLedger
-    from nodeclient.relay.runtime import BackgroundSettler, serve_node
-    from nodeclient.relay.server import RelayConfig, RelayServer
-    from nodeclient.relay.store import NodeReceiptStore
+def _relay_config(opts: dict[str, Any], status_file: Path) -> Any:
+    """The relay's configuration from ``serve``'s options (KiB, MiB, GiB and Mbit/s to bytes)."""
+    from nodeclient.relay.limits import Caps
+    from nodeclient.relay.server import RelayConfig
     from nodeclient.relay.targets import TargetPolicy
 
-    settings = cx.settings()
-    client = cx.client()
-    node_signer = _unlock_node_key(
-        cx, opts["node_account"], opts["node_keystore"], opts["node_password_file"]
-    )
-    if opts["node_address"] is not None and not is_address(opts["node_address"]):
-        raise click.BadParameter(f"{opts['node_address']!r} is not an address", param_hint="--node")
-    node = to_checksum_address(opts["node_address"] or node_signer.address)
-    settle_signer = cx.signer() if opts["settle"] else None
-
-    rate = opts["rate_mbit"] * 1_000_000 / 8 if opts["rate_mbit"] else None
-    config = RelayConfig(
+    return RelayConfig(
         host=opts["host"],
         port=opts["port"],
         credit_bytes=opts["credit_kib"] * 1024,
@@ -230,7 +128,7 @@ async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> Non
         max_streams_per_session=opts["max_streams"],
         idle_timeout=opts["idle_timeout"],
         pause_timeout=opts["pause_timeout"],
-        rate_bytes_per_s=rate,
+        rate_bytes_per_s=opts["rate_mbit"] * 1_000_000 / 8 if opts["rate_mbit"] else None,
         caps=Caps(
             per_session_bytes=_mib(opts["session_cap_mib"], _MIB),
             per_day_bytes=_mib(opts["daily_cap_gib"], _GIB),
@@ -242,50 +140,33 @@ async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> Non
         ),
         stats_path=status_file,
     )
-    status_file.parent.mkdir(parents=True, exist_ok=True)
-    relay_dir = settings.data_dir / "relay"
-    relay_dir.mkdir(parents=True, exist_ok=True)
-    usage = UsageLedger(relay_dir / f"usage-{node.lower()}.sqlite", config.caps)
-    contracts = dict(client.deployment.contracts)
-    view = await Web3ChainView.connect(client.profile.rpc_url, contracts, client.chain_id)
-    store = settlement_mod.open_store(client)
-    domain = receipt_domain(client.chain_id, contracts["ReceiptSettlement"])
-    server = RelayServer(
-        config,
-        view,
-        node,
-        node_signer.private_key_bytes(),
-        NodeReceiptStore(store, domain, node),
-        usage=usage,
-    )
 
-    settler = None
-    if settle_signer is not None:
-        settle_store = settlement_mod.open_store(client)
 
-        def settle_once() -> dict[str, Any] | None:
-            _report, plan, result = settlement_mod.settle_node(
-                client, settle_store, settle_signer, node, settings.settlement
-            )
-            if result is None:
-                return {"acted": False, "reason": plan.decision.reason}
-            return {
-                "acted": True,
-                "reason": plan.decision.reason,
-                "batch": result.batch_id,
-                "settled": result.settled,
-                "paid": result.paid,
-                "fee": result.fee,
-            }
+async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> None:
+    from eth_utils import is_address, to_checksum_address
 
-        settler = BackgroundSettler(settle_once, opts["settle_interval"], server)
+    from nodeclient.relay.daemon import run_node
+
+    settings = cx.settings()
+    client = cx.client()
+    node_key = cx.node_signer(opts["node_account"], opts["node_keystore"], opts["node_password_file"])
+    if opts["node_address"] is not None and not is_address(opts["node_address"]):
+        raise click.BadParameter(f"{opts['node_address']!r} is not an address", param_hint="--node")
+    node = to_checksum_address(opts["node_address"] or node_key.address)
+    settle_signer = cx.signer() if opts["settle"] else None
+    config = _relay_config(opts, status_file)
     cx.note(f"relay for node {node} starting on {config.host}:{config.port} (status file {status_file})")
-    try:
-        await serve_node(server, settler=settler, ready_file=opts["ready_file"])
-    finally:
-        await view.close()
-        usage.close()
-        store.close()
+    await run_node(
+        client,
+        node_key,
+        node,
+        config,
+        settings.data_dir,
+        settle_signer=settle_signer,
+        policy=settings.settlement,
+        settle_interval=opts["settle_interval"],
+        ready_file=opts["ready_file"],
+    )
 
 
 @click.group()

@@ -5,17 +5,7 @@ from __future__ import annotations
 import click
 
 from nodeclient._utils.values import format_amount, parse_address, parse_uint
-from nodeclient.cli.options import (
-    CliContext,
-    account_options,
-    eth,
-    json_option,
-    network_options,
-    pass_cx,
-    spend_options,
-    table,
-)
-from nodeclient.errors import RefusedError
+from nodeclient.cli.options import CliContext, eth, network_command, spend_command, table
 
 __all__ = ["COMMANDS", "rewards"]
 
@@ -27,9 +17,7 @@ def rewards() -> None:
 
 @rewards.command("show")
 @click.option("--node", "node_address", required=True, help="Node address.")
-@network_options
-@json_option
-@pass_cx
+@network_command
 def show(cx: CliContext, node_address: str) -> None:
     """Per-epoch fee, weight and claimable reward of a node."""
     from nodeclient.rewards import rewards_summary
@@ -52,11 +40,7 @@ def show(cx: CliContext, node_address: str) -> None:
 @click.option("--node", "node_address", required=True, help="Node address.")
 @click.option("--epoch", "epochs", multiple=True, help="Epoch to claim (repeatable; default: every claimable epoch).")
 @click.option("--force", is_flag=True, help="Claim whatever the gas policy says.")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@spend_command
 def claim(cx: CliContext, node_address: str, epochs: tuple[str, ...], force: bool) -> None:
     """Claim finished epochs' rewards for a node; they are minted to its payout address."""
     from nodeclient.rewards import claim as send_claim
@@ -75,13 +59,12 @@ def claim(cx: CliContext, node_address: str, epochs: tuple[str, ...], force: boo
                 lambda c: c.print(f"dry run: would claim {format_amount(plan.amount, 18, 'KUOTA')} for epochs {plan.epochs}; "
                                   f"estimated fee {eth(plan.quote.expected_cost)}; nothing was sent"))
         return
-    if not cx.yes:
-        cx.err_console.print(
-            f"claim {format_amount(plan.amount, 18, 'KUOTA')} for node {node}, epochs {plan.epochs} ({plan.decision.reason})\n"
-            f"  estimated fee {eth(plan.quote.expected_cost)} (at most {eth(plan.quote.max_cost)})"
-        )
-        if not click.confirm("Send this claim?", default=False, err=True):
-            raise RefusedError(f"declined: the claim for node {node} was not sent")
+    cx.confirm(
+        f"claim {format_amount(plan.amount, 18, 'KUOTA')} for node {node}, epochs {plan.epochs} ({plan.decision.reason})\n"
+        f"  estimated fee {eth(plan.quote.expected_cost)} (at most {eth(plan.quote.max_cost)})",
+        "Send this claim?",
+        f"declined: the claim for node {node} was not sent",
+    )
     with cx.status("claiming rewards") as update:
         result = send_claim(client, signer, plan, progress=update)
     cx.emit({"plan": plan.to_json(), "result": result.to_json()},
@@ -89,11 +72,7 @@ def claim(cx: CliContext, node_address: str, epochs: tuple[str, ...], force: boo
 
 
 @rewards.command("finalize")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@spend_command
 def finalize(cx: CliContext) -> None:
     """Finalise every finished reward epoch, in bounded steps (needed before claims after long idle)."""
     from nodeclient.rewards import finalize_backlog, pending_finalizations
@@ -105,11 +84,12 @@ def finalize(cx: CliContext) -> None:
         cx.emit({"pending": 0, "results": []}, lambda c: c.print("every finished epoch is already final"))
         return
     signer = cx.signer()
-    if not cx.yes:
-        steps = -(-pending // per_call)
-        cx.err_console.print(f"finalise {pending} epochs in {steps} transaction(s) of at most {per_call} epochs")
-        if not click.confirm("Send?", default=False, err=True):
-            raise RefusedError("declined: no epoch was finalised")
+    steps = -(-pending // per_call)
+    cx.confirm(
+        f"finalise {pending} epochs in {steps} transaction(s) of at most {per_call} epochs",
+        "Send?",
+        "declined: no epoch was finalised",
+    )
     with cx.status("finalising reward epochs") as update:
         results = finalize_backlog(client, signer, progress=update)
     cx.emit({"pending": pending, "results": [r.to_json() for r in results]},

@@ -5,22 +5,11 @@ Amounts are decimal KUOTA (``1000``, ``12.5``); ``--units`` takes base units (we
 
 from __future__ import annotations
 
-import time
-
 import click
 
-from nodeclient._utils.values import format_amount, parse_address
-from nodeclient.cli.options import (
-    CliContext,
-    TokenAmount,
-    account_options,
-    json_option,
-    network_options,
-    ops,
-    pass_cx,
-    spend_options,
-    table,
-)
+from nodeclient._utils.values import format_amount
+from nodeclient.cli.options import CliContext, address_command, amount_command, ops, spend_command, utc_time
+from nodeclient.transactions import TokenAmount
 
 __all__ = ["COMMANDS", "stake"]
 
@@ -30,98 +19,45 @@ def stake() -> None:
     """Bond KuotaToken to back your nodes; unbond and withdraw after the unbonding period."""
 
 
-def _amount(cx: CliContext, text: str, units: bool) -> tuple[int, int, str]:
-    amount = cx.token_amount("KuotaToken", text, base_units=units)
-    return amount.value, amount.decimals, amount.symbol
-
-
-@stake.command("add")
-@click.argument("amount")
-@click.option("--units", is_flag=True, help="AMOUNT is in base units, not decimal tokens.")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
-def add(cx: CliContext, amount: str, units: bool) -> None:
+@amount_command(stake, "add", "KuotaToken")
+def add(cx: CliContext, amount: TokenAmount) -> None:
     """Stake AMOUNT KUOTA from your account (approves exactly that amount first if needed)."""
-    value, decimals, symbol = _amount(cx, amount, units)
-    client = cx.client()
-    signer = cx.signer()
-    cx.require_balance(signer, "KuotaToken", TokenAmount(value, decimals, symbol), "stake")
-    cx.ensure_allowance(signer, "KuotaToken", "Staking", value)
-    result = cx.send(signer, client.contract("Staking").functions.stake(value), f"stake {format_amount(value, decimals, symbol)}", kind="stake")
-    info = ops().stake_info(client, signer.address)
-    cx.emit(
-        {"tx": result.to_json(), "stake": info.to_json()},
-        lambda c: c.print(f"staked {format_amount(value, decimals, symbol)} in {result.tx_hash}; bonded now {format_amount(info.bonded, decimals, symbol)}"),
-    )
+    result = cx.transact("Staking", "stake", amount.value, description=f"stake {amount}",
+                         pull=("KuotaToken", amount, "stake"), kind="stake")
+    info = ops().stake_info(cx.client(), cx.signer().address)
+    bonded = format_amount(info.bonded, amount.decimals, amount.symbol)
+    cx.emit({"tx": result.to_json(), "stake": info.to_json()}, lambda c: c.print(f"staked {amount} in {result.tx_hash}; bonded now {bonded}"))
 
 
-@stake.command("unbond")
-@click.argument("amount")
-@click.option("--units", is_flag=True, help="AMOUNT is in base units, not decimal tokens.")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
-def unbond(cx: CliContext, amount: str, units: bool) -> None:
+@amount_command(stake, "unbond", "KuotaToken")
+def unbond(cx: CliContext, amount: TokenAmount) -> None:
     """Start unbonding AMOUNT KUOTA (withdrawable after the unbonding period; still slashable)."""
-    value, decimals, symbol = _amount(cx, amount, units)
-    client = cx.client()
-    signer = cx.signer()
-    result = cx.send(signer, client.contract("Staking").functions.requestUnbond(value), f"unbond {format_amount(value, decimals, symbol)}", kind="unbond")
-    info = ops().stake_info(client, signer.address)
-    cx.emit(
-        {"tx": result.to_json(), "stake": info.to_json()},
-        lambda c: c.print(
-            f"unbonding {format_amount(info.unbonding, decimals, symbol)}, withdrawable at "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(info.withdrawable_at))}"
-        ),
-    )
+    result = cx.transact("Staking", "requestUnbond", amount.value, description=f"unbond {amount}", kind="unbond")
+    info = ops().stake_info(cx.client(), cx.signer().address)
+    unbonding = format_amount(info.unbonding, amount.decimals, amount.symbol)
+    when = utc_time(info.withdrawable_at)
+    cx.emit({"tx": result.to_json(), "stake": info.to_json()}, lambda c: c.print(f"unbonding {unbonding}, withdrawable at {when}"))
 
 
 @stake.command("withdraw")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@spend_command
 def withdraw(cx: CliContext) -> None:
     """Withdraw stake whose unbonding period is over."""
-    client = cx.client()
-    signer = cx.signer()
-    before = ops().stake_info(client, signer.address)
-    result = cx.send(signer, client.contract("Staking").functions.withdraw(), "withdraw unbonded stake", kind="unstake")
+    before = ops().stake_info(cx.client(), cx.signer().address)
+    result = cx.transact("Staking", "withdraw", description="withdraw unbonded stake", kind="unstake")
     cx.emit({"tx": result.to_json(), "withdrawn": before.unbonding}, lambda c: c.print(f"withdrew {before.unbonding} base units in {result.tx_hash}"))
 
 
-@stake.command("show")
-@click.argument("address", required=False)
-@network_options
-@account_options
-@json_option
-@pass_cx
-def show(cx: CliContext, address: str | None) -> None:
+@address_command(stake, "show")
+def show(cx: CliContext, who: str) -> None:
     """Show the stake of ADDRESS (default: your account)."""
-    who = parse_address("address", address) if address else cx.account_info().address
-    client = cx.client()
-    info = ops().stake_info(client, who)
-    token = ops().token_info(client, "KuotaToken", who)
-
-    def human(c):  # type: ignore[no-untyped-def]
-        f = lambda v: format_amount(v, token.decimals, token.symbol)
-        rows = [
-            ["bonded", f(info.bonded)],
-            ["required by nodes", f(info.required)],
-            ["unbonding", f(info.unbonding)],
-            ["withdrawable at", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(info.withdrawable_at)) if info.withdrawable_at else "-"],
-            ["wallet balance", f(token.balance)],
-        ]
-        c.print(table(f"Stake of {who}", ["", "value"], rows))
-
-    cx.emit({**info.to_json(), "walletBalance": token.balance, "decimals": token.decimals}, human)
+    info = ops().stake_info(cx.client(), who)
+    withdrawable = utc_time(info.withdrawable_at) if info.withdrawable_at else "-"
+    rows: list[tuple[str, int | str]] = [
+        ("bonded", info.bonded), ("required by nodes", info.required), ("unbonding", info.unbonding),
+        ("withdrawable at", withdrawable),
+    ]
+    cx.emit_holding(f"Stake of {who}", info.to_json(), ops().token_info(cx.client(), "KuotaToken", who), rows)
 
 
 COMMANDS = [stake]

@@ -7,6 +7,8 @@ import json
 import brownie
 import pytest
 from brownie import ZERO_ADDRESS, web3
+from brownie.exceptions import decode_typed_error
+from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from nodeclient.abi import abi_hash
@@ -25,6 +27,13 @@ def role(name: str) -> bytes:
 
 class Interrupt(Exception):
     """Raised from the step hook to cut a deploy short, as a crash would."""
+
+
+def unauthorized(account, role_name: str) -> str:
+    """Brownie's revert string for OpenZeppelin's ``AccessControlUnauthorizedAccount(account, role)``."""
+    signature = "AccessControlUnauthorizedAccount(address,bytes32)"
+    data = keccak(text=signature)[:4] + abi_encode(["address", "bytes32"], [account.address, role(role_name)])
+    return decode_typed_error("0x" + data.hex())
 
 
 def stop_after(count: int):
@@ -284,7 +293,7 @@ def test_admin_roles_can_be_handed_to_a_timelock(deployer, local_params, account
     # Pausing stays fast: the pauser keeps its role outside the timelock.
     assert system.settlement.hasRole(role("PAUSER_ROLE"), deployer)
     # The deployer can no longer change a parameter directly.
-    with brownie.reverts():
+    with brownie.reverts(unauthorized(deployer, "PARAMETER_ROLE")):
         system.settlement.setFeeBps(100, {"from": deployer})
     # And re-running the finished handover sends nothing.
     assert deploy_system(deployer, params, manifest_path=path).transactions == []
@@ -298,7 +307,7 @@ def test_timelock_handover_leaves_pausing_to_the_named_pauser_only(deployer, loc
     for contract in (system.settlement, system.rewards):
         assert contract.hasRole(role("PAUSER_ROLE"), pauser)
         assert not contract.hasRole(role("PAUSER_ROLE"), deployer)
-    with brownie.reverts():
+    with brownie.reverts(unauthorized(deployer, "PAUSER_ROLE")):
         system.settlement.pause({"from": deployer})
     system.settlement.pause({"from": pauser})
     assert system.settlement.paused()

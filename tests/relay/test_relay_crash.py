@@ -8,6 +8,9 @@ import signal
 
 import brownie
 import pytest
+from brownie.exceptions import decode_typed_error
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
 from relay.conftest import PRICE_PER_GIB, start_node_process
 
 from nodeclient.receipts.signing import receipt_digest, receipt_domain
@@ -87,7 +90,11 @@ def test_kill_9_mid_session_keeps_every_acked_receipt_and_it_settles_once(
     )
     tx = settlement.settle(as_tuple, latest.signature, {"from": stranger})
     assert tx.return_value == latest.cumulative_amount
-    with brownie.reverts():
+    # Settling the same receipt again is refused as stale (settle() is strict), not ignored.
+    stale = "SettlementStaleReceipt(address,address,uint256,uint256)"
+    stale_args = [latest.consumer, latest.node, latest.cumulative_amount, latest.cumulative_amount]
+    data = keccak(text=stale)[:4] + abi_encode(["address", "address", "uint256", "uint256"], stale_args)
+    with brownie.reverts(decode_typed_error("0x" + data.hex())):
         settlement.settle(as_tuple, latest.signature, {"from": stranger})
     assert tuple(int(v) for v in settlement.channelOf(world.consumer, world.node.address)) == (
         latest.cumulative_amount,

@@ -20,7 +20,7 @@ from unit_helpers import UNIT, custom_error, plain
 
 from nodeclient.receipts import Receipt
 from nodeclient.receipts.packing import PACKED_RECEIPT_LENGTH, pack_receipt_args
-from nodeclient.receipts.signing import ReceiptDomain, receipt_digest, sign_digest, sign_receipt
+from nodeclient.receipts.signing import ReceiptDomain, receipt_digest, recover_signer, sign_digest, sign_receipt
 
 EPOCH_LENGTH = 3_600
 FEE_BPS = 500
@@ -75,6 +75,15 @@ def _signed(probe, key, node, nbytes, amount, *, signer=None, domain_name="Kuota
     return args, signature, receipt
 
 
+def _wrong_signer(probe, signed, node=None) -> str:
+    """The ``SettlementInvalidSigner`` the probe raises for ``signed`` when it hashes it as a receipt to
+    ``node`` under its own domain: the address recovered from that digest is not the consumer."""
+    _, signature, receipt = signed
+    hashed = receipt if node is None else receipt.model_copy(update={"node": node})
+    recovered = recover_signer(receipt_digest(hashed, _domain(probe)), signature)
+    return custom_error("SettlementInvalidSigner(address,address)", receipt.consumer, recovered)
+
+
 def _pack(*signed) -> bytes:
     """The ``packed`` argument of the probe's packed batches for ``_signed`` results, in order."""
     return b"".join(pack_receipt_args(args, signature) for args, signature, _ in signed)
@@ -107,8 +116,9 @@ def test_wrong_signer_reverts_in_every_variant(probe, keys, node, stranger):
     with brownie.reverts(error):
         probe.settleManyChannelFunded([args], [sig], {"from": stranger})
     # Signed by the consumer but under the real settlement's domain name: another digest, refused.
-    args, sig, _ = _signed(probe, keys[0], node, 1_000, UNIT, domain_name="Kuota")
-    with brownie.reverts():
+    other_domain = _signed(probe, keys[0], node, 1_000, UNIT, domain_name="Kuota")
+    args, sig, _ = other_domain
+    with brownie.reverts(_wrong_signer(probe, other_domain)):
         probe.settlePooled(args, sig, {"from": stranger})
     assert plain(probe.channelOf(keys[0].address, node)) == (0, 0)
 
@@ -281,16 +291,19 @@ def test_packed_wrong_signer_reverts_in_every_variant(probe, keys, node, node2, 
             {"from": stranger},
         )
     # Signed for node2 but sent in node's batch: the probe hashes it with `node`, another digest.
-    for_node2 = _pack(_signed(probe, keys[0], node2, 1_000, UNIT))
-    signed_by_other_domain = _pack(_signed(probe, keys[0], node, 1_000, UNIT, domain_name="Kuota"))
-    for bad in (for_node2, signed_by_other_domain):
+    for_node2 = _signed(probe, keys[0], node2, 1_000, UNIT)
+    signed_by_other_domain = _signed(probe, keys[0], node, 1_000, UNIT, domain_name="Kuota")
+    for bad, error in (
+        (for_node2, _wrong_signer(probe, for_node2, node=node)),
+        (signed_by_other_domain, _wrong_signer(probe, signed_by_other_domain)),
+    ):
         for fn, extra in (
             (probe.settleManyPooledPacked, ()),
             (probe.settleManyPooledLoggedPacked, (b"\x01" * 32,)),
             (probe.settleManyChannelFundedPacked, ()),
         ):
-            with brownie.reverts():
-                fn(node, bad, *extra, {"from": stranger})
+            with brownie.reverts(error):
+                fn(node, _pack(bad), *extra, {"from": stranger})
     assert plain(probe.channelOf(keys[0].address, node)) == (0, 0)
     assert plain(probe.fundedChannelOf(keys[0].address, node)) == (100 * UNIT, 0, 0)
     assert probe.creditOf(node) == 0

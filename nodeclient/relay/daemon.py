@@ -1,0 +1,97 @@
+"""The node daemon: one relay server wired to the chain, the durable receipt store and settlement.
+
+:func:`run_node` is what ``kuota node serve`` runs, usable as it is from a program: it opens the
+per-node usage ledger and the receipt store in the data dir, connects the relay's own view of the
+registry and escrow, serves until SIGTERM / SIGINT, and (given a settling wallet) settles in the
+background with the gas-aware policy. Every acknowledged receipt is on disk before its ack (the
+store's contract); the server's store and the usage ledger are closed on the way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nodeclient import settlement
+from nodeclient.config import PolicySettings
+from nodeclient.receipts.signing import receipt_domain
+from nodeclient.relay.chainview import Web3ChainView
+from nodeclient.relay.limits import UsageLedger
+from nodeclient.relay.runtime import BackgroundSettler, serve_node
+from nodeclient.relay.server import RelayConfig, RelayServer
+from nodeclient.relay.store import NodeReceiptStore
+
+__all__ = ["run_node", "settle_step"]
+
+
+def settle_step(
+    client: Any, store: Any, signer: Any, node: str, policy: PolicySettings
+) -> Callable[[], dict[str, Any] | None]:
+    """One background settlement round for ``node``: reconcile, plan, and settle if worth it.
+
+    Returns what the round did, in the form the relay's status snapshot records.
+    """
+
+    def settle_once() -> dict[str, Any] | None:
+        _report, plan, result = settlement.settle_node(client, store, signer, node, policy)
+        if result is None:
+            return {"acted": False, "reason": plan.decision.reason}
+        return {
+            "acted": True,
+            "reason": plan.decision.reason,
+            "batch": result.batch_id,
+            "settled": result.settled,
+            "paid": result.paid,
+            "fee": result.fee,
+        }
+
+    return settle_once
+
+
+async def run_node(
+    client: Any,
+    node_key: Any,
+    node: str,
+    config: RelayConfig,
+    data_dir: Path,
+    *,
+    settle_signer: Any | None = None,
+    policy: PolicySettings | None = None,
+    settle_interval: float = 300.0,
+    ready_file: Path | None = None,
+) -> None:
+    """Serve ``node``'s relay with ``node_key`` (the registry's signing key) until SIGTERM / SIGINT.
+
+    ``settle_signer`` (the operator's wallet, which pays the gas) turns on background settlement
+    every ``settle_interval`` seconds under ``policy``; ``ready_file`` receives ``host port pid``
+    once the relay listens.
+    """
+    if config.stats_path is not None:
+        config.stats_path.parent.mkdir(parents=True, exist_ok=True)
+    relay_dir = data_dir / "relay"
+    relay_dir.mkdir(parents=True, exist_ok=True)
+    contracts = dict(client.deployment.contracts)
+    view = await Web3ChainView.connect(client.profile.rpc_url, contracts, client.chain_id)
+    domain = receipt_domain(client.chain_id, contracts["ReceiptSettlement"])
+    usage = UsageLedger(relay_dir / f"usage-{node.lower()}.sqlite", config.caps)
+    opened = [usage]
+    try:
+        store = settlement.open_store(client)
+        opened.append(store)
+        server = RelayServer(
+            config, view, node, node_key.private_key_bytes(), NodeReceiptStore(store, domain, node), usage=usage
+        )
+        settler = None
+        if settle_signer is not None:
+            # Its own connection to the store, since settlement runs in a worker thread beside the
+            # server. Left open on the way out: a round still running when the relay stops (it may
+            # hold a sent transaction) keeps using it until the process exits.
+            settle_store = settlement.open_store(client)
+            step = settle_step(client, settle_store, settle_signer, node, policy or PolicySettings())
+            settler = BackgroundSettler(step, settle_interval, server)
+        await serve_node(server, settler=settler, ready_file=ready_file)
+    finally:
+        for resource in reversed(opened):
+            resource.close()
+        await view.close()
