@@ -75,7 +75,7 @@ def _role(name: str) -> bytes:
 
 # name -> (minimum, maximum); maxima are the Solidity types' ranges or the contracts' bounds.
 _INT_PARAMS: dict[str, tuple[int, int]] = {
-    "tokenCap": (1, 2**256 - 1),
+    "tokenCap": (1, 2**208 - 1),  # ERC20Votes checkpoints hold 208 bits
     "tokenInitialSupply": (0, 2**256 - 1),
     "unbondingPeriod": (0, 2**64 - 1),
     "slashReporterBps": (0, 10_000),
