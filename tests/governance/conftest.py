@@ -10,13 +10,9 @@ from typing import Any
 import pytest
 from brownie import chain
 
-from nodeclient.governance import PROPOSAL_STATES, Proposal
+from gov_helpers import MIN_DELAY, PROPOSAL_THRESHOLD, QUORUM_PERCENT, VOTING_DELAY, VOTING_PERIOD, state_of
 
-VOTING_DELAY = 2
-VOTING_PERIOD = 10
-MIN_DELAY = 3_600
-QUORUM_PERCENT = 4
-PROPOSAL_THRESHOLD = 1_000 * 10**18
+from nodeclient.governance import Proposal
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +43,6 @@ def governed(kuota, deployer, gov_params):
     kuota.token.delegate(deployer, {"from": deployer})
     chain.mine()
     return gov
-
-
-def state_of(governor: Any, pid: int) -> str:
-    return PROPOSAL_STATES[governor.state(pid)]
 
 
 @pytest.fixture(scope="module")

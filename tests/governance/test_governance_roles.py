@@ -6,7 +6,7 @@ from __future__ import annotations
 import brownie
 import pytest
 from brownie import chain
-from conftest import MIN_DELAY, VOTING_DELAY, VOTING_PERIOD, state_of
+from gov_helpers import MIN_DELAY, VOTING_DELAY, VOTING_PERIOD, state_of
 
 from nodeclient.governance import Proposal
 from scripts.deploy_governance import ADMIN_ROLES, role_id
