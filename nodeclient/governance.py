@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak, to_checksum_address
+from web3.exceptions import MismatchedABI, Web3ValueError
 
 from nodeclient._utils.values import parse_address, parse_uint
 from nodeclient.errors import KuotaError, NotFoundError
@@ -135,7 +136,7 @@ def _encode_named(client: Any, index: int, action: dict[str, Any]) -> tuple[str,
     contract = client.contract(name)
     try:
         calldata = contract.encode_abi(function, args=args)
-    except (ValueError, TypeError) as exc:
+    except (MismatchedABI, Web3ValueError, ValueError, TypeError) as exc:
         raise GovernanceError(f"action {index}: {name}.{function}({args!r}) does not match the ABI: {exc}") from exc
     return contract.address, bytes.fromhex(calldata.removeprefix("0x"))
 
@@ -203,13 +204,15 @@ def proposal_status(client: Any, pid: int) -> ProposalStatus:
         raise NotFoundError(f"proposal {pid} was never proposed to governor {governor.address}")
     against, for_, abstain = client.call(governor.functions.proposalVotes(pid))
     state = PROPOSAL_STATES[int(client.call(governor.functions.state(pid)))]
+    # Before the snapshot block the quorum is not fixed yet: show today's (the supply can still change).
+    quorum_block = min(snapshot, client.block_number() - 1)
     return ProposalStatus(
         proposal_id=pid,
         state=state,
         votes_against=int(against),
         votes_for=int(for_),
         votes_abstain=int(abstain),
-        quorum=int(client.call(governor.functions.quorum(snapshot))),
+        quorum=int(client.call(governor.functions.quorum(quorum_block))),
         snapshot=snapshot,
         deadline=int(client.call(governor.functions.proposalDeadline(pid))),
         eta=int(client.call(governor.functions.proposalEta(pid))),
