@@ -32,8 +32,8 @@ __all__ = [
     "execute_call",
     "load_proposal",
     "parse_proposal",
-    "propose_call",
     "proposal_status",
+    "propose_call",
     "queue_call",
     "vote_call",
 ]
@@ -137,7 +137,9 @@ def _encode_named(client: Any, index: int, action: dict[str, Any]) -> tuple[str,
     try:
         calldata = contract.encode_abi(function, args=args)
     except (MismatchedABI, Web3ValueError, ValueError, TypeError) as exc:
-        raise GovernanceError(f"action {index}: {name}.{function}({args!r}) does not match the ABI: {exc}") from exc
+        raise GovernanceError(
+            f"action {index}: {name}.{function}({args!r}) does not match the ABI: {exc}"
+        ) from exc
     return contract.address, bytes.fromhex(calldata.removeprefix("0x"))
 
 
@@ -168,7 +170,9 @@ def parse_proposal(data: Any, client: Any = None) -> Proposal:
     for index, action in enumerate(actions):
         if not isinstance(action, dict):
             raise GovernanceError(f"action {index} must be an object, got {action!r}")
-        target, calldata = _raw_action(index, action) if "target" in action else _encode_named(client, index, action)
+        target, calldata = (
+            _raw_action(index, action) if "target" in action else _encode_named(client, index, action)
+        )
         targets.append(to_checksum_address(target))
         values.append(parse_uint(f"action {index} value", action.get("value", 0)))
         calldatas.append(calldata)
@@ -193,7 +197,11 @@ def _governor(client: Any) -> Any:
 def proposal_id(client: Any, proposal: Proposal) -> int:
     """The governor's id of ``proposal``."""
     targets, values, calldatas = proposal.args()
-    return int(client.call(_governor(client).functions.hashProposal(targets, values, calldatas, proposal.description_hash)))
+    return int(
+        client.call(
+            _governor(client).functions.hashProposal(targets, values, calldatas, proposal.description_hash)
+        )
+    )
 
 
 def proposal_status(client: Any, pid: int) -> ProposalStatus:
@@ -267,7 +275,9 @@ def execute_call(client: Any, proposal: Proposal) -> Any:
         raise ProposalStateError(pid, status.state, "executed", ("Queued",))
     now = client.block_timestamp(client.block_number())
     if now < status.eta:
-        raise GovernanceError(f"proposal {pid} is queued until {status.eta}; it is {now} now ({status.eta - now} s left)")
+        raise GovernanceError(
+            f"proposal {pid} is queued until {status.eta}; it is {now} now ({status.eta - now} s left)"
+        )
     return _governor(client).functions.execute(*proposal.args(), proposal.description_hash)
 
 

@@ -19,9 +19,9 @@ from eth_utils import keccak, to_checksum_address
 
 __all__ = [
     "ADMIN_ROLES",
+    "PAUSABLE",
     "GovernanceDeployment",
     "GovernanceParams",
-    "PAUSABLE",
     "deploy_governance",
     "governance_manifest",
     "role_id",
@@ -75,7 +75,9 @@ class GovernanceParams:
         for name, (low, high) in bounds.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise DeployParamsError(f"governance parameter {name!r} = {value!r} is outside [{low}, {high}]")
+                raise DeployParamsError(
+                    f"governance parameter {name!r} = {value!r} is outside [{low}, {high}]"
+                )
 
 
 @dataclass
@@ -153,5 +155,12 @@ def deploy_governance(
             if not (role == "PAUSER_ROLE" and guardian_is_deployer):
                 run.renounce(system.contract(name), role)
     run.renounce(timelock, "DEFAULT_ADMIN_ROLE")
-    log.info("governance: governor %s, timelock %s (%s transactions)", governor.address, timelock.address, len(run.sent))
-    return GovernanceDeployment(governor=governor, timelock=timelock, guardian=params.guardian, transactions=run.sent)
+    log.info(
+        "governance: governor %s, timelock %s (%s transactions)",
+        governor.address,
+        timelock.address,
+        len(run.sent),
+    )
+    return GovernanceDeployment(
+        governor=governor, timelock=timelock, guardian=params.guardian, transactions=run.sent
+    )

@@ -13,7 +13,14 @@ from pathlib import Path
 import click
 
 from nodeclient._utils.values import parse_uint
-from nodeclient.cli.options import CliContext, account_options, json_option, network_options, pass_cx, spend_options
+from nodeclient.cli.options import (
+    CliContext,
+    account_options,
+    json_option,
+    network_options,
+    pass_cx,
+    spend_options,
+)
 
 __all__ = ["COMMANDS", "gov"]
 
@@ -59,7 +66,10 @@ def delegate(cx: CliContext, delegatee: str) -> None:
     signer = cx.signer()
     call = delegate_call(client, delegatee)
     result = cx.send(signer, call, f"delegate the votes of {signer.address} to {delegatee}", kind="delegate")
-    cx.emit({"tx": result.to_json(), "delegatee": delegatee}, lambda c: c.print(f"delegated to {delegatee} in {result.tx_hash}"))
+    cx.emit(
+        {"tx": result.to_json(), "delegatee": delegatee},
+        lambda c: c.print(f"delegated to {delegatee} in {result.tx_hash}"),
+    )
 
 
 @gov.command("propose")
@@ -78,7 +88,9 @@ def propose(cx: CliContext, proposal_file: Path) -> None:
     signer = cx.signer()
     call = governance.propose_call(client, signer.address, proposal)
     pid = governance.proposal_id(client, proposal)
-    result = cx.send(signer, call, f"propose {proposal.description!r} ({len(proposal.targets)} actions)", kind="propose")
+    result = cx.send(
+        signer, call, f"propose {proposal.description!r} ({len(proposal.targets)} actions)", kind="propose"
+    )
     _sent(cx, "submitted", pid, result)
 
 
@@ -150,8 +162,12 @@ def status(cx: CliContext, proposal: str) -> None:
 
     def human(c):  # type: ignore[no-untyped-def]
         c.print(f"proposal {info.proposal_id}: {info.state}")
-        c.print(f"  for {info.votes_for}, against {info.votes_against}, abstain {info.votes_abstain}; quorum {info.quorum}")
-        c.print(f"  snapshot block {info.snapshot}, voting ends at block {info.deadline}, timelock eta {info.eta or '-'}")
+        c.print(
+            f"  for {info.votes_for}, against {info.votes_against}, abstain {info.votes_abstain}; quorum {info.quorum}"
+        )
+        c.print(
+            f"  snapshot block {info.snapshot}, voting ends at block {info.deadline}, timelock eta {info.eta or '-'}"
+        )
 
     cx.emit(info.to_json(), human)
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from brownie import chain
-
 from gov_helpers import MIN_DELAY, PROPOSAL_THRESHOLD, QUORUM_PERCENT, VOTING_DELAY, VOTING_PERIOD, state_of
 
 from nodeclient.governance import Proposal

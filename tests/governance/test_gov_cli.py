@@ -72,6 +72,10 @@ def test_vote_on_unknown_proposal_is_not_found(kenv):
 
 def test_bad_proposal_file_names_the_problem(kenv, tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"description": "x", "actions": [{"contract": "RewardPool", "function": "nope", "args": []}]}))
+    path.write_text(
+        json.dumps(
+            {"description": "x", "actions": [{"contract": "RewardPool", "function": "nope", "args": []}]}
+        )
+    )
     result = kenv.run("gov", "status", str(path))
     assert result.exit_code == 2 and "RewardPool.nope" in result.output

@@ -47,7 +47,9 @@ def test_queued_proposal_cannot_execute_before_delay(kuota, governed, deployer):
     governor = governed.governor
     proposal = _proposal(kuota.escrow, "setThawingPeriod", 1_200, description="thaw 20 min")
     targets, values, calldatas = proposal.args()
-    pid = governor.propose(targets, values, calldatas, proposal.description, {"from": deployer}).events["ProposalCreated"]["proposalId"]
+    pid = governor.propose(targets, values, calldatas, proposal.description, {"from": deployer}).events[
+        "ProposalCreated"
+    ]["proposalId"]
     chain.mine(VOTING_DELAY + 1)
     governor.castVote(pid, 1, {"from": deployer})
     chain.mine(VOTING_PERIOD + 1)
@@ -67,7 +69,9 @@ def test_proposal_below_quorum_is_defeated(kuota, governed, deployer, stranger):
     chain.mine()
     proposal = _proposal(kuota.rewards, "setEmissionPerEpoch", 1, description="tiny emission")
     targets, values, calldatas = proposal.args()
-    pid = governor.propose(targets, values, calldatas, proposal.description, {"from": stranger}).events["ProposalCreated"]["proposalId"]
+    pid = governor.propose(targets, values, calldatas, proposal.description, {"from": stranger}).events[
+        "ProposalCreated"
+    ]["proposalId"]
     chain.mine(VOTING_DELAY + 1)
     governor.castVote(pid, 1, {"from": stranger})
     chain.mine(VOTING_PERIOD + 1)

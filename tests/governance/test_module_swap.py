@@ -39,7 +39,12 @@ def live(kuota, governed, deployer, accounts):
     # Mid-epoch usage in the next epoch, and a thaw under way.
     _settle(kuota.settlement, consumers[0], nodes[0], 70 * USD)
     kuota.escrow.requestThaw(200 * USD, {"from": consumers[1].account})
-    return {"consumers": consumers, "nodes": nodes, "operators": [accounts[3], accounts[4]], "finished": finished}
+    return {
+        "consumers": consumers,
+        "nodes": nodes,
+        "operators": [accounts[3], accounts[4]],
+        "finished": finished,
+    }
 
 
 def _receipt(actor: Actor, node: str, amount: int) -> Receipt:
@@ -132,7 +137,8 @@ def test_old_receipt_is_never_paid_again(kuota, live, swapped):
     credit = kuota.escrow.creditOf(node)
     tx = _settle(new, actor, node, 100 * USD)
     assert tx.events["ReceiptSettled"]["paid"] == 30 * USD
-    assert tuple(new.channelOf(actor.address, node))[0] == 100 * USD
+    settled_amount, _ = new.channelOf(actor.address, node)
+    assert settled_amount == 100 * USD
     assert kuota.escrow.creditOf(node) - credit + tx.events["ReceiptSettled"]["fee"] == 30 * USD
     assert kuota.payment_token.balanceOf(kuota.escrow) == balance
     assert _owed(kuota, live) == balance
