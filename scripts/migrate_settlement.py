@@ -30,7 +30,7 @@ from eth_utils import to_checksum_address
 
 from nodeclient.governance import Proposal
 
-__all__ = ["deploy_successor", "main", "settlement_swap_proposal", "write_proposal"]
+__all__ = ["deploy_successor", "main", "settlement_swap_proposal", "swapped_manifest", "write_proposal"]
 
 
 def _call(contract: Any, function: str, *args: Any) -> tuple[str, int, bytes]:
@@ -71,6 +71,17 @@ def settlement_swap_proposal(escrow: Any, rewards: Any, old: Any, new: Any, guar
     targets, values, calldatas = zip(*calls, strict=True)
     description = f"Replace settlement module {old.address} by ReceiptSettlementV2 {new.address}"
     return Proposal(tuple(targets), tuple(values), tuple(calldatas), description)
+
+
+def swapped_manifest(manifest: dict[str, Any], new_address: str) -> dict[str, Any]:
+    """The manifest once the swap executed: ``ReceiptSettlement`` is the successor (clients sign for and
+    settle through it), the replaced module is listed in ``retiredSettlements`` (auditors replay its
+    history under its own EIP-712 domain)."""
+    contracts = dict(manifest["contracts"])
+    old = contracts["ReceiptSettlement"]
+    contracts["ReceiptSettlement"] = to_checksum_address(new_address)
+    retired = [*manifest.get("retiredSettlements", []), old]
+    return {**manifest, "contracts": contracts, "retiredSettlements": retired}
 
 
 def write_proposal(proposal: Proposal, path: Path) -> Path:

@@ -9,7 +9,7 @@ import pytest
 from brownie import chain
 from integration.support import Actor, Receipt, anvil_key, node_key, register_node, reverts_with, sign_receipt
 
-from scripts.migrate_settlement import deploy_successor, settlement_swap_proposal
+from scripts.migrate_settlement import deploy_successor, settlement_swap_proposal, swapped_manifest
 
 USD = 10**6
 
@@ -158,3 +158,29 @@ def test_thaw_withdrawal_and_pending_rewards_work_after_swap(kuota, live, swappe
     held = kuota.token.balanceOf(payout)
     kuota.rewards.claim(node, [live["finished"]], {"from": live["operators"][0]})
     assert kuota.token.balanceOf(payout) - held == claimable
+
+
+def test_audit_replay_is_consistent_across_the_swap(kuota, live, swapped, rpc_url):
+    from nodeclient.audit import AuditOptions, run_audit
+    from nodeclient.deployment import Deployment
+
+    new = swapped["new"]
+    _settle(new, live["consumers"][1], live["nodes"][1], 45 * USD)
+    manifest = swapped_manifest(kuota.manifest, new.address)
+    options = AuditOptions(
+        rpc_url=rpc_url, deployment=Deployment.model_validate(manifest), confirmations=0, jobs=1
+    )
+    result = run_audit(options)
+    problems = [f for f in result.report["findings"] if f["severity"] != "warning"]
+    assert problems == []
+    assert (result.verdict, result.exit_code) == ("consistent", 0)
+    # Three settlements under the old module, one under the new (15 USD after the 30 read through).
+    assert result.report["counts"]["settlements"] == 4
+    paid = [int(r["paid"]) for r in result.report["settlements"]]
+    assert paid == [40 * USD, 30 * USD, 30 * USD, 15 * USD]
+    # Without the retired module the history is incomplete, and the replay says so.
+    manifest.pop("retiredSettlements")
+    blind = run_audit(
+        AuditOptions(rpc_url=rpc_url, deployment=Deployment.model_validate(manifest), confirmations=0, jobs=1)
+    )
+    assert blind.verdict != "consistent"
