@@ -12,6 +12,7 @@ that waited ``minDelay`` seconds in public.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "GovernanceParams",
     "deploy_governance",
     "governance_manifest",
+    "governance_params",
     "role_id",
 ]
 
@@ -115,16 +117,51 @@ class _Handover:
             self.sent.append(contract.renounceRole(role_id(role), self.deployer, self.tx))
 
 
+#: Deploy-parameter keys of the ``governance`` object → GovernanceParams fields.
+_PARAM_KEYS = {
+    "votingDelay": "voting_delay",
+    "votingPeriod": "voting_period",
+    "proposalThreshold": "proposal_threshold",
+    "quorumPercent": "quorum_percent",
+    "minDelay": "min_delay",
+}
+
+
+def governance_params(value: Any, pauser: str) -> GovernanceParams | None:
+    """The deploy parameters' ``governance`` object (or null) as GovernanceParams; the guardian
+    defaults to the deployment's pauser."""
+    from nodeclient.deployment import DeployParamsError
+
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DeployParamsError(f"deploy parameter 'governance' must be an object or null, got {value!r}")
+    unknown = sorted(set(value) - set(_PARAM_KEYS) - {"guardian"})
+    missing = sorted(set(_PARAM_KEYS) - set(value))
+    if unknown or missing:
+        raise DeployParamsError(
+            f"governance parameters: unknown {unknown or 'none'}, missing {missing or 'none'}; "
+            f"expected {', '.join(sorted(_PARAM_KEYS))} and optionally guardian"
+        )
+    return GovernanceParams(
+        guardian=value.get("guardian") or pauser,
+        **{field_: value[key] for key, field_ in _PARAM_KEYS.items()},
+    )
+
+
 def deploy_governance(
-    deployer: Any, system: Any, params: GovernanceParams, tx_options: dict[str, Any] | None = None
+    deployer: Any,
+    contracts: Mapping[str, Any],
+    params: GovernanceParams,
+    tx_options: dict[str, Any] | None = None,
 ) -> GovernanceDeployment:
     """Deploy governor and timelock and hand the system's admin roles to the timelock (see module doc).
 
     Args:
         deployer: the account that holds the system's admin roles now (it holds none afterwards).
-        system: a ``scripts.deploy.SystemDeployment`` deployed without a timelock.
+        contracts: manifest name → Brownie contract, for at least the names of ``ADMIN_ROLES``.
         params: governor and timelock settings.
-        tx_options: extra Brownie transaction fields (fees, confirmations).
+        tx_options: Brownie transaction fields (fees, confirmations); ``from`` is the deployer.
     """
     from scripts.deploy import _project
 
@@ -132,7 +169,7 @@ def deploy_governance(
     tx = {"from": deployer, **(tx_options or {})}
     timelock = project.KuotaTimelock.deploy(params.min_delay, [], [ZERO_ADDRESS], deployer, tx)
     governor = project.KuotaGovernor.deploy(
-        system.token,
+        contracts["KuotaToken"],
         timelock,
         params.voting_delay,
         params.voting_period,
@@ -146,14 +183,14 @@ def deploy_governance(
     run.grant(timelock, "CANCELLER_ROLE", governor.address)
     for name, roles in ADMIN_ROLES.items():
         for role in roles:
-            run.grant(system.contract(name), role, timelock.address)
+            run.grant(contracts[name], role, timelock.address)
     for name in PAUSABLE:
-        run.grant(system.contract(name), "PAUSER_ROLE", params.guardian)
+        run.grant(contracts[name], "PAUSER_ROLE", params.guardian)
     guardian_is_deployer = params.guardian.lower() == str(deployer.address).lower()
     for name, roles in ADMIN_ROLES.items():
         for role in roles:
             if not (role == "PAUSER_ROLE" and guardian_is_deployer):
-                run.renounce(system.contract(name), role)
+                run.renounce(contracts[name], role)
     run.renounce(timelock, "DEFAULT_ADMIN_ROLE")
     log.info(
         "governance: governor %s, timelock %s (%s transactions)",

@@ -36,9 +36,9 @@ def gov_params(guardian):
 @pytest.fixture(scope="module")
 def governed(kuota, deployer, gov_params):
     """The system with every admin role held by the timelock; the deployer votes with its supply."""
-    from scripts.deploy_governance import deploy_governance
+    from scripts.deploy_governance import ADMIN_ROLES, deploy_governance
 
-    gov = deploy_governance(deployer, kuota, gov_params)
+    gov = deploy_governance(deployer, {name: kuota.contract(name) for name in ADMIN_ROLES}, gov_params)
     kuota.token.delegate(deployer, {"from": deployer})
     chain.mine()
     return gov
