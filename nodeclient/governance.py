@@ -281,6 +281,17 @@ def execute_call(client: Any, proposal: Proposal) -> Any:
     return _governor(client).functions.execute(*proposal.args(), proposal.description_hash)
 
 
+def proposal_call(client: Any, sender: str, proposal: Proposal, step: str) -> Any:
+    """The checked governor call for ``step`` of ``proposal``: ``propose``, ``queue`` or ``execute``."""
+    if step == "propose":
+        return propose_call(client, sender, proposal)
+    if step == "queue":
+        return queue_call(client, proposal)
+    if step == "execute":
+        return execute_call(client, proposal)
+    raise GovernanceError(f"proposal step {step!r} is not one of propose, queue, execute")
+
+
 def delegate_call(client: Any, delegatee: str) -> Any:
     """KuotaToken's ``delegate``: votes count only once delegated (to yourself or another)."""
     return client.contract("KuotaToken").functions.delegate(parse_address("delegatee", delegatee))

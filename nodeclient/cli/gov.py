@@ -8,6 +8,7 @@ JSON object.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -25,6 +26,11 @@ from nodeclient.cli.options import (
 __all__ = ["COMMANDS", "gov"]
 
 _PROPOSAL = click.argument("proposal_file", type=click.Path(dir_okay=False, path_type=Path))
+
+
+def _sends(fn: Callable[..., None]) -> Callable[..., None]:
+    """The option sets of a command that sends one transaction: network, account, spend, --json."""
+    return network_options(account_options(spend_options(json_option(pass_cx(fn)))))
 
 
 @click.group()
@@ -53,11 +59,7 @@ def _sent(cx: CliContext, what: str, pid: int, result: object) -> None:
 
 @gov.command("delegate")
 @click.argument("delegatee")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@_sends
 def delegate(cx: CliContext, delegatee: str) -> None:
     """Give your KUOTA's votes to DELEGATEE (your own address to vote yourself)."""
     from nodeclient.governance import delegate_call
@@ -72,37 +74,31 @@ def delegate(cx: CliContext, delegatee: str) -> None:
     )
 
 
-@gov.command("propose")
-@_PROPOSAL
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
-def propose(cx: CliContext, proposal_file: Path) -> None:
-    """Submit the proposal in PROPOSAL_FILE (you need the proposal threshold in delegated votes)."""
+def _proposal_tx(cx: CliContext, proposal_file: Path, step: str, verb: str) -> None:
     from nodeclient import governance
 
     client = cx.client()
     proposal = governance.load_proposal(proposal_file, client)
     signer = cx.signer()
-    call = governance.propose_call(client, signer.address, proposal)
-    pid = governance.proposal_id(client, proposal)
-    result = cx.send(
-        signer, call, f"propose {proposal.description!r} ({len(proposal.targets)} actions)", kind="propose"
-    )
-    _sent(cx, "submitted", pid, result)
+    call = governance.proposal_call(client, signer.address, proposal, step)
+    description = f"{step} {proposal.description!r} ({len(proposal.targets)} actions)"
+    result = cx.send(signer, call, description, kind=step)
+    _sent(cx, verb, governance.proposal_id(client, proposal), result)
+
+
+@gov.command("propose")
+@_PROPOSAL
+@_sends
+def propose(cx: CliContext, proposal_file: Path) -> None:
+    """Submit the proposal in PROPOSAL_FILE (you need the proposal threshold in delegated votes)."""
+    _proposal_tx(cx, proposal_file, "propose", "submitted")
 
 
 @gov.command("vote")
 @click.argument("proposal")
 @click.argument("support", type=click.Choice(["for", "against", "abstain"]))
 @click.option("--reason", default="", help="A reason recorded with the vote.")
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@_sends
 def vote(cx: CliContext, proposal: str, support: str, reason: str) -> None:
     """Vote SUPPORT on PROPOSAL (a proposal file or id) with your delegated votes at its snapshot."""
     from nodeclient.governance import vote_call
@@ -115,38 +111,18 @@ def vote(cx: CliContext, proposal: str, support: str, reason: str) -> None:
 
 @gov.command("queue")
 @_PROPOSAL
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@_sends
 def queue(cx: CliContext, proposal_file: Path) -> None:
     """Queue a passed proposal in the timelock; it can be executed after the timelock's delay."""
-    from nodeclient import governance
-
-    client = cx.client()
-    proposal = governance.load_proposal(proposal_file, client)
-    call = governance.queue_call(client, proposal)
-    result = cx.send(cx.signer(), call, f"queue {proposal.description!r}", kind="queue")
-    _sent(cx, "queued", governance.proposal_id(client, proposal), result)
+    _proposal_tx(cx, proposal_file, "queue", "queued")
 
 
 @gov.command("execute")
 @_PROPOSAL
-@network_options
-@account_options
-@spend_options
-@json_option
-@pass_cx
+@_sends
 def execute(cx: CliContext, proposal_file: Path) -> None:
     """Execute a queued proposal whose timelock delay has passed (anyone may)."""
-    from nodeclient import governance
-
-    client = cx.client()
-    proposal = governance.load_proposal(proposal_file, client)
-    call = governance.execute_call(client, proposal)
-    result = cx.send(cx.signer(), call, f"execute {proposal.description!r}", kind="execute")
-    _sent(cx, "executed", governance.proposal_id(client, proposal), result)
+    _proposal_tx(cx, proposal_file, "execute", "executed")
 
 
 @gov.command("status")
