@@ -160,8 +160,7 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
         view
         returns (uint256 settledAmount, uint256 settledBytes)
     {
-        Channel storage channel = _channels[consumer][node];
-        return (channel.settledAmount, channel.settledBytes);
+        return _settledOf(_channels[consumer][node], consumer, node);
     }
 
     /// @inheritdoc IReceiptSettlement
@@ -182,6 +181,17 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
     /// @inheritdoc IReceiptSettlement
     function rewardPool() external view returns (address) {
         return address(_rewardPool);
+    }
+
+    /// @dev What the channel (consumer, node) has settled, from its slot here. A successor module
+    /// overrides this to read through to the module it replaced (ReceiptSettlementV2).
+    function _settledOf(Channel storage channel, address, address)
+        internal
+        view
+        virtual
+        returns (uint256 settledAmount, uint256 settledBytes)
+    {
+        return (channel.settledAmount, channel.settledBytes);
     }
 
     /// @dev Reads the node's status once per call: unknown nodes revert; only Active nodes earn reward
@@ -279,8 +289,8 @@ contract ReceiptSettlement is IReceiptSettlement, AccessControl, EIP712, Pausabl
         bool strict
     ) private returns (bool fresh, uint256 paid) {
         Channel storage channel = _channels[consumer][node];
-        uint256 settledAmount = channel.settledAmount;
-        if (cumulativeAmount <= settledAmount || cumulativeBytes < channel.settledBytes) {
+        (uint256 settledAmount, uint256 settledBytes) = _settledOf(channel, consumer, node);
+        if (cumulativeAmount <= settledAmount || cumulativeBytes < settledBytes) {
             if (strict) revert SettlementStaleReceipt(consumer, node, cumulativeAmount, settledAmount);
             emit ReceiptSkipped(consumer, node, digest, cumulativeAmount, settledAmount);
             return (false, 0);

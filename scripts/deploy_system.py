@@ -12,6 +12,7 @@ line in ``scripts/deploy_live.py``; this module imports neither, so they can bot
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -61,7 +62,7 @@ def _role(name: str) -> bytes:
 
 # name -> (minimum, maximum); maxima are the Solidity types' ranges or the contracts' bounds.
 _INT_PARAMS: dict[str, tuple[int, int]] = {
-    "tokenCap": (1, 2**256 - 1),
+    "tokenCap": (1, 2**208 - 1),  # ERC20Votes checkpoints hold 208 bits
     "tokenInitialSupply": (0, 2**256 - 1),
     "unbondingPeriod": (0, 2**64 - 1),
     "slashReporterBps": (0, 10_000),
@@ -134,7 +135,7 @@ def validate_params(params: dict[str, Any], deployer_address: str) -> dict[str, 
     """
     if not isinstance(params, dict):
         raise DeployParamsError(f"deploy parameters must be a dict, not {type(params).__name__}")
-    unknown = sorted(set(params) - set(_INT_PARAMS) - set(_ADDRESS_PARAMS) - {"timelock"})
+    unknown = sorted(set(params) - set(_INT_PARAMS) - set(_ADDRESS_PARAMS) - {"timelock", "governance"})
     if unknown:
         raise DeployParamsError(f"unknown deploy parameter {unknown[0]!r}; known: {', '.join(sorted(_INT_PARAMS))}, ...")
     resolved: dict[str, Any] = {}
@@ -167,6 +168,11 @@ def validate_params(params: dict[str, Any], deployer_address: str) -> dict[str, 
             raise DeployParamsError(f"deploy parameter {key!r} must not be the zero address")
         resolved[key] = value
     resolved["timelock"] = _validate_timelock(params.get("timelock"))
+    from scripts.deploy_governance import governance_params
+
+    resolved["governance"] = governance_params(params.get("governance"), resolved["pauser"])
+    if resolved["timelock"] is not None and resolved["governance"] is not None:
+        raise DeployParamsError("deploy parameters 'timelock' and 'governance' exclude each other: governance deploys its own")
     return resolved
 
 
@@ -514,6 +520,8 @@ class _Deployer:
         timelock = None
         if p["timelock"] is not None:
             timelock = self._hand_over_to_timelock(p["timelock"], p["pauser"])
+        if p["governance"] is not None:
+            timelock = self._hand_over_to_governance(p["governance"])
 
         self.manifest["complete"] = True
         self._save()
@@ -555,9 +563,25 @@ class _Deployer:
                 self._renounce(name, "PAUSER_ROLE")
         return timelock
 
+    def _hand_over_to_governance(self, params: Any) -> Any:
+        """KuotaGovernor + KuotaTimelock take every admin role (``scripts/deploy_governance.py``)."""
+        from scripts.deploy_governance import deploy_governance, governance_manifest
+
+        recorded = self.manifest["contracts"].get("KuotaTimelock")
+        if recorded is not None and "KuotaGovernor" in self.manifest["contracts"]:
+            return self._container("KuotaTimelock").at(recorded, persist=False)
+        gov = deploy_governance(self.deployer, self.contracts, params, self.tx.as_brownie(self.deployer))
+        self.sent.extend(gov.transactions)
+        self.manifest["contracts"].update(governance_manifest(gov))
+        self._step_done("governance")
+        return gov.timelock
+
 
 def _jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: params[k] for k in sorted(params)}
+    jsonable = {k: params[k] for k in sorted(params)}
+    if jsonable.get("governance") is not None:
+        jsonable["governance"] = dataclasses.asdict(jsonable["governance"])
+    return jsonable
 
 
 def deploy_system(

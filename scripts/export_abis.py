@@ -31,6 +31,9 @@ EXPORTS: dict[str, str] = {
     "RewardPool": "RewardPool",
     "PaymentToken": "IERC20Metadata",
     "MockUSD": "MockUSD",
+    "KuotaGovernor": "KuotaGovernor",
+    "KuotaTimelock": "KuotaTimelock",
+    "ReceiptSettlementV2": "ReceiptSettlementV2",
 }
 
 

@@ -16,7 +16,7 @@ from eth_utils import keccak
 
 from nodeclient.errors import ConfigError
 
-__all__ = ["CONTRACT_NAMES", "abi_hash", "canonical_json", "load_abi"]
+__all__ = ["CONTRACT_NAMES", "OPTIONAL_CONTRACT_NAMES", "abi_hash", "canonical_json", "load_abi"]
 
 CONTRACT_NAMES: tuple[str, ...] = (
     "KuotaToken",
@@ -27,6 +27,10 @@ CONTRACT_NAMES: tuple[str, ...] = (
     "RewardPool",
     "PaymentToken",
 )
+#: Contracts a deployment may add: governance (``scripts/deploy_governance.py``) and the settlement
+#: module that replaces ReceiptSettlement by proposal (``scripts/migrate_settlement.py``). A manifest
+#: must record every one of ``CONTRACT_NAMES``, and these only once deployed.
+OPTIONAL_CONTRACT_NAMES: tuple[str, ...] = ("KuotaGovernor", "KuotaTimelock", "ReceiptSettlementV2")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -36,9 +40,10 @@ def canonical_json(value: Any) -> bytes:
 
 @cache
 def load_abi(name: str) -> list[dict[str, Any]]:
-    """Return the ABI of contract ``name`` (one of ``CONTRACT_NAMES``)."""
-    if name not in CONTRACT_NAMES:
-        raise ConfigError(f"unknown contract name {name!r}; expected one of {', '.join(CONTRACT_NAMES)}")
+    """Return the ABI of contract ``name`` (one of ``CONTRACT_NAMES`` or ``OPTIONAL_CONTRACT_NAMES``)."""
+    known = CONTRACT_NAMES + OPTIONAL_CONTRACT_NAMES
+    if name not in known:
+        raise ConfigError(f"unknown contract name {name!r}; expected one of {', '.join(known)}")
     try:
         text = resources.files(__name__).joinpath(f"{name}.json").read_text()
     except FileNotFoundError as exc:
@@ -47,5 +52,6 @@ def load_abi(name: str) -> list[dict[str, Any]]:
 
 
 def abi_hash() -> str:
-    """keccak256 of the canonical JSON of ``{name: abi}`` for every contract, as 0x-hex."""
-    return "0x" + keccak(canonical_json({name: load_abi(name) for name in CONTRACT_NAMES})).hex()
+    """keccak256 of the canonical JSON of ``{name: abi}`` for every shipped contract, as 0x-hex."""
+    names = CONTRACT_NAMES + OPTIONAL_CONTRACT_NAMES
+    return "0x" + keccak(canonical_json({name: load_abi(name) for name in names})).hex()

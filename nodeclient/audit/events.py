@@ -48,6 +48,8 @@ class Event:
     tx_hash: str
     tx_index: int
     log_index: int
+    #: The emitting contract: one manifest name can cover several addresses (a retired settlement module).
+    address: str = ""
 
     @property
     def position(self) -> tuple[int, int]:
@@ -86,10 +88,16 @@ class _EventSpec:
 class EventDecoder:
     """Decodes logs emitted by known contract addresses (manifest name → address, ABI per name)."""
 
-    def __init__(self, contracts: dict[str, str], abis: dict[str, list[dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        contracts: dict[str, str],
+        abis: dict[str, list[dict[str, Any]]],
+        aliases: dict[str, str] | None = None,
+    ) -> None:
+        """``aliases`` maps further addresses to a manifest name whose ABI decodes their logs."""
         self._by_address: dict[str, dict[bytes, _EventSpec]] = {}
         self._names: dict[str, str] = {}
-        for name, address in contracts.items():
+        for name, address in [*contracts.items(), *((n, a) for a, n in (aliases or {}).items())]:
             specs: dict[bytes, _EventSpec] = {}
             for entry in abis.get(name, []):
                 if entry.get("type") == "event" and not entry.get("anonymous"):
@@ -135,4 +143,5 @@ class EventDecoder:
             tx_hash=log.tx_hash,
             tx_index=log.tx_index,
             log_index=log.log_index,
+            address=to_checksum_address(log.address),
         )

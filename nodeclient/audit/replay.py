@@ -134,6 +134,8 @@ class ChainData:
     seed: Seed = field(default_factory=lambda: Seed())
     #: True when the range starts at the deployment block, so every account and total is in view.
     full_history: bool = True
+    #: Settlement modules replaced by governance; channels carry over (the successor reads them through).
+    retired_settlements: tuple[str, ...] = ()
 
 
 @dataclass
@@ -265,6 +267,11 @@ class _Replayer:
         self.params = self._initial_params()
         settlement = data.contracts["ReceiptSettlement"]
         self.separator = domain_separator(data.chain_id, bytes.fromhex(settlement[2:]))
+        # Receipts are signed for the module that settled them: one domain per settlement address.
+        self.separators = {
+            address.lower(): domain_separator(data.chain_id, bytes.fromhex(address[2:]))
+            for address in (settlement, *data.retired_settlements)
+        }
         self.finalized_through = seed.finalized_through
         self.last_finalized: int | None = seed.finalized_through - 1 if seed.finalized_through else None
 
@@ -615,14 +622,16 @@ class _Replayer:
                   int(a["cumulativeBytes"]), int(a["cumulativeAmount"]), int(a["latencyMs"]), int(a["issuedAt"]))
         ok = True
         try:
-            expected_digest = receipt_digest(fields, self.separator)
+            # A settlement emitted by a retired module was signed over that module's domain.
+            expected_digest = receipt_digest(fields, self.separators.get(ev.address.lower(), self.separator))
         except (OverflowError, ValueError) as exc:
             expected_digest = b""
             ok = self.check(False, "settlement-fields", ev, f"receipt fields out of range: {exc}")
         ok = self.check(
             expected_digest == digest, "settlement-digest", ev,
             f"digest {_h(digest)} differs from the EIP-712 digest {_h(expected_digest)} recomputed from the "
-            f"event's fields for chain {self.d.chain_id} and ReceiptSettlement {self.d.contracts['ReceiptSettlement']}",
+            f"event's fields for chain {self.d.chain_id} and ReceiptSettlement "
+            f"{ev.address or self.d.contracts['ReceiptSettlement']}",
         ) and ok
         recovered = recover_address(expected_digest or digest, a["signature"])
         self.counts["signatures_recovered"] += 1

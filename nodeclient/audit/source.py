@@ -75,6 +75,9 @@ class AuditSource:
     contracts: dict[str, str]
     deployment_block: int
     abis: dict[str, list[dict[str, Any]]]
+    #: Settlement modules replaced by governance (the manifest's ``retiredSettlements``): their
+    #: ReceiptSettled events are part of the history, under their own EIP-712 domains.
+    retired_settlements: tuple[str, ...] = ()
 
     def contract(self, name: str) -> Any:
         """web3 contract object of manifest contract ``name``."""
@@ -117,9 +120,10 @@ def open_source(url: str, deployment: Any, *, timeout: float = 30.0) -> AuditSou
     abis = {name: load_abi(name) for name in EVENT_CONTRACTS + ("KuotaToken", "Staking")}
     abis["PaymentToken"] = ERC20_ABI
     contracts = {name: to_checksum_address(addr) for name, addr in deployment.contracts.items()}
+    retired = tuple(to_checksum_address(a) for a in (deployment.model_extra or {}).get("retiredSettlements", []))
     return AuditSource(
         w3=w3, url=url, chain_id=chain_id, contracts=contracts,
-        deployment_block=int(deployment.block_number), abis=abis,
+        deployment_block=int(deployment.block_number), abis=abis, retired_settlements=retired,
     )
 
 
@@ -326,8 +330,9 @@ def gather(source: AuditSource, rng: BlockRange, fetcher: LogFetcher) -> tuple[C
     blocks.header(rng.from_block)
     end = EndState(source, rng.to_block, blocks.header(rng.to_block).hash)
     _check_contracts(source, end)
-    decoder = EventDecoder({n: source.contracts[n] for n in EVENT_CONTRACTS}, source.abis)
-    addresses = [source.contracts[n] for n in EVENT_CONTRACTS]
+    retired = {address: "ReceiptSettlement" for address in source.retired_settlements}
+    decoder = EventDecoder({n: source.contracts[n] for n in EVENT_CONTRACTS}, source.abis, retired)
+    addresses = [source.contracts[n] for n in EVENT_CONTRACTS] + list(retired)
     raw = fetcher.get_logs(addresses, rng.from_block, rng.to_block)
     _fetch_headers(source, blocks, (r.block_number for r in raw))
     events: list[Event] = []
@@ -345,6 +350,7 @@ def gather(source: AuditSource, rng: BlockRange, fetcher: LogFetcher) -> tuple[C
     data = ChainData(
         chain_id=source.chain_id,
         contracts=dict(source.contracts),
+        retired_settlements=source.retired_settlements,
         from_block=rng.from_block,
         to_block=rng.to_block,
         events=events,

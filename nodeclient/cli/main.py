@@ -56,9 +56,21 @@ def cli(verbose: int) -> None:
 
 def _register_commands() -> None:
     # Imported here so that each module owns its own group and a broken optional module names itself.
-    from nodeclient.cli import account, audit, chain, earnings, escrow, node, receipts, relay, rewards, stake
+    from nodeclient.cli import (
+        account,
+        audit,
+        chain,
+        earnings,
+        escrow,
+        gov,
+        node,
+        receipts,
+        relay,
+        rewards,
+        stake,
+    )
 
-    for module in (account, node, stake, escrow, receipts, rewards, earnings, chain, audit, relay):
+    for module in (account, node, stake, escrow, receipts, rewards, earnings, chain, audit, relay, gov):
         for command in getattr(module, "COMMANDS", ()):
             cli.add_command(command)
     for command in getattr(relay, "NODE_COMMANDS", ()):
