@@ -481,11 +481,11 @@ def test_sync_channel_records_chain_view_separately(store, two_channels):
 def test_failed_migration_leaves_the_file_at_its_old_version(tmp_path, monkeypatch, signer):
     # A migration that breaks half-way (here: its last statement is invalid SQL) must not leave a
     # half-built schema behind: the DDL and the user_version bump share one transaction.
-    from nodeclient.receipts import store as store_module
+    from nodeclient.receipts import store_schema
 
     path = tmp_path / "m.db"
-    broken = (store_module._MIGRATIONS[0] + "\nCREATE TABLE broken (;\n",)
-    monkeypatch.setattr(store_module, "_MIGRATIONS", broken)
+    broken = (*store_schema._MIGRATIONS[:-1], store_schema._MIGRATIONS[-1] + "\nCREATE TABLE broken (;\n")
+    monkeypatch.setattr(store_schema, "_MIGRATIONS", broken)
     with pytest.raises(sqlite3.OperationalError):
         ReceiptStore(path)
     conn = sqlite3.connect(str(path))
