@@ -273,13 +273,16 @@ class TxJournal:
 
         Every member goes back to ``sent`` with its receipt figures cleared, so the gas it cost is no
         longer counted and the next ``transact``/``resume`` re-broadcasts the signed bytes at the same
-        nonce, as the network itself would after a reorg. Members that were ``dropped`` (refused by
-        the node) stay dropped.
+        nonce, as the network itself would after a reorg. Only fee-bump replacements of ``record`` (same
+        recipient, data and value) are reopened: a different transaction signed at that nonce after
+        the reorg is another intent and keeps its own status. Members that were ``dropped`` (refused
+        by the node) stay dropped.
         """
         self._execute(
             "UPDATE txs SET status = 'sent', block_number = NULL, gas_used = NULL, effective_gas_price = NULL,"
-            " updated_at = ? WHERE chain_id = ? AND sender = ? AND nonce = ? AND status != 'dropped'",
-            (time.time(), record.chain_id, record.sender, record.nonce),
+            " updated_at = ? WHERE chain_id = ? AND sender = ? AND nonce = ? AND status != 'dropped'"
+            " AND to_address = ? AND data = ? AND value = ?",
+            (time.time(), record.chain_id, record.sender, record.nonce, record.to_address, record.data, record.value),
         )
 
     def move_block(self, tx_hash: str, block_number: int) -> None:

@@ -34,7 +34,23 @@ from nodeclient.receipts.store_records import (
 )
 from nodeclient.receipts.store_schema import StoreConnection
 
-__all__ = ["BatchesMixin"]
+__all__ = ["BatchesMixin", "LedgerAheadError"]
+
+
+class LedgerAheadError(StoreError):
+    """A confirmed payment exceeds what the store thinks the channel still owes.
+
+    The chain is right by definition, so the store is behind it: an earlier batch it recorded as
+    confirmed is no longer on chain. Reopen that batch, then confirm this one.
+    """
+
+    def __init__(self, batch_id: int, digest: str, paid: int, amount: int, settled: int) -> None:
+        super().__init__(
+            f"Batch {batch_id} receipt {digest} reports paid {paid}, more than the {amount - settled} it could owe "
+            f"(cumulative {amount}, settled {settled} in this store): an earlier batch of the channel is no longer on chain."
+        )
+        self.batch_id = batch_id
+        self.digest = digest
 
 
 class BatchesMixin(StoreConnection):
@@ -138,22 +154,22 @@ class BatchesMixin(StoreConnection):
         *,
         tx_hash: bytes | str | None = None,
         block_number: int | None = None,
+        block_hash: bytes | str | None = None,
     ) -> None:
         """Record a mined batch: submitted → confirmed, with every receipt's outcome, in one transaction.
 
         ``outcomes``: one per batch item, in batch order, or a mapping digest → outcome covering
         exactly the batch. ``tx_hash``: the transaction that was mined (one of the batch's recorded
-        hashes; default the latest). Channels advance by what was paid. Confirming an already
-        confirmed batch with the same outcomes is a no-op; anything else is refused.
+        hashes; default the latest). ``block_hash``: the block it was mined in, so a later check can
+        tell whether a reorg moved or removed it. Channels advance by what was paid. Confirming an
+        already confirmed batch with the same outcomes is a no-op; anything else is refused, and so is
+        a payment larger than the store thinks the channel still owes (`LedgerAheadError`: an earlier
+        confirmed batch of the channel is no longer on chain; reopen it first).
         """
+        mined_block = None if block_hash is None else _tx_hash(block_hash)
         with self._write() as cur:
             state, _ = self._batch_state(cur, batch_id)
-            items = cur.execute(
-                "SELECT bi.receipt_id, bi.position, r.digest, r.consumer, r.node, r.cumulative_amount, "
-                "r.cumulative_bytes, bi.outcome, bi.paid, bi.fee FROM batch_items bi "
-                "JOIN receipts r ON r.id = bi.receipt_id WHERE bi.batch_id = ? ORDER BY bi.position",
-                (batch_id,),
-            ).fetchall()
+            items = cur.execute(_ITEMS_SELECT, (batch_id,)).fetchall()
             resolved = _resolve_outcomes(batch_id, items, outcomes)
             mined = None if tx_hash is None else _tx_hash(tx_hash)
             if state == "confirmed":
@@ -174,32 +190,48 @@ class BatchesMixin(StoreConnection):
                     raise BatchStateError(batch_id, state, f"confirmed by transaction {mined}",
                                           "that hash was never recorded for this batch")
             for row, outcome in zip(items, resolved, strict=True):
-                receipt_id, consumer, node = row[0], row[3], row[4]
-                amount, nbytes = int(row[5]), int(row[6])
-                channel = cur.execute(
-                    "SELECT settled_amount FROM channels WHERE consumer = ? AND node = ?", (consumer, node)
-                ).fetchone()
-                settled = int(channel[0])
-                if outcome.status == "settled":
-                    if settled + outcome.paid > amount:
-                        raise StoreError(
-                            f"Batch {batch_id} receipt {row[2]} reports paid {outcome.paid}, more than the "
-                            f"{amount - settled} it could owe (cumulative {amount}, settled {settled})."
-                        )
-                    cur.execute(
-                        "UPDATE channels SET settled_amount = ?, settled_bytes = ?, settled_receipt_id = ? "
-                        "WHERE consumer = ? AND node = ?",
-                        (_n(settled + outcome.paid), _n(nbytes), receipt_id, consumer, node),
-                    )
-                cur.execute(
-                    "UPDATE batch_items SET outcome = ?, paid = ?, fee = ? WHERE batch_id = ? AND receipt_id = ?",
-                    (outcome.status, _n(outcome.paid), _n(outcome.fee), batch_id, receipt_id),
-                )
+                _apply_outcome(cur, batch_id, row, outcome)
             cur.execute(
                 "UPDATE batches SET state = 'confirmed', tx_hash = coalesce(?, tx_hash), block_number = ?, "
-                "updated_at = ? WHERE id = ?",
-                (mined, block_number, time.time(), batch_id),
+                "block_hash = ?, updated_at = ? WHERE id = ?",
+                (mined, block_number, mined_block, time.time(), batch_id),
             )
+
+    def reopen_batch(self, batch_id: int, reason: str) -> None:
+        """The chain no longer has a confirmed batch's transaction: confirmed → submitted, in one transaction.
+
+        What the batch paid leaves the channels' ledger (each channel's settled receipt falls back to
+        the newest one a still-confirmed batch settled), its outcomes are cleared, and the batch is in
+        flight again under its recorded nonce: reconciliation re-sends the signed transaction or, if
+        that nonce went to another transaction, fails the batch so its receipts settle in a new one.
+        """
+        with self._write() as cur:
+            state, _ = self._batch_state(cur, batch_id)
+            if state != "confirmed":
+                raise BatchStateError(batch_id, state, "reopened", "only a confirmed batch can be reopened")
+            items = cur.execute(_ITEMS_SELECT, (batch_id,)).fetchall()
+            cur.execute(
+                "UPDATE batch_items SET outcome = NULL, paid = NULL, fee = NULL WHERE batch_id = ?", (batch_id,)
+            )
+            for row in items:
+                if row[7] == "settled":
+                    _rewind_channel(cur, row[3], row[4], int(row[8]))
+            cur.execute(
+                "UPDATE batches SET state = 'submitted', block_number = NULL, block_hash = NULL, reason = ?, "
+                "reopened = reopened + 1, updated_at = ? WHERE id = ?",
+                (str(reason), time.time(), batch_id),
+            )
+
+    def confirmed_batches(self, *, above_block: int | None = None, node: str | None = None) -> list[BatchRecord]:
+        """Confirmed batches, oldest first; ``above_block``: only those mined in a later block (not final yet)."""
+        where, args = "WHERE b.state = 'confirmed'", []
+        if above_block is not None:
+            where += " AND (b.block_number IS NULL OR b.block_number > ?)"
+            args.append(above_block)
+        if node is not None:
+            where += " AND b.node = ?"
+            args.append(node)
+        return self._batches(where, tuple(args))
 
     def mark_failed(self, batch_id: int, reason: str) -> None:
         """Close a batch that did not settle (reverted, or its nonce was consumed by another transaction).
@@ -252,7 +284,7 @@ class BatchesMixin(StoreConnection):
         with self._read() as cur:
             rows = cur.execute(
                 "SELECT b.id, b.node, b.state, b.nonce, b.tx_hash, b.block_number, b.bundle_root, b.bundle_file, "
-                f"b.reason, b.created_at, b.updated_at FROM batches b {where} ORDER BY b.id",
+                f"b.reason, b.created_at, b.updated_at, b.block_hash, b.reopened FROM batches b {where} ORDER BY b.id",
                 args,
             ).fetchall()
             out = []
@@ -279,6 +311,8 @@ class BatchesMixin(StoreConnection):
                         reason=row[8],
                         created_at=row[9],
                         updated_at=row[10],
+                        block_hash=row[11],
+                        reopened=int(row[12]),
                         tx_hashes=tuple(t[0] for t in txs),
                         items=tuple(
                             BatchItem(
@@ -291,6 +325,52 @@ class BatchesMixin(StoreConnection):
                     )
                 )
         return out
+
+
+_ITEMS_SELECT = (
+    "SELECT bi.receipt_id, bi.position, r.digest, r.consumer, r.node, r.cumulative_amount, "
+    "r.cumulative_bytes, bi.outcome, bi.paid, bi.fee FROM batch_items bi "
+    "JOIN receipts r ON r.id = bi.receipt_id WHERE bi.batch_id = ? ORDER BY bi.position"
+)
+
+
+def _apply_outcome(cur: sqlite3.Cursor, batch_id: int, row: Sequence[Any], outcome: ReceiptOutcome) -> None:
+    """Record one item's outcome; a settled receipt advances its channel by what it paid."""
+    receipt_id, consumer, node = row[0], row[3], row[4]
+    amount, nbytes = int(row[5]), int(row[6])
+    settled = int(
+        cur.execute("SELECT settled_amount FROM channels WHERE consumer = ? AND node = ?", (consumer, node)).fetchone()[0]
+    )
+    if outcome.status == "settled":
+        if settled + outcome.paid > amount:
+            raise LedgerAheadError(batch_id, row[2], outcome.paid, amount, settled)
+        cur.execute(
+            "UPDATE channels SET settled_amount = ?, settled_bytes = ?, settled_receipt_id = ? "
+            "WHERE consumer = ? AND node = ?",
+            (_n(settled + outcome.paid), _n(nbytes), receipt_id, consumer, node),
+        )
+    cur.execute(
+        "UPDATE batch_items SET outcome = ?, paid = ?, fee = ? WHERE batch_id = ? AND receipt_id = ?",
+        (outcome.status, _n(outcome.paid), _n(outcome.fee), batch_id, receipt_id),
+    )
+
+
+def _rewind_channel(cur: sqlite3.Cursor, consumer: str, node: str, paid: int) -> None:
+    """Take a reopened batch's payment out of a channel (its outcomes are already cleared)."""
+    settled = int(
+        cur.execute("SELECT settled_amount FROM channels WHERE consumer = ? AND node = ?", (consumer, node)).fetchone()[0]
+    )
+    # The newest receipt a still-confirmed batch settled is the channel's settled receipt again.
+    floor = cur.execute(
+        "SELECT r.id, r.cumulative_bytes FROM batch_items bi JOIN batches b ON b.id = bi.batch_id "
+        "JOIN receipts r ON r.id = bi.receipt_id WHERE b.state = 'confirmed' AND bi.outcome = 'settled' "
+        "AND r.consumer = ? AND r.node = ? ORDER BY r.id DESC LIMIT 1",
+        (consumer, node),
+    ).fetchone()
+    cur.execute(
+        "UPDATE channels SET settled_amount = ?, settled_bytes = ?, settled_receipt_id = ? WHERE consumer = ? AND node = ?",
+        (_n(max(0, settled - paid)), floor[1] if floor else _n(0), floor[0] if floor else None, consumer, node),
+    )
 
 
 def _resolve_outcomes(

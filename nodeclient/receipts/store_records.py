@@ -124,6 +124,8 @@ class BatchRecord:
     reason: str | None
     created_at: float
     updated_at: float
+    block_hash: str | None = None
+    reopened: int = 0
 
     @property
     def is_open(self) -> bool:
