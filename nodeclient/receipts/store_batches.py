@@ -224,14 +224,11 @@ class BatchesMixin(StoreConnection):
 
     def confirmed_batches(self, *, above_block: int | None = None, node: str | None = None) -> list[BatchRecord]:
         """Confirmed batches, oldest first; ``above_block``: only those mined in a later block (not final yet)."""
-        where, args = "WHERE b.state = 'confirmed'", []
-        if above_block is not None:
-            where += " AND (b.block_number IS NULL OR b.block_number > ?)"
-            args.append(above_block)
-        if node is not None:
-            where += " AND b.node = ?"
-            args.append(node)
-        return self._batches(where, tuple(args))
+        return self._batches(
+            "WHERE b.state = 'confirmed' AND (? IS NULL OR b.block_number IS NULL OR b.block_number > ?) "
+            "AND (? IS NULL OR b.node = ?)",
+            (above_block, above_block, node, node),
+        )
 
     def mark_failed(self, batch_id: int, reason: str) -> None:
         """Close a batch that did not settle (reverted, or its nonce was consumed by another transaction).
@@ -283,9 +280,7 @@ class BatchesMixin(StoreConnection):
     def _batches(self, where: str, args: tuple[Any, ...]) -> list[BatchRecord]:
         with self._read() as cur:
             rows = cur.execute(
-                "SELECT b.id, b.node, b.state, b.nonce, b.tx_hash, b.block_number, b.bundle_root, b.bundle_file, "
-                f"b.reason, b.created_at, b.updated_at, b.block_hash, b.reopened FROM batches b {where} ORDER BY b.id",
-                args,
+                f"SELECT {', '.join('b.' + c for c in _BATCH_COLUMNS)} FROM batches b {where} ORDER BY b.id", args
             ).fetchall()
             out = []
             for row in rows:
@@ -300,19 +295,7 @@ class BatchesMixin(StoreConnection):
                 ).fetchall()
                 out.append(
                     BatchRecord(
-                        id=row[0],
-                        node=row[1],
-                        state=row[2],
-                        nonce=row[3],
-                        tx_hash=row[4],
-                        block_number=row[5],
-                        bundle_root=row[6],
-                        bundle_file=row[7],
-                        reason=row[8],
-                        created_at=row[9],
-                        updated_at=row[10],
-                        block_hash=row[11],
-                        reopened=int(row[12]),
+                        **dict(zip(_BATCH_COLUMNS, row, strict=True)),
                         tx_hashes=tuple(t[0] for t in txs),
                         items=tuple(
                             BatchItem(
@@ -327,6 +310,11 @@ class BatchesMixin(StoreConnection):
         return out
 
 
+# Batch columns, named as the BatchRecord fields they fill.
+_BATCH_COLUMNS = (
+    "id", "node", "state", "nonce", "tx_hash", "block_number", "bundle_root", "bundle_file", "reason",
+    "created_at", "updated_at", "block_hash", "reopened",
+)
 _ITEMS_SELECT = (
     "SELECT bi.receipt_id, bi.position, r.digest, r.consumer, r.node, r.cumulative_amount, "
     "r.cumulative_bytes, bi.outcome, bi.paid, bi.fee FROM batch_items bi "
