@@ -43,7 +43,7 @@ from nodeclient._utils.policy import Decision, decide
 from nodeclient.chain.client import ChainClient, NonceConsumedError, TxResult
 from nodeclient.chain.errors import ContractRevertError, TxTimeoutError
 from nodeclient.config import PolicySettings
-from nodeclient.errors import KuotaError
+from nodeclient.errors import KuotaError, TransactionError
 from nodeclient.ledger import block_hash_of, follow_chain, follow_channels
 from nodeclient.receipts.bundles import build_bundle, prepare_batch
 from nodeclient.receipts.model import SignedReceipt
@@ -53,6 +53,7 @@ from nodeclient.receipts.store import BatchRecord, ChannelState, ReceiptOutcome,
 from nodeclient.receipts.store_batches import LedgerAheadError
 
 __all__ = [
+    "BatchSupersededError",
     "ChannelPlan",
     "ReconcileReport",
     "SettlementPlan",
@@ -74,6 +75,17 @@ log = logging.getLogger(__name__)
 # epoch's) first usage record and costs ~80k more than estimated (docs/GAS.md, "settle, first in a
 # new epoch"); without this margin such a batch runs out of gas and the node pays for a revert.
 EPOCH_BOUNDARY_GAS = 100_000
+
+
+class BatchSupersededError(NonceConsumedError):
+    """A batch's nonce was mined by another transaction of this client (one signed after a reorg took the batch)."""
+
+    def __init__(self, batch_id: int, nonce: int | None, winner: str) -> None:
+        TransactionError.__init__(
+            self,
+            f"settlement batch {batch_id}: its nonce {nonce} was mined by {winner}, another transaction of this "
+            "client; the batch had no effect and its channels settle again from their latest receipts",
+        )
 
 
 @dataclass(frozen=True)
@@ -248,8 +260,7 @@ def _await_open_batch(
             raise ContractRevertError(f"settlement batch {batch.id}", None, None)
         mined = "0x" + bytes(receipt["transactionHash"]).hex()
     if mined.lower() not in store.batch(batch.id).tx_hashes:
-        sender = client.journal.get(tx_hash).sender  # type: ignore[union-attr]
-        raise NonceConsumedError(sender, batch.nonce or -1, f"settlement batch {batch.id}")
+        raise BatchSupersededError(batch.id, batch.nonce, mined)
     return mined, receipt
 
 

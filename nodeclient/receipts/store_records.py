@@ -127,11 +127,6 @@ class BatchRecord:
     block_hash: str | None = None
     reopened: int = 0
 
-    @property
-    def is_open(self) -> bool:
-        """Pending or submitted: not yet reconciled with the chain."""
-        return self.state in _OPEN_STATES
-
 
 def _digest_key(value: bytes | str | SignedReceipt | StoredReceipt, domain: ReceiptDomain | None) -> str:
     if isinstance(value, StoredReceipt):

@@ -105,6 +105,7 @@ def test_batch_whose_nonce_went_elsewhere_is_rebuilt_from_the_latest_receipts(le
 
     assert report.reopened == [first.batch_id] and report.failed == [first.batch_id]
     assert store.batch(first.batch_id).state == "failed"
+    assert "was mined by" in store.batch(first.batch_id).reason and "another transaction of this client" in store.batch(first.batch_id).reason
     assert second is not None and second.paid == 6 * MILLION
     _assert_books_match_chain(ln, client, store, start)
 
