@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import platformdirs
@@ -121,6 +121,9 @@ class NetworkSpec(BaseModel):
     chain_id: int | None = Field(default=None, gt=0, description="EIP-155 chain id the RPC must report.")
     manifest: Path | None = Field(default=None, description="Deployment manifest deployments/<chainId>.json.")
     confirmations: int | None = Field(default=None, ge=1, le=100, description="Blocks a tx needs before it counts.")
+    finality: Literal["finalized", "depth"] | None = Field(
+        default=None, description="When a mined tx is final: the RPC's 'finalized' block, or 'depth' only."
+    )
     tx_timeout: float | None = Field(default=None, gt=0, description="Seconds to wait for a tx before giving up.")
     stuck_after: float | None = Field(default=None, gt=0, description="Seconds unmined before a fee bump.")
     fee_bump_percent: int | None = Field(
@@ -144,6 +147,14 @@ class NetworkProfile(BaseModel):
     chain_id: int = Field(gt=0, description="EIP-155 chain id; the client refuses an RPC that reports another.")
     manifest: Path = Field(description="Deployment manifest path.")
     confirmations: int = Field(default=1, ge=1, le=100, description="Blocks on top of a tx's block, inclusive.")
+    finality: Literal["finalized", "depth"] = Field(
+        default="finalized",
+        description=(
+            "When a mined transaction is final (a reorg can no longer remove it): 'finalized' uses the RPC's "
+            "'finalized' block where it serves one and the confirmation depth where it does not; 'depth' "
+            "always uses the confirmation depth. Until final, the node's ledger re-checks it against the chain."
+        ),
+    )
     tx_timeout: float = Field(default=180.0, gt=0, description="Seconds to wait for a tx (all replacements).")
     stuck_after: float = Field(default=45.0, gt=0, description="Seconds a tx may stay unmined before a fee bump.")
     fee_bump_percent: int = Field(default=15, ge=10, le=200, description="Replacement fee increase, percent.")

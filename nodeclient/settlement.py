@@ -2,7 +2,9 @@
 
 One run of :func:`settle_node`:
 
-1. **Reconcile** every open batch of the store (a crash may have left one ``pending`` or
+1. **Follow the chain** (:func:`nodeclient.ledger.follow_chain`): a confirmed batch the chain no
+   longer has (a reorg, a dropped block) is reopened; every channel's ``channelOf`` is recorded.
+   **Reconcile** every open batch of the store (a crash may have left one ``pending`` or
    ``submitted``). The rules follow the order in which a batch is sent — ``begin_batch`` →
    sign → ``mark_submitted`` → journal → broadcast:
 
@@ -41,14 +43,17 @@ from nodeclient._utils.policy import Decision, decide
 from nodeclient.chain.client import ChainClient, NonceConsumedError, TxResult
 from nodeclient.chain.errors import ContractRevertError, TxTimeoutError
 from nodeclient.config import PolicySettings
-from nodeclient.errors import KuotaError
+from nodeclient.errors import KuotaError, TransactionError
+from nodeclient.ledger import block_hash_of, follow_chain, follow_channels
 from nodeclient.receipts.bundles import build_bundle, prepare_batch
 from nodeclient.receipts.model import SignedReceipt
 from nodeclient.receipts.packing import pack_signed_receipts
 from nodeclient.receipts.signing import ReceiptDomain, receipt_domain
 from nodeclient.receipts.store import BatchRecord, ChannelState, ReceiptOutcome, ReceiptStore, StoredReceipt
+from nodeclient.receipts.store_batches import LedgerAheadError
 
 __all__ = [
+    "BatchSupersededError",
     "ChannelPlan",
     "ReconcileReport",
     "SettlementPlan",
@@ -70,6 +75,17 @@ log = logging.getLogger(__name__)
 # epoch's) first usage record and costs ~80k more than estimated (docs/GAS.md, "settle, first in a
 # new epoch"); without this margin such a batch runs out of gas and the node pays for a revert.
 EPOCH_BOUNDARY_GAS = 100_000
+
+
+class BatchSupersededError(NonceConsumedError):
+    """A batch's nonce was mined by another transaction of this client (one signed after a reorg took the batch)."""
+
+    def __init__(self, batch_id: int, nonce: int | None, winner: str) -> None:
+        TransactionError.__init__(
+            self,
+            f"settlement batch {batch_id}: its nonce {nonce} was mined by {winner}, another transaction of this "
+            "client; the batch had no effect and its channels settle again from their latest receipts",
+        )
 
 
 @dataclass(frozen=True)
@@ -150,16 +166,25 @@ class SettlementResult:
 
 @dataclass
 class ReconcileReport:
-    """What reconciliation did to open batches."""
+    """What reconciliation did: batches reopened because the chain lost them, and open batches' fates."""
 
     confirmed: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     still_open: list[int] = field(default_factory=list)
+    reopened: list[int] = field(default_factory=list)
+    reorged_txs: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, list[int]]:
+    def to_json(self) -> dict[str, list[Any]]:
         """Stable machine form."""
-        return {"confirmed": self.confirmed, "failed": self.failed, "skipped": self.skipped, "stillOpen": self.still_open}
+        return {
+            "confirmed": self.confirmed,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "stillOpen": self.still_open,
+            "reopened": self.reopened,
+            "reorgedTxs": self.reorged_txs,
+        }
 
 
 def store_path(data_dir: Path, chain_id: int, settlement: str) -> Path:
@@ -194,16 +219,60 @@ def _outcomes_from_receipt(client: ChainClient, batch: BatchRecord, receipt: Any
 
 
 def _confirm(client: ChainClient, store: ReceiptStore, batch: BatchRecord, tx_hash: str, receipt: Any) -> None:
-    store.mark_confirmed(
-        batch.id, _outcomes_from_receipt(client, batch, receipt), tx_hash=tx_hash, block_number=int(receipt["blockNumber"])
-    )
+    outcomes = _outcomes_from_receipt(client, batch, receipt)
+    where = {"tx_hash": tx_hash, "block_number": int(receipt["blockNumber"]), "block_hash": block_hash_of(receipt)}
+    try:
+        store.mark_confirmed(batch.id, outcomes, **where)
+    except LedgerAheadError:
+        # The chain paid more than the store thought was owed: a block that carried an earlier batch
+        # was dropped after the run's reconciliation. Catch up with the chain, then record the truth.
+        follow_channels(client, store, node=batch.node)
+        store.mark_confirmed(batch.id, outcomes, **where)
+
+
+def _await_open_batch(
+    client: ChainClient,
+    store: ReceiptStore,
+    batch: BatchRecord,
+    tx_hash: str,
+    signer: Any | None,
+    progress: Callable[[str], None] | None,
+) -> tuple[str, Any] | None:
+    """Drive a submitted batch's journaled transaction: ``(hash, receipt)`` once mined, None while in flight.
+
+    Raises ContractRevertError / NonceConsumedError when the batch can no longer settle as recorded,
+    including when its nonce was mined by a different transaction (after a reorg the client may have
+    signed something else at that nonce: the journal groups it with the batch's, but it is not one
+    of the batch's hashes).
+    """
+    if signer is not None and client.journal.get(tx_hash).sender == signer.address:  # type: ignore[union-attr]
+        result = client.resume(
+            signer, tx_hash, on_signed=lambda h, n, b=batch.id: store.mark_submitted(b, h, n), progress=progress
+        )
+        mined, receipt = result.tx_hash, result.receipt
+    else:
+        state, receipt = client.tx_state(tx_hash)
+        if state in ("pending", "unknown"):
+            return None
+        if state == "dropped":
+            raise NonceConsumedError(batch.node, batch.nonce or -1, f"settlement batch {batch.id}")
+        if state == "failed":
+            raise ContractRevertError(f"settlement batch {batch.id}", None, None)
+        mined = "0x" + bytes(receipt["transactionHash"]).hex()
+    if mined.lower() not in store.batch(batch.id).tx_hashes:
+        raise BatchSupersededError(batch.id, batch.nonce, mined)
+    return mined, receipt
 
 
 def reconcile(
     client: ChainClient, store: ReceiptStore, signer: Any | None, *, progress: Callable[[str], None] | None = None
 ) -> ReconcileReport:
-    """Bring every open batch to a final state (see module docstring). ``signer`` enables fee bumps."""
-    report = ReconcileReport()
+    """Follow the chain, then bring every open batch to a final state (see module docstring).
+
+    ``signer`` enables re-sending and fee bumps; without it an open batch is only looked up.
+    """
+    followed = follow_chain(client, store)
+    report = ReconcileReport(reopened=followed.reopened, reorged_txs=followed.reorged_txs)
     for batch in store.pending_batches():
         if batch.state == "pending":
             store.mark_skipped(batch.id, "never signed (interrupted before its transaction was signed)")
@@ -220,28 +289,17 @@ def reconcile(
                 report.failed.append(batch.id)
             continue
         try:
-            if signer is not None and client.journal.get(journaled[-1]).sender == signer.address:  # type: ignore[union-attr]
-                result = client.resume(
-                    signer, journaled[-1], on_signed=lambda h, n, b=batch.id: store.mark_submitted(b, h, n), progress=progress
-                )
-                tx_hash, receipt = result.tx_hash, result.receipt
-            else:
-                state, receipt = client.tx_state(journaled[-1])
-                if state in ("pending", "unknown"):
-                    report.still_open.append(batch.id)
-                    continue
-                if state == "dropped":
-                    raise NonceConsumedError(batch.node, batch.nonce or -1, f"settlement batch {batch.id}")
-                if state == "failed":
-                    raise ContractRevertError(f"settlement batch {batch.id}", None, None)
-                tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+            mined = _await_open_batch(client, store, batch, journaled[-1], signer, progress)
         except (ContractRevertError, NonceConsumedError) as exc:
             store.mark_failed(batch.id, str(exc))
             report.failed.append(batch.id)
             continue
         except TxTimeoutError:
+            mined = None
+        if mined is None:
             report.still_open.append(batch.id)
             continue
+        tx_hash, receipt = mined
         _confirm(client, store, batch, tx_hash, receipt)
         report.confirmed.append(batch.id)
     return report

@@ -256,12 +256,40 @@ class TxJournal:
         )
         return [r[0] for r in rows]
 
-    def max_nonce(self, chain_id: int, sender: str) -> int | None:
-        """Highest nonce ever journaled for ``sender`` that was not dropped."""
+    def mined_above(self, chain_id: int, block: int) -> list[TxRecord]:
+        """Transactions recorded as mined (or reverted on chain) in a block above ``block``, oldest first.
+
+        These are not final yet: a reorg may still remove them, so the client re-reads their receipts.
+        """
         rows = self._execute(
-            "SELECT MAX(nonce) FROM txs WHERE chain_id = ? AND sender = ? AND status != 'dropped'", (chain_id, sender)
+            "SELECT * FROM txs WHERE chain_id = ? AND status IN ('mined', 'failed') AND block_number > ?"
+            " ORDER BY created_at, rowid",
+            (chain_id, block),
         )
-        return rows[0][0]
+        return [self._record(r) for r in rows]
+
+    def reopen_group(self, record: TxRecord) -> None:
+        """The chain no longer has ``record`` (a reorg dropped its block): its nonce group is in flight again.
+
+        Every member goes back to ``sent`` with its receipt figures cleared, so the gas it cost is no
+        longer counted and the next ``transact``/``resume`` re-broadcasts the signed bytes at the same
+        nonce, as the network itself would after a reorg. Only fee-bump replacements of ``record`` (same
+        recipient, data and value) are reopened: a different transaction signed at that nonce after
+        the reorg is another intent and keeps its own status. Members that were ``dropped`` (refused
+        by the node) stay dropped.
+        """
+        self._execute(
+            "UPDATE txs SET status = 'sent', block_number = NULL, gas_used = NULL, effective_gas_price = NULL,"
+            " updated_at = ? WHERE chain_id = ? AND sender = ? AND nonce = ? AND status != 'dropped'"
+            " AND to_address = ? AND data = ? AND value = ?",
+            (time.time(), record.chain_id, record.sender, record.nonce, record.to_address, record.data, record.value),
+        )
+
+    def move_block(self, tx_hash: str, block_number: int) -> None:
+        """Record that a reorg re-included ``tx_hash`` in another block."""
+        self._execute(
+            "UPDATE txs SET block_number = ?, updated_at = ? WHERE tx_hash = ?", (block_number, time.time(), tx_hash)
+        )
 
     def records(self, chain_id: int, *, node: str | None = None, sender: str | None = None) -> list[TxRecord]:
         """Journaled transactions on ``chain_id``, optionally for one node or sender, oldest first."""

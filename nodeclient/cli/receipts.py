@@ -149,7 +149,8 @@ def import_(cx: CliContext, files: tuple[Path, ...], node_address: str) -> None:
 @click.option("--batches", "show_batches", is_flag=True, help="List settlement batches instead of channels.")
 @network_command
 def list_(cx: CliContext, node_address: str | None, show_batches: bool) -> None:
-    """List channels (latest receipt, settled, unsettled) or settlement batches."""
+    """List channels (latest receipt, settled on chain, unsettled; the store's figure where it differs) or batches."""
+    from nodeclient.ledger import channel_views
     from nodeclient.settlement import open_store
 
     node = parse_address("node", node_address) if node_address else None
@@ -167,23 +168,16 @@ def list_(cx: CliContext, node_address: str | None, show_batches: bool) -> None:
             cx.emit(data, lambda c: c.print(table("Settlement batches", ["id", "node", "state", "receipts", "tx", "reason"],
                                                   [[b.id, b.node, b.state, len(b.items), b.tx_hash or "-", b.reason or ""] for b in batches])))
             return
-        channels = store.channels(node=node)
-        rows = [
-            {
-                "consumer": ch.consumer, "node": ch.node,
-                "latestAmount": ch.latest.receipt.cumulative_amount, "latestBytes": ch.latest.receipt.cumulative_bytes,
-                "settledAmount": ch.known_settled_amount, "unsettledAmount": ch.unsettled_amount,
-                "openBatch": ch.open_batch_id, "latestDigest": ch.latest.digest_hex,
-            }
-            for ch in channels
-        ]
+        # The chain's channelOf is the truth; the store's own ledger is shown beside it where they differ.
+        rows = [view.to_json() for view in channel_views(client, store, node=node)]
         stats = store.stats()
     cx.emit(
         {"channels": rows, "stats": stats},
         lambda c: c.print(table(
             f"Channels ({stats.get('receipts', 0)} receipts stored)",
-            ["node", "consumer", "latest amount", "settled", "unsettled", "open batch"],
-            [[r["node"], r["consumer"], r["latestAmount"], r["settledAmount"], r["unsettledAmount"], r["openBatch"] or "-"] for r in rows],
+            ["node", "consumer", "latest amount", "settled (chain)", "unsettled", "open batch", "store says"],
+            [[r["node"], r["consumer"], r["latestAmount"], r["settledAmount"], r["unsettledAmount"], r["openBatch"] or "-",
+              "" if r["agrees"] else r["storeSettledAmount"]] for r in rows],
         )),
     )
 

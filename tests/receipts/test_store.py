@@ -481,11 +481,11 @@ def test_sync_channel_records_chain_view_separately(store, two_channels):
 def test_failed_migration_leaves_the_file_at_its_old_version(tmp_path, monkeypatch, signer):
     # A migration that breaks half-way (here: its last statement is invalid SQL) must not leave a
     # half-built schema behind: the DDL and the user_version bump share one transaction.
-    from nodeclient.receipts import store as store_module
+    from nodeclient.receipts import store_schema
 
     path = tmp_path / "m.db"
-    broken = (store_module._MIGRATIONS[0] + "\nCREATE TABLE broken (;\n",)
-    monkeypatch.setattr(store_module, "_MIGRATIONS", broken)
+    broken = (*store_schema._MIGRATIONS[:-1], store_schema._MIGRATIONS[-1] + "\nCREATE TABLE broken (;\n")
+    monkeypatch.setattr(store_schema, "_MIGRATIONS", broken)
     with pytest.raises(sqlite3.OperationalError):
         ReceiptStore(path)
     conn = sqlite3.connect(str(path))
@@ -514,3 +514,97 @@ def test_receipt_from_the_future_is_refused_when_a_limit_is_set(store, signer):
         store.accept(future, expected_domain=signer.domain, expected_node=NODE, max_future_seconds=300)
     assert db_snapshot(store.path) == snap
     assert store.accept(future, expected_domain=signer.domain, expected_node=NODE, max_future_seconds=7200).created
+
+
+# ------------------------------------------------------------------ following the chain (reorgs)
+
+BLOCK1 = "0x" + "b1" * 32
+BLOCK2 = "0x" + "b2" * 32
+
+
+def _confirmed_batch(store, receipts, outcomes, tx=TX1, nonce=7, block=12, block_hash=BLOCK1):
+    batch_id = store.begin_batch(receipts)
+    store.mark_submitted(batch_id, tx, nonce)
+    store.mark_confirmed(batch_id, outcomes, tx_hash=tx, block_number=block, block_hash=block_hash)
+    return batch_id
+
+
+def test_reopened_batch_takes_its_payments_back_and_can_confirm_again(store, two_channels):
+    latest1, latest2 = two_channels
+    batch_id = _confirmed_batch(store, [latest1, latest2], [ReceiptOutcome("settled", 30, 1), ReceiptOutcome("settled", 6, 0)])
+    assert store.batch(batch_id).block_hash == BLOCK1
+
+    store.reopen_batch(batch_id, "its block was dropped")
+
+    record = store.batch(batch_id)
+    assert (record.state, record.reopened, record.block_number, record.block_hash) == ("submitted", 1, None, None)
+    assert record.reason == "its block was dropped" and all(i.outcome is None for i in record.items)
+    assert [b.id for b in store.pending_batches()] == [batch_id]
+    channel = store.channel(CONSUMER, NODE)
+    assert (channel.settled_amount, channel.settled_bytes, channel.settled_receipt_id) == (0, 0, None)
+    assert [s.receipt.cumulative_amount for s in store.bundle_receipts([latest1])] == [10, 20, 30]
+    assert store.integrity_problems() == []
+    with pytest.raises(BatchStateError, match="reopened"):
+        store.reopen_batch(batch_id, "again")
+    # Re-included in another block: confirmed again from that block's receipt.
+    store.mark_confirmed(batch_id, [ReceiptOutcome("settled", 30, 1), ReceiptOutcome("settled", 6, 0)],
+                         tx_hash=TX1, block_number=13, block_hash=BLOCK2)
+    assert store.batch(batch_id).block_hash == BLOCK2
+    assert store.channel(CONSUMER, NODE).settled_amount == 30
+    assert [b.id for b in store.confirmed_batches(above_block=12)] == [batch_id]
+    assert store.confirmed_batches(above_block=13) == []
+    assert store.integrity_problems() == []
+
+
+def test_payment_beyond_the_ledger_is_refused_until_the_lost_batch_is_reopened(store, signer, two_channels):
+    from nodeclient.receipts.store_batches import LedgerAheadError
+
+    first = _confirmed_batch(store, [two_channels[0]], [ReceiptOutcome("settled", 30, 0)])
+    latest = _accept(store, signer, 40)
+    second = store.begin_batch([latest])
+    store.mark_submitted(second, TX2, 8)
+    before = db_snapshot(store.path)
+    # The chain lost the first batch, so the second one paid the whole cumulative 40.
+    with pytest.raises(LedgerAheadError, match="reports paid 40, more than the 10 it could owe"):
+        store.mark_confirmed(second, [ReceiptOutcome("settled", 40, 0)], tx_hash=TX2, block_number=13)
+    assert db_snapshot(store.path) == before
+
+    store.reopen_batch(first, "lost")
+    store.mark_confirmed(second, [ReceiptOutcome("settled", 40, 0)], tx_hash=TX2, block_number=13)
+    store.mark_failed(first, "its nonce was mined by the second batch")
+
+    channel = store.channel(CONSUMER, NODE)
+    assert channel.settled_amount == 40 and channel.settled_receipt_id == latest.id
+    assert store.pending_batches() == [] and store.integrity_problems() == []
+
+
+def test_sql_trigger_allows_confirmed_to_submitted_only_as_a_counted_reopen(store, two_channels):
+    batch_id = _confirmed_batch(store, [two_channels[0]], [ReceiptOutcome("settled", 30, 0)])
+    conn = sqlite3.connect(str(store.path))
+    with pytest.raises(sqlite3.IntegrityError, match="illegal settlement batch state"):
+        conn.execute("UPDATE batches SET state = 'submitted' WHERE id = ?", (batch_id,))
+    with pytest.raises(sqlite3.IntegrityError, match="illegal settlement batch state"):
+        conn.execute("UPDATE batches SET state = 'pending', reopened = reopened + 1 WHERE id = ?", (batch_id,))
+    conn.close()
+
+
+def test_version_1_store_is_migrated_with_its_open_batch_intact(tmp_path, monkeypatch, signer):
+    from nodeclient.receipts import store_schema
+
+    path = tmp_path / "v1.db"
+    monkeypatch.setattr(store_schema, "_MIGRATIONS", store_schema._MIGRATIONS[:1])
+    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 1)
+    with ReceiptStore(path) as old:
+        latest = _accept(old, signer, 30)
+        batch_id = old.begin_batch([latest])
+        old.mark_submitted(batch_id, TX1, 3)
+    monkeypatch.undo()
+
+    with ReceiptStore(path) as store:
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        record = store.batch(batch_id)
+        assert (record.state, record.nonce, record.tx_hashes, record.reopened) == ("submitted", 3, (TX1,), 0)
+        store.mark_confirmed(batch_id, [ReceiptOutcome("settled", 30, 0)], tx_hash=TX1, block_number=9, block_hash=BLOCK1)
+        store.reopen_batch(batch_id, "lost")
+        assert store.channel(CONSUMER, NODE).settled_amount == 0
+        assert store.integrity_problems() == []
