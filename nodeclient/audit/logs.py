@@ -13,7 +13,6 @@ the audit refuses to report rather than mix two chains.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,20 +78,10 @@ def _normalise(entry: Any) -> RawLog:
 class LogFetcher:
     """``eth_getLogs`` of the audited contracts over any range (see :class:`AdaptiveLogReader`)."""
 
-    def __init__(
-        self,
-        w3: Web3,
-        *,
-        initial_span: int = 2_000,
-        max_span: int = 50_000,
-        max_failures: int = 12,
-        backoff: float = 0.2,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, w3: Web3, **settings: Any) -> None:
+        """``settings`` are :class:`AdaptiveLogReader`'s (spans, failures, back-off)."""
         self._w3 = w3
-        self._reader = AdaptiveLogReader(
-            initial_span=initial_span, max_span=max_span, max_failures=max_failures, backoff=backoff, sleep=sleep
-        )
+        self._reader = AdaptiveLogReader(**settings)
 
     @property
     def stats(self) -> FetchStats:

@@ -13,8 +13,8 @@ Reads go through :meth:`ChainClient.call` and friends (reverts decoded, transpor
 
 from __future__ import annotations
 
-import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,8 +46,6 @@ from nodeclient.errors import ChainError, KuotaError, TransactionError
 
 __all__ = ["LOCAL_CHAIN_IDS", "ChainClient", "FeeQuote", "NonceConsumedError", "TxResult"]
 
-log = logging.getLogger(__name__)
-
 LOCAL_CHAIN_IDS = frozenset({31337, 1337})
 _GWEI = 10**9
 #: Priority fee used when the node cannot suggest one (eth_maxPriorityFeePerGas unsupported).
@@ -57,6 +55,9 @@ _LOG_SPAN = 10_000
 _LOG_MAX_SPAN = 100_000
 # A client read is interactive: after the connection's own retries, give up quickly.
 _LOG_MAX_FAILURES = 3
+# Reads after a confirmed spend (see ChainClient.guarded): extra attempts and their first back-off.
+_READ_RETRIES_AFTER_SPEND = 3
+_READ_BACKOFF = 0.25
 
 
 class ChainClient:
@@ -113,7 +114,7 @@ class ChainClient:
     def verify_deployment(self) -> None:
         """Check that every manifest address holds code and the contracts point at each other."""
         for name, address in self.deployment.contracts.items():
-            code = self._guard(lambda a=address: self.w3.eth.get_code(a))
+            code = self.guarded(lambda a=address: self.w3.eth.get_code(a))
             if len(code) == 0:
                 raise UnknownContractError(name, address, "has no code on this chain")
         expected = self.deployment.contracts
@@ -174,36 +175,53 @@ class ChainClient:
 
     # -- reads ------------------------------------------------------------------------------------
 
-    def _guard(self, fn: Callable[[], Any], description: str = "RPC request") -> Any:
-        """Run an RPC read, translating transport failures into ``ChainUnreachableError``."""
-        try:
-            return fn()
-        except TRANSIENT_ERRORS as exc:
-            raise ChainUnreachableError(self.profile.rpc_url, type(exc).__name__) from None
-        except ContractLogicError as exc:
-            raise revert_error(description, revert_data_of(exc)) from None
-        except Web3RPCError as exc:
-            raise ChainError(f"{description}: the RPC answered with an error: {rpc_message(exc)}") from None
+    def guarded(self, fn: Callable[[], Any], description: str = "RPC request") -> Any:
+        """Run an RPC read, translating transport failures into ``ChainUnreachableError``.
+
+        Once this process has confirmed a transaction, a read that fails would make the command
+        report an error for a spend that happened, and an operator's rerun would spend again; so
+        reads then try a few more times, and a read that still fails names what was confirmed.
+        """
+        attempts = 1 + (_READ_RETRIES_AFTER_SPEND if self.sender.confirmed else 0)
+        for attempt in range(attempts):
+            try:
+                return fn()
+            except TRANSIENT_ERRORS as exc:
+                if attempt + 1 < attempts:
+                    time.sleep(_READ_BACKOFF * 2**attempt)
+                    continue
+                raise ChainUnreachableError(self.profile.rpc_url, type(exc).__name__ + self._confirmed_note()) from None
+            except ContractLogicError as exc:
+                raise revert_error(description, revert_data_of(exc)) from None
+            except Web3RPCError as exc:
+                raise ChainError(f"{description}: the RPC answered with an error: {rpc_message(exc)}") from None
+        raise AssertionError("unreachable")
+
+    def _confirmed_note(self) -> str:
+        if not self.sender.confirmed:
+            return ""
+        done = "; ".join(f"{result.tx_hash} ({description})" for description, result in self.sender.confirmed)
+        return f"; already confirmed by this command, do not send again: {done}"
 
     def call(self, fn_call: Any, description: str = "call", block: Any = "latest") -> Any:
         """``eth_call`` a contract function; reverts decoded, transport failures translated."""
-        return self._guard(lambda: fn_call.call(block_identifier=block), description)
+        return self.guarded(lambda: fn_call.call(block_identifier=block), description)
 
     def block_number(self) -> int:
         """Latest block number."""
-        return int(self._guard(lambda: self.w3.eth.block_number))
+        return int(self.guarded(lambda: self.w3.eth.block_number))
 
     def latest_block(self) -> Any:
         """Latest block (header fields)."""
-        return self._guard(lambda: self.w3.eth.get_block("latest"))
+        return self.guarded(lambda: self.w3.eth.get_block("latest"))
 
     def block_timestamp(self, block: int) -> int:
         """Timestamp (unix seconds) of block number ``block``."""
-        return int(self._guard(lambda: self.w3.eth.get_block(block))["timestamp"])
+        return int(self.guarded(lambda: self.w3.eth.get_block(block))["timestamp"])
 
     def balance(self, address: str) -> int:
         """Native balance in wei."""
-        return int(self._guard(lambda: self.w3.eth.get_balance(address)))
+        return int(self.guarded(lambda: self.w3.eth.get_balance(address)))
 
     def events(
         self,
@@ -241,7 +259,7 @@ class ChainClient:
             priority = _FALLBACK_PRIORITY_FEE
         # 2 × base absorbs six consecutive full blocks (+12.5 % each) before the tx is underpriced.
         max_fee = 2 * base + priority
-        cap = self._fee_cap()
+        cap = self.fee_cap()
         if cap is not None:
             if cap < base:
                 raise FeeCapError(cap, base)
@@ -249,7 +267,8 @@ class ChainClient:
             priority = min(priority, max_fee - base)
         return base, max_fee, priority
 
-    def _fee_cap(self) -> int | None:
+    def fee_cap(self) -> int | None:
+        """The profile's hard cap on maxFeePerGas in wei, if it sets one."""
         return None if self.profile.max_fee_gwei is None else int(self.profile.max_fee_gwei * _GWEI)
 
     def estimate(

@@ -97,7 +97,16 @@ def connect(url: str, *, timeout: float = 30.0, retries: int = 0, backoff: float
         retry = ExceptionRetryConfiguration(
             errors=TRANSIENT_ERRORS, retries=retries + 1, backoff_factor=backoff, method_allowlist=RETRY_SAFE_METHODS
         )
-    provider = HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=retry)
+    provider = HTTPProvider(
+        url,
+        request_kwargs={"timeout": timeout},
+        exception_retry_configuration=retry,
+        # web3 asks eth_chainId before every call it fills in (dozens per command); a chain id
+        # cannot change under a running node, and the client checks it once when it connects.
+        cache_allowed_requests=True,
+        cacheable_requests={"eth_chainId"},
+        request_cache_validation_threshold=None,
+    )
     return Web3(provider)
 
 

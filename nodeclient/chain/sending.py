@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 # What a node answers to raw bytes it already has (pending) or whose nonce is already used (mined).
 _ALREADY_KNOWN = ("already known", "known transaction", "already imported")
 _NONCE_USED = ("nonce too low", "nonce has already been used")
+_CONFIRMED_KEPT = 8
 
 
 def _hex(value: Any) -> str:
@@ -78,6 +80,9 @@ class TxSender:
         # Leftovers of earlier runs that this process drove to "mined": (record, result), each
         # answering at most one later identical request.
         self._recovered: list[tuple[TxRecord, TxResult]] = []
+        #: (description, result) of the latest transactions this process saw confirmed and successful
+        #: (bounded: the relay runs for months).
+        self.confirmed: deque[tuple[str, TxResult]] = deque(maxlen=_CONFIRMED_KEPT)
 
     @property
     def w3(self) -> Web3:
@@ -236,13 +241,13 @@ class TxSender:
             receipt = self._receipt(member.tx_hash)
             if receipt is not None:
                 return ("mined" if receipt["status"] == 1 else "failed"), receipt
-        used = self._client._guard(lambda: self.w3.eth.get_transaction_count(record.sender, "latest"))
+        used = self._client.guarded(lambda: self.w3.eth.get_transaction_count(record.sender, "latest"))
         return ("dropped" if used > record.nonce else "pending"), None
 
     def _next_nonce(self, sender: str) -> int:
         # finish_pending() ran under the same lock, so every journaled nonce is final (mined, failed,
         # or consumed by another tx): the chain's pending count is authoritative.
-        return int(self._client._guard(lambda: self.w3.eth.get_transaction_count(sender, "pending")))
+        return int(self._client.guarded(lambda: self.w3.eth.get_transaction_count(sender, "pending")))
 
     def _sign_and_journal(
         self,
@@ -320,6 +325,9 @@ class TxSender:
                 return "known"
             if "underpriced" in message:
                 return "underpriced"
+            if self._receipt(record.tx_hash) is not None:
+                # Some nodes word "I have it already" their own way; a mined tx is never "dropped".
+                return "known"
             self.journal.set_status(record.tx_hash, "dropped")
             if "insufficient funds" in message:
                 raise NotEnoughGasFundsError(record.sender, self._client.balance(record.sender), record.gas_limit * record.max_fee) from None
@@ -332,7 +340,7 @@ class TxSender:
         base, _, suggested = self._client.fee_caps()
         priority = max(math.ceil(newest.priority_fee * (100 + percent) / 100), newest.priority_fee + 1, suggested)
         max_fee = max(math.ceil(newest.max_fee * (100 + percent) / 100), newest.max_fee + 1, 2 * base + priority)
-        cap = self._client._fee_cap()
+        cap = self._client.fee_cap()
         if cap is not None and max_fee > cap:
             log.warning("%s: fee bump to %d wei exceeds the cap %d wei; waiting instead", newest.description, max_fee, cap)
             return None
@@ -380,7 +388,7 @@ class TxSender:
                         return self._finish(member, confirmed, len(group) - 1)
                     break  # reorged out while confirming: keep waiting for the group
             else:
-                used = int(self._client._guard(lambda: self.w3.eth.get_transaction_count(sender, "latest")))
+                used = int(self._client.guarded(lambda: self.w3.eth.get_transaction_count(sender, "latest")))
                 if used > nonce:
                     # Receipts can lag the nonce on load-balanced RPCs: look once more before giving up.
                     time.sleep(self.poll_interval)
@@ -444,7 +452,7 @@ class TxSender:
             data = self._replay_revert(record, int(receipt["blockNumber"]))
             raise revert_error(record.description, data, tx_hash=record.tx_hash)
         log.info("%s: mined %s in block %d (gas %d)", record.description, record.tx_hash, receipt["blockNumber"], receipt["gasUsed"])
-        return TxResult(
+        result = TxResult(
             tx_hash=record.tx_hash,
             nonce=record.nonce,
             block_number=int(receipt["blockNumber"]),
@@ -453,6 +461,8 @@ class TxSender:
             replacements=replacements,
             receipt=receipt,
         )
+        self.confirmed.append((record.description, result))
+        return result
 
     def _replay_revert(self, record: TxRecord, block: int) -> str | None:
         """Revert data of a mined, failed tx, by replaying it as a call on the parent block's state."""
