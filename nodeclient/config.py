@@ -130,6 +130,10 @@ class NetworkSpec(BaseModel):
         default=None, ge=10, le=200, description="Fee increase of a replacement (nodes require >= 10 %)."
     )
     max_fee_gwei: float | None = Field(default=None, gt=0, description="Hard cap on maxFeePerGas, in gwei.")
+    request_timeout: float | None = Field(default=None, gt=0, description="Seconds per JSON-RPC request.")
+    rpc_retries: int | None = Field(
+        default=None, ge=0, le=10, description="Resends of a retry-safe request after a transport fault."
+    )
 
     @field_validator("rpc_url")
     @classmethod

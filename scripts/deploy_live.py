@@ -277,10 +277,10 @@ def deploy_local(
 
 
 def _rpc_chain_id(url: str) -> int:
-    from web3 import HTTPProvider, Web3
+    from nodeclient.chain.rpc import connect
 
     try:
-        return int(Web3(HTTPProvider(url, request_kwargs={"timeout": 10})).eth.chain_id)
+        return int(connect(url, timeout=10).eth.chain_id)
     except Exception as exc:  # noqa: BLE001 - any transport failure is "RPC down" to the user
         raise ChainError(f"the RPC at {url} does not answer ({type(exc).__name__})") from None
 

@@ -1,9 +1,7 @@
 """Read event history from an RPC endpoint whatever range limits it enforces, and pin block hashes.
 
-Providers cap ``eth_getLogs`` differently (1k-10k blocks, 10k results, response bytes, time) and say
-so in different words and codes. ``LogFetcher`` starts with a moderate span, halves it (or takes the
-range the provider suggests) whenever an answer looks like a limit, and doubles it again after each
-success, so a capped provider costs a few extra calls rather than a failed audit. Retries are bounded;
+``LogFetcher`` reads the audited contracts' logs with the client's one adaptive ``eth_getLogs``
+reader (:mod:`nodeclient.chain.getlogs`: spans shrink on provider limits and grow on success);
 when even one block cannot be read the audit stops with an input error instead of reporting on a
 partial history.
 
@@ -15,96 +13,40 @@ the audit refuses to report rather than mix two chains.
 from __future__ import annotations
 
 import logging
-import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from web3 import Web3
-from web3.exceptions import Web3RPCError
 
 from nodeclient.audit.errors import LogRangeError, ReorgDuringFetchError, RpcUnavailableError
 from nodeclient.audit.events import RawLog
+from nodeclient.chain.getlogs import (
+    AdaptiveLogReader,
+    FetchStats,
+    LogQueryError,
+    classify_rpc_error,
+    short_reason,
+)
+from nodeclient.chain.rpc import endpoint_of, is_transient
 
 __all__ = ["BlockIndex", "FetchStats", "LogFetcher", "classify_rpc_error", "rpc_call"]
 
 log = logging.getLogger(__name__)
 
-# Phrases providers use for "ask for less": Alchemy ("Log response size exceeded ... block range"),
-# Infura ("query returned more than 10000 results"), QuickNode ("eth_getLogs is limited to a 10,000
-# range"), Ankr ("block range is too wide"), geth/erigon ("exceed maximum block range"), Cloudflare
-# ("range too large"), BlastAPI ("Block range limit exceeded"), plus generic timeouts.
-_LIMIT_PATTERNS = re.compile(
-    r"range|limit|exceed|too (many|large|wide|big)|more than|max(imum)? .*(results|logs|blocks)"
-    r"|response size|timeout|timed out|query returned",
-    re.IGNORECASE,
-)
-# Alchemy suggests a range that will work: "this block range should work: [0x1, 0x2]".
-_SUGGESTED = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
-_LIMIT_CODES = {-32005, -32602, -32000, -32001, -32011}
-_TRANSIENT_HTTP = {408, 413, 429, 500, 502, 503, 504}
 
+def rpc_call(w3: Web3, method: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` (one RPC request); a transport fault left after the connection's retries is an input error.
 
-def classify_rpc_error(exc: BaseException) -> str:
-    """``"limit"`` (ask for a smaller range), ``"transient"`` (retry), or ``"fatal"``."""
-    if isinstance(exc, Web3RPCError):
-        response = getattr(exc, "rpc_response", None) or {}
-        error = response.get("error") if isinstance(response, dict) else None
-        message = str(error.get("message", "")) if isinstance(error, dict) else str(exc)
-        code = error.get("code") if isinstance(error, dict) else None
-        if _LIMIT_PATTERNS.search(message) or _LIMIT_PATTERNS.search(str(exc)):
-            return "limit"
-        if code in _LIMIT_CODES:
-            return "limit"
-        return "fatal"
-    if isinstance(exc, requests.HTTPError):
-        status = exc.response.status_code if exc.response is not None else 0
-        return "limit" if status in _TRANSIENT_HTTP else "fatal"
-    if isinstance(exc, (requests.Timeout, TimeoutError)):
-        return "limit"
-    if isinstance(exc, (requests.ConnectionError, ConnectionError, OSError)):
-        return "transient"
-    if _LIMIT_PATTERNS.search(str(exc)):
-        return "limit"
-    return "fatal"
-
-
-def rpc_call(w3: Web3, method: str, fn: Callable[[], Any], *, attempts: int = 4, backoff: float = 0.25) -> Any:
-    """Run ``fn`` (one RPC request), retrying transient faults a bounded number of times."""
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except Exception as exc:  # classified below; anything fatal is re-raised as is
-            kind = classify_rpc_error(exc)
-            if kind == "fatal" and not isinstance(exc, (requests.ConnectionError, ConnectionError)):
-                raise
-            if attempt == attempts - 1:
-                raise RpcUnavailableError(_endpoint(w3), method, _short(exc)) from None
-            time.sleep(backoff * (2**attempt))
-    raise AssertionError("unreachable")
-
-
-def _endpoint(w3: Web3) -> str:
-    return str(getattr(w3.provider, "endpoint_uri", w3.provider))
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:300]
-
-
-@dataclass
-class FetchStats:
-    """How the history was read (logged, not part of the report: it depends on the provider's mood)."""
-
-    calls: int = 0
-    limited: int = 0
-    transient: int = 0
-    logs: int = 0
-    smallest_span: int = 0
-    largest_span: int = 0
+    The retries themselves are the connection's (:func:`nodeclient.chain.rpc.connect`), the one
+    policy for every reader of the chain.
+    """
+    try:
+        return fn()
+    except Exception as exc:
+        if is_transient(exc) or isinstance(exc, (ConnectionError, TimeoutError)):
+            raise RpcUnavailableError(endpoint_of(w3), method, short_reason(exc)) from None
+        raise
 
 
 def _hex(value: Any) -> str:
@@ -134,73 +76,36 @@ def _normalise(entry: Any) -> RawLog:
 
 
 class LogFetcher:
-    """``eth_getLogs`` over any range, shrinking on provider limits and growing again on success."""
+    """``eth_getLogs`` of the audited contracts over any range (see :class:`AdaptiveLogReader`)."""
 
-    def __init__(
-        self,
-        w3: Web3,
-        *,
-        initial_span: int = 2_000,
-        max_span: int = 50_000,
-        max_failures: int = 12,
-        backoff: float = 0.2,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if initial_span < 1 or max_span < initial_span:
-            raise ValueError(f"bad span settings: initial {initial_span}, max {max_span}")
+    def __init__(self, w3: Web3, **settings: Any) -> None:
+        """``settings`` are :class:`AdaptiveLogReader`'s (spans, failures, back-off)."""
         self._w3 = w3
-        self._span = initial_span
-        self._max_span = max_span
-        self._max_failures = max_failures
-        self._backoff = backoff
-        self._sleep = sleep
-        self.stats = FetchStats()
+        self._reader = AdaptiveLogReader(**settings)
+
+    @property
+    def stats(self) -> FetchStats:
+        """How the history was read so far."""
+        return self._reader.stats
 
     def get_logs(
         self, addresses: Sequence[str], from_block: int, to_block: int, topics: list[Any] | None = None
     ) -> list[RawLog]:
         """Every log of ``addresses`` (and ``topics``) in ``[from_block, to_block]``, ordered by position."""
-        out: list[RawLog] = []
-        start = from_block
-        failures = 0
-        while start <= to_block:
-            end = min(to_block, start + self._span - 1)
+
+        def fetch(start: int, end: int) -> list[Any]:
             params: dict[str, Any] = {"address": list(addresses), "fromBlock": start, "toBlock": end}
             if topics is not None:
                 params["topics"] = topics
-            self.stats.calls += 1
-            try:
-                entries = self._w3.eth.get_logs(params)  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - classified; fatal errors propagate
-                kind = classify_rpc_error(exc)
-                if kind == "fatal":
-                    raise LogRangeError(start, end, _short(exc)) from None
-                failures += 1
-                if kind == "limit":
-                    self.stats.limited += 1
-                else:
-                    self.stats.transient += 1
-                if failures > self._max_failures:
-                    if kind == "transient":
-                        raise RpcUnavailableError(_endpoint(self._w3), "eth_getLogs", _short(exc)) from None
-                    raise LogRangeError(start, end, _short(exc)) from None
-                suggested = _SUGGESTED.search(str(exc))
-                if suggested and int(suggested.group(1), 16) == start and int(suggested.group(2), 16) >= start:
-                    self._span = max(1, int(suggested.group(2), 16) - start + 1)
-                else:
-                    self._span = max(1, (end - start + 1) // 2)
-                log.info("eth_getLogs %d..%d refused (%s): span now %d", start, end, kind, self._span)
-                if kind == "transient":
-                    self._sleep(min(2.0, self._backoff * failures))
-                continue
-            failures = 0
-            span_used = end - start + 1
-            self.stats.smallest_span = min(self.stats.smallest_span or span_used, span_used)
-            self.stats.largest_span = max(self.stats.largest_span, span_used)
-            out.extend(_normalise(e) for e in entries)
-            start = end + 1
-            self._span = min(self._max_span, self._span * 2)
-        self.stats.logs += len(out)
+            return list(self._w3.eth.get_logs(params))  # type: ignore[arg-type]
+
+        try:
+            entries = self._reader.read(fetch, from_block, to_block)
+        except LogQueryError as exc:
+            if exc.kind == "transient":
+                raise RpcUnavailableError(endpoint_of(self._w3), "eth_getLogs", exc.reason) from None
+            raise LogRangeError(exc.from_block, exc.to_block, exc.reason) from None
+        out = [_normalise(e) for e in entries]
         out.sort(key=lambda r: (r.block_number, r.log_index))
         return out
 
@@ -246,7 +151,7 @@ class BlockIndex:
                         raise ValueError(f"batch answered block {block['number']} for {n}")
                     self._blocks[n] = BlockHeader(number=n, hash=_hex(block["hash"]), timestamp=int(block["timestamp"]))
             except Exception as exc:  # noqa: BLE001 - batches are optional for providers: fall back, never fail on them
-                log.info("batched eth_getBlockByNumber refused (%s); reading %d headers one by one", _short(exc), len(part))
+                log.info("batched eth_getBlockByNumber refused (%s); reading %d headers one by one", short_reason(exc), len(part))
                 for n in part:
                     self.header(n)
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 from web3 import Web3
-from web3.providers.rpc import HTTPProvider
 
 from nodeclient.abi import load_abi
 from nodeclient.audit.errors import AuditInputError, ChainMismatchError, UnconfirmedRangeError
@@ -33,6 +32,7 @@ from nodeclient.audit.replay import (
     NodeInfo,
     Seed,
 )
+from nodeclient.chain.rpc import connect
 from nodeclient.errors import KuotaError
 
 __all__ = ["ERC20_ABI", "AuditSource", "BlockRange", "EndState", "gather", "open_source", "resolve_range"]
@@ -63,6 +63,9 @@ ERC20_ABI: list[dict[str, Any]] = [
 ]
 
 _NODE_STATUS = ("None", "Active", "Exiting", "Jailed")
+
+# Transport faults a read is retried after (every audit request is a read, so all may be resent).
+_RETRIES = 3
 
 
 @dataclass
@@ -102,7 +105,7 @@ def open_source(url: str, deployment: Any, *, timeout: float = 30.0) -> AuditSou
         RpcUnavailableError: the endpoint does not answer.
         ChainMismatchError: another chain id or genesis, or a manifest contract has no code.
     """
-    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
+    w3 = connect(url, timeout=timeout, retries=_RETRIES)
     chain_id = int(rpc_call(w3, "eth_chainId", lambda: w3.eth.chain_id))
     if chain_id != deployment.chain_id:
         raise ChainMismatchError(

@@ -26,6 +26,7 @@ __all__ = [
     "ContractRevertError",
     "DecodedError",
     "FeeCapError",
+    "NonceConsumedError",
     "NotEnoughGasFundsError",
     "TxTimeoutError",
     "UnknownContractError",
@@ -138,6 +139,16 @@ class TxTimeoutError(TransactionError):
         super().__init__(
             f"{description}: transaction {tx_hash} (nonce {nonce}) not mined after {timeout:.0f} s; "
             "it is journaled and will be resumed (same nonce) by the next command"
+        )
+
+
+class NonceConsumedError(TransactionError):
+    """The nonce of a journaled transaction was used by a transaction this client did not journal."""
+
+    def __init__(self, sender: str, nonce: int, description: str) -> None:
+        super().__init__(
+            f"{description}: nonce {nonce} of {sender} was used by another transaction (not sent by this client); "
+            "the journaled transaction was dropped and had no effect"
         )
 
 

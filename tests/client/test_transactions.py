@@ -286,3 +286,54 @@ def test_reorged_out_transaction_is_resent_at_the_same_nonce_and_counts_once(fre
     assert result.nonce == nonce and len(hashes) >= 2 and result.tx_hash != hashes[0]
     assert client.w3.eth.get_transaction_count(signer.address) == nonce + 1
     assert token.functions.balanceOf(payout).call() == balance_before + 10**18  # once, not twice
+
+
+def test_a_rerun_after_a_lost_answer_reports_the_mined_transaction_instead_of_sending_again(fresh):
+    """The node mines the approve but the answer to eth_sendRawTransaction is lost: the command ends
+    with a clean error; the same call from a new client (the rerun) finds the journaled transaction
+    mined and returns it, and no second transaction is sent."""
+    from nodeclient.chain import ChainUnreachableError
+    from tests.faults.proxy import Fault, FaultProxy
+
+    k = fresh
+    signer = unlock(k, "operator")
+    with FaultProxy(k.rpc_url, hold=0) as proxy:
+        profile = NetworkProfile(name="t", rpc_url=proxy.url, chain_id=k.chain_id, manifest=k.manifest, rpc_retries=0)
+        client = ChainClient.connect(profile, k.home / "data")
+        token = client.contract("KuotaToken")
+        staking = client.deployment.address("Staking")
+        nonce_before = client.w3.eth.get_transaction_count(signer.address)
+        proxy.arm(Fault("eth_sendRawTransaction", "drop"))
+        with pytest.raises(ChainUnreachableError):
+            client.transact(signer, token.functions.approve(staking, 4321), "approve for the rerun test")
+        assert proxy.injected["drop"] == 1
+    rerun = client_for(k)
+    assert rerun.w3.eth.get_transaction_count(signer.address) == nonce_before + 1, "the dropped answer's tx was mined"
+    result = rerun.transact(signer, rerun.contract("KuotaToken").functions.approve(staking, 4321), "approve again")
+    assert result.nonce == nonce_before
+    assert rerun.w3.eth.get_transaction_count(signer.address) == nonce_before + 1, "the rerun sent a second transaction"
+    assert [r.status for r in rerun.journal.group(rerun.chain_id, signer.address, nonce_before)] == ["mined"]
+    # The recovered answer is used once: the same call again is a new transaction.
+    again = rerun.transact(signer, rerun.contract("KuotaToken").functions.approve(staking, 4321), "approve a third time")
+    assert again.nonce == nonce_before + 1
+
+
+def test_requests_that_act_each_time_are_never_resent_after_a_fault(fresh):
+    """evm_mine mines a block per call: a 503 after forwarding must not make the client send it again,
+    while a read behind the same fault is retried."""
+    import requests
+
+    from nodeclient.chain.rpc import connect
+    from tests.faults.proxy import Fault, FaultProxy
+
+    k = fresh
+    with FaultProxy(k.rpc_url, hold=0) as proxy:
+        w3 = connect(proxy.url, timeout=5, retries=3, backoff=0.01)
+        head = w3.eth.block_number
+        proxy.arm(Fault("evm_mine", "drop"))
+        with pytest.raises(requests.ConnectionError):
+            w3.provider.make_request("evm_mine", [])
+        assert proxy.calls["evm_mine"] == 1, "evm_mine was resent"
+        proxy.arm(Fault("eth_blockNumber", "http503"))
+        assert w3.eth.block_number == head + 1, "the read was not retried (or the block was mined twice)"
+        assert proxy.calls["eth_blockNumber"] == 2
