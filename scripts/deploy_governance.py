@@ -163,9 +163,9 @@ def deploy_governance(
         params: governor and timelock settings.
         tx_options: Brownie transaction fields (fees, confirmations); ``from`` is the deployer.
     """
-    from scripts.deploy_system import _project
+    from scripts.deploy_system import load_project
 
-    project = _project()
+    project = load_project()
     tx = {"from": deployer, **(tx_options or {})}
     timelock = project.KuotaTimelock.deploy(params.min_delay, [], [ZERO_ADDRESS], deployer, tx)
     governor = project.KuotaGovernor.deploy(

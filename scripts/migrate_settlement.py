@@ -40,9 +40,9 @@ def _call(contract: Any, function: str, *args: Any) -> tuple[str, int, bytes]:
 
 def deploy_successor(deployer: Any, old: Any, timelock: Any, tx_options: dict[str, Any] | None = None) -> Any:
     """Deploy ReceiptSettlementV2 replacing ``old`` (a Brownie contract), administered by ``timelock``."""
-    from scripts.deploy_system import _project
+    from scripts.deploy_system import load_project
 
-    return _project().ReceiptSettlementV2.deploy(
+    return load_project().ReceiptSettlementV2.deploy(
         timelock,
         old.escrow(),
         old.registry(),
@@ -97,12 +97,12 @@ def main() -> None:
     from brownie import accounts, network
 
     from nodeclient.deployment import load_manifest
-    from scripts.deploy_system import DEPLOYMENTS_DIR, _project, manifest_path_for
+    from scripts.deploy_system import DEPLOYMENTS_DIR, load_project, manifest_path_for
 
     if not network.is_connected():
         network.connect("development")
     manifest = load_manifest(manifest_path_for(int(network.web3.eth.chain_id), DEPLOYMENTS_DIR))
-    project = _project()
+    project = load_project()
     old = project.ReceiptSettlement.at(manifest.address("ReceiptSettlement"))
     timelock = project.KuotaTimelock.at(manifest.address("KuotaTimelock"))
     new = deploy_successor(accounts[0], old, timelock)
