@@ -163,7 +163,7 @@ def deploy_governance(
         params: governor and timelock settings.
         tx_options: Brownie transaction fields (fees, confirmations); ``from`` is the deployer.
     """
-    from scripts.deploy_system import load_project
+    from scripts.brownie_project import load_project
 
     project = load_project()
     tx = {"from": deployer, **(tx_options or {})}

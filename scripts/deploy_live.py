@@ -341,7 +341,7 @@ def _verify_sources(system: SystemDeployment) -> None:
 
     if "explorer" not in CONFIG.active_network:
         raise ConfigError("--verify needs an explorer API URL: pass --explorer-api or use `brownie run --network <id>`")
-    from scripts.deploy_system import load_project
+    from scripts.brownie_project import load_project
 
     project = load_project()
     for name, address in system.manifest["contracts"].items():

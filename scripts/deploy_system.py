@@ -29,6 +29,7 @@ from nodeclient.deployment import (
     DeployParamsError,
     local_chain_ids,
 )
+from scripts.brownie_project import ROOT, load_project
 
 __all__ = [
     "DEPLOYMENTS_DIR",
@@ -44,7 +45,6 @@ __all__ = [
     "validate_params",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
 PARAMS_DIR = ROOT / "scripts" / "params"
 DEPLOYMENTS_DIR = ROOT / "deployments"
 
@@ -257,16 +257,6 @@ class SystemDeployment:
 
 
 # --- deployment -------------------------------------------------------------------------------
-
-
-def load_project() -> Any:
-    """The loaded Brownie project (``brownie run``/tests load it; plain Python loads it here)."""
-    from brownie import project
-
-    loaded = project.get_loaded_projects()
-    if loaded:
-        return loaded[0]
-    return project.load(ROOT, name="KuotaProject")
 
 
 def manifest_path_for(chain_id: int, directory: Path = DEPLOYMENTS_DIR) -> Path:

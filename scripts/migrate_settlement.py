@@ -40,7 +40,7 @@ def _call(contract: Any, function: str, *args: Any) -> tuple[str, int, bytes]:
 
 def deploy_successor(deployer: Any, old: Any, timelock: Any, tx_options: dict[str, Any] | None = None) -> Any:
     """Deploy ReceiptSettlementV2 replacing ``old`` (a Brownie contract), administered by ``timelock``."""
-    from scripts.deploy_system import load_project
+    from scripts.brownie_project import load_project
 
     return load_project().ReceiptSettlementV2.deploy(
         timelock,
@@ -97,7 +97,8 @@ def main() -> None:
     from brownie import accounts, network
 
     from nodeclient.deployment import load_manifest
-    from scripts.deploy_system import DEPLOYMENTS_DIR, load_project, manifest_path_for
+    from scripts.brownie_project import load_project
+    from scripts.deploy_system import DEPLOYMENTS_DIR, manifest_path_for
 
     if not network.is_connected():
         network.connect("development")

@@ -18,14 +18,11 @@ time-out), when the client cannot know whether the node acted on the first one:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import requests
 from web3 import AsyncHTTPProvider, AsyncWeb3, HTTPProvider, Web3
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
-
-if TYPE_CHECKING:
-    from nodeclient.config import NetworkProfile
 
 __all__ = [
     "RETRY_SAFE_METHODS",
@@ -110,7 +107,19 @@ def connect(url: str, *, timeout: float = 30.0, retries: int = 0, backoff: float
     return Web3(provider)
 
 
-def connect_profile(profile: NetworkProfile) -> Web3:
+class Endpoint(Protocol):
+    """What a connection is built from: a network profile (``nodeclient.config.NetworkProfile``).
+
+    Structural, so that this module does not import the configuration, which imports the local
+    chain's management, which connects through here.
+    """
+
+    rpc_url: str
+    request_timeout: float
+    rpc_retries: int
+
+
+def connect_profile(profile: Endpoint) -> Web3:
     """The connection a network profile asks for (its request time-out and retry count)."""
     return connect(profile.rpc_url, timeout=profile.request_timeout, retries=profile.rpc_retries)
 

@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from eth_utils import to_checksum_address
 from web3 import Web3
@@ -47,15 +47,12 @@ from nodeclient.chain.errors import (
     revert_error,
 )
 from nodeclient.chain.journal import TxJournal, TxRecord, account_lock
-from nodeclient.chain.results import TxResult
+from nodeclient.chain.results import FeeQuote, TxResult
 from nodeclient.chain.rpc import TRANSIENT_ERRORS, rpc_message
 from nodeclient.config import NetworkProfile
 from nodeclient.errors import TransactionError
 
-if TYPE_CHECKING:
-    from nodeclient.chain.client import ChainClient
-
-__all__ = ["TxSender"]
+__all__ = ["ChainReads", "TxSender"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +60,29 @@ log = logging.getLogger(__name__)
 _ALREADY_KNOWN = ("already known", "known transaction", "already imported")
 _NONCE_USED = ("nonce too low", "nonce has already been used")
 _CONFIRMED_KEPT = 8
+
+
+class ChainReads(Protocol):
+    """What sending needs of the connection it sends over (:class:`~nodeclient.chain.client.ChainClient`).
+
+    Named here rather than imported so that the client, which owns a sender, and the sender do
+    not import each other.
+    """
+
+    w3: Web3
+    profile: NetworkProfile
+    chain_id: int
+    data_dir: Path
+    poll_interval: float
+
+    def guarded(self, fn: Callable[[], Any], description: str = ...) -> Any: ...
+    def block_number(self) -> int: ...
+    def balance(self, address: str) -> int: ...
+    def fee_caps(self) -> tuple[int, int, int]: ...
+    def fee_cap(self) -> int | None: ...
+    def estimate(
+        self, sender: str, fn_call: Any, description: str, value: int = ..., *, gas_headroom: int = ...
+    ) -> FeeQuote: ...
 
 
 def _hex(value: Any) -> str:
@@ -74,7 +94,7 @@ def _hex(value: Any) -> str:
 class TxSender:
     """The sending half of a :class:`~nodeclient.chain.client.ChainClient` (see module docstring)."""
 
-    def __init__(self, client: ChainClient) -> None:
+    def __init__(self, client: ChainReads) -> None:
         self._client = client
         self._journal: TxJournal | None = None
         # Leftovers of earlier runs that this process drove to "mined": (record, result), each

@@ -43,8 +43,8 @@ def world(funded, tmp_path_factory):
 def receipt_json(world, **changes):
     """A correctly signed receipt (newer than the stored one) as a dict, then ``changes`` applied."""
     signer = changes.pop("_signer", world["consumer"])
-    base = dict(consumer=signer.address, node=world["k"].addresses["node"], session_id=SESSION, cumulative_bytes=2000,
-                cumulative_amount=900_000, latency_ms=30, issued_at=1_700_000_200)
+    base = {"consumer": signer.address, "node": world["k"].addresses["node"], "session_id": SESSION,
+            "cumulative_bytes": 2000, "cumulative_amount": 900_000, "latency_ms": 30, "issued_at": 1_700_000_200}
     base.update(changes.pop("_fields", {}))
     data = json.loads(signer.sign(Receipt(**base)).to_json())
     data.update(changes)

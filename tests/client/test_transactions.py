@@ -3,6 +3,7 @@ a journal that survives a killed process, gas funds checks and decoded reverts."
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -72,7 +73,7 @@ def test_stuck_transaction_is_replaced_at_the_same_nonce_with_a_fee_bump(fresh):
     group = client.journal.group(client.chain_id, signer.address, nonce_before)
     assert [r.status for r in group].count("mined") == 1
     assert all(r.status in ("mined", "replaced") for r in group)
-    for old, new in zip(group, group[1:]):
+    for old, new in itertools.pairwise(group):
         assert new.max_fee * 100 >= old.max_fee * 110 and new.priority_fee * 100 >= old.priority_fee * 110
     mined = next(r for r in group if r.status == "mined")
     assert mined.tx_hash == result.tx_hash
@@ -181,7 +182,7 @@ class _FlakyProxy:
         self.requests = 0
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server API
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 proxy.requests += 1
                 if proxy.requests <= proxy.failures:

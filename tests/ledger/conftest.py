@@ -24,7 +24,13 @@ from nodeclient.config import NetworkProfile, PolicySettings
 from nodeclient.keys import KeyManager, Secret
 from nodeclient.receipts import Receipt, ReceiptSigner
 from nodeclient.receipts.store import ReceiptStore
-from nodeclient.settlement import ReconcileReport, SettlementResult, deployment_domain, open_store, settle_node
+from nodeclient.settlement import (
+    ReconcileReport,
+    SettlementResult,
+    deployment_domain,
+    open_store,
+    settle_node,
+)
 from tests.client.conftest import PASSWORD, ROLES, KuotaEnv, funded, kenv, make_home  # noqa: F401 - fixtures
 from tests.conftest import anvil_private_key
 

@@ -21,10 +21,10 @@ from brownie import chain
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak
+from unit_helpers import RECEIPT_TYPES, UNIT, Signed, anvil_key, node_key_signature
 
 from nodeclient.receipts import Receipt
 from nodeclient.receipts.signing import receipt_digest, receipt_domain, sign_digest, sign_receipt
-from unit_helpers import RECEIPT_TYPES, UNIT, Signed, anvil_key, node_key_signature
 
 # --------------------------------------------------------------------------------------------
 # Keys and accounts

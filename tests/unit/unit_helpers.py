@@ -17,21 +17,21 @@ from nodeclient.receipts import Receipt
 
 __all__ = [
     "ANVIL_MNEMONIC",
+    "ANY_UINT",
+    "RECEIPT_TYPES",
     "SECP256K1_N",
     "UNIT",
-    "RECEIPT_TYPES",
     "Signed",
-    "plain",
     "anvil_key",
     "custom_error",
-    "node_key_signature",
-    "role",
-    "unauthorized",
-    "ANY_UINT",
     "custom_error_pattern",
-    "set_next_timestamp",
-    "recovered_address",
     "mine_at",
+    "node_key_signature",
+    "plain",
+    "recovered_address",
+    "role",
+    "set_next_timestamp",
+    "unauthorized",
 ]
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"

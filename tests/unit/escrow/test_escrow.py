@@ -11,7 +11,6 @@ from brownie import (
     PaymentEscrow,
     chain,
 )
-
 from unit_helpers import ANY_UINT, UNIT, custom_error, custom_error_pattern, plain, role
 
 SETTLEMENT_ROLE = role("SETTLEMENT_ROLE")

@@ -20,7 +20,13 @@ from unit_helpers import UNIT, custom_error, plain
 
 from nodeclient.receipts import Receipt
 from nodeclient.receipts.packing import PACKED_RECEIPT_LENGTH, pack_receipt_args
-from nodeclient.receipts.signing import ReceiptDomain, receipt_digest, recover_signer, sign_digest, sign_receipt
+from nodeclient.receipts.signing import (
+    ReceiptDomain,
+    receipt_digest,
+    recover_signer,
+    sign_digest,
+    sign_receipt,
+)
 
 EPOCH_LENGTH = 3_600
 FEE_BPS = 500

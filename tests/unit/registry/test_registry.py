@@ -6,7 +6,6 @@ import brownie
 import pytest
 from eth_account import Account
 from eth_utils import keccak
-
 from unit_helpers import custom_error, node_key_signature, plain
 
 MIN = 1_000 * 10**18

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from brownie import KuotaToken, RewardPool
-
 from unit_helpers import role
 
 

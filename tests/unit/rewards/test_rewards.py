@@ -5,7 +5,6 @@ from __future__ import annotations
 import brownie
 import pytest
 from brownie import web3
-
 from unit_helpers import UNIT, custom_error, mine_at, plain, set_next_timestamp
 
 FEE_BPS = 500
@@ -284,7 +283,7 @@ def test_cap_and_pro_rata_scaling(make_pool, settler, node, node2, stranger, pay
     mine_at(pool.epochStart(epoch + 1))
     # Epochs before `epoch` were empty (carry), so fix the budget by reading it.
     pool.finalizeEpochs(1_000, {"from": stranger})
-    scheduled, total_capped, budget, paid, carry, finalized = plain(pool.epochInfo(epoch))
+    _scheduled, total_capped, budget, paid, carry, _finalized = plain(pool.epochInfo(epoch))
     assert total_capped == 1_100 and budget == emission * (epoch + 1)
     assert paid == min(1_100, budget) and carry == budget - paid
     r_a = pool.claim(node, [epoch], {"from": stranger}).return_value

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import brownie
 import pytest
-
 from unit_helpers import role, unauthorized
 
 ZERO32 = b"\x00" * 32

@@ -5,9 +5,9 @@ from __future__ import annotations
 import brownie
 import pytest
 from brownie import ReceiptSettlement, chain
+from unit_helpers import SECP256K1_N, UNIT, custom_error, plain, recovered_address
 
 from nodeclient.receipts.signing import receipt_digest, receipt_domain
-from unit_helpers import SECP256K1_N, UNIT, custom_error, plain, recovered_address
 
 FEE_BPS = 500
 
@@ -387,7 +387,7 @@ def test_settle_rejects_dirty_high_bits_in_narrow_fields(system, sign, consumer,
 
     signed = sign(consumer_key, node, 1_000, UNIT, latency_ms=20)
     clean = bytes.fromhex(system.settlement.settle.encode_input(signed.args, signed.signature)[2:])
-    word = lambda i: slice(4 + 32 * i, 4 + 32 * (i + 1))  # noqa: E731  (receipt word i)
+    word = lambda i: slice(4 + 32 * i, 4 + 32 * (i + 1))
     for index, dirty_value in ((5, (1 << 32) | 20), (6, (1 << 64) | signed.args[6]), (0, (1 << 160) | int(consumer.address, 16))):
         data = bytearray(clean)
         data[word(index)] = dirty_value.to_bytes(32, "big")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import brownie
 import pytest
 from brownie import chain
-
 from unit_helpers import ANY_UINT, custom_error, custom_error_pattern, plain
 
 MIN = 1_000 * 10**18

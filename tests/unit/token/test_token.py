@@ -6,7 +6,6 @@ import brownie
 from brownie import chain
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-
 from unit_helpers import anvil_key, custom_error, role
 
 
