@@ -31,10 +31,10 @@ if __package__ in (None, ""):
 
 from coincurve import PrivateKey, PublicKey
 
-from nodeclient.audit._verify import checksum as to_checksum_address
 from nodeclient.audit.bundles import BundleFile, default_jobs, verify_bundles
 from nodeclient.audit.crypto import domain_separator, keccak, merkle_root, receipt_digest
 from nodeclient.audit.replay import BatchRecord
+from nodeclient.receipts.crypto import checksum_address as to_checksum_address
 
 __all__ = ["build_bundle", "run"]
 

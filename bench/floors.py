@@ -172,7 +172,7 @@ class FloorBench:
         )
 
     def _batch(self, size: int, node: str) -> tuple[list[tuple[Any, ...]], list[str], bytes]:
-        from nodeclient.receipts.merkle import merkle_root
+        from nodeclient.receipts.crypto import merkle_root
 
         receipts, signatures, digests = [], [], []
         for index in range(size):

@@ -598,7 +598,7 @@ class GasBench:
         return self._send(scenario, self.s.settlement.settle, args, signature, sender=self.submitter)
 
     def _settle_many(self, scenario: str, consumer_indices: Sequence[int], node: str) -> Any:
-        from nodeclient.receipts.merkle import merkle_root
+        from nodeclient.receipts.crypto import merkle_root
 
         receipts, signatures, digests = [], [], []
         for index in consumer_indices:
@@ -617,7 +617,7 @@ class GasBench:
 
     def _settle_many_packed(self, scenario: str, consumer_indices: Sequence[int], node: str) -> Any:
         """The node client's batch: ``settleManyPacked`` (161 bytes a receipt, same checks and events)."""
-        from nodeclient.receipts.merkle import merkle_root
+        from nodeclient.receipts.crypto import merkle_root
         from nodeclient.receipts.packing import pack_receipt_args
 
         packed, digests = b"", []

@@ -44,7 +44,7 @@ from nodeclient.receipts import (
     typed_data,
     verify_many,
 )
-from nodeclient.receipts._keccak import KECCAK_BACKEND, keccak256
+from nodeclient.receipts.crypto import KECCAK_BACKEND, keccak256
 
 # Public, test-only keys (keccak256 of labels); never fund them.
 CONSUMER_KEY = keccak256(b"kuota-bench:consumer")

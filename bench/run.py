@@ -224,7 +224,7 @@ def measure_paired(quick: bool) -> dict[str, Any]:
     from eth_account.messages import encode_typed_data
 
     from nodeclient.receipts import Receipt, ReceiptStore
-    from nodeclient.receipts._keccak import keccak256
+    from nodeclient.receipts.crypto import keccak256
     from nodeclient.receipts.signing import (
         receipt_digest,
         receipt_domain,

@@ -220,7 +220,7 @@ def recover_signer_bytes(digest: bytes, signature: bytes) -> bytes:
 
 
 def recover_signer(digest: bytes, signature: bytes | str) -> str:
-    """Checksummed address that signed ``digest`` (coincurve; rejects malformed, high-s and bad v)."""
+    """Checksummed address that signed ``digest`` (the crypto core's recovery: rejects malformed, high-s and bad v)."""
     return to_checksum_address(recover_signer_bytes(digest, parse_signature(signature)))
 
 
