@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from nodeclient.errors import ReceiptError
 from nodeclient.receipts.errors import (
@@ -26,7 +26,18 @@ from nodeclient.receipts.store_records import (
 )
 from nodeclient.receipts.store_schema import StoreConnection
 
-__all__ = ["ReceiptsMixin"]
+__all__ = ["ReceiptQuery", "ReceiptsMixin"]
+
+
+class ReceiptQuery(TypedDict, total=False):
+    """Filters of `ReceiptsMixin.list_receipts` / `iter_receipts`: all optional, combined with AND."""
+
+    consumer: str | None
+    node: str | None
+    #: only receipts stored after this row id (paging).
+    after_id: int
+    limit: int | None
+    session_id: str | None
 
 
 class ReceiptsMixin(StoreConnection):
@@ -166,28 +177,17 @@ class ReceiptsMixin(StoreConnection):
         with self._lock:
             return int(self._conn.execute("SELECT count(*) FROM receipts").fetchone()[0])
 
-    def list_receipts(
-        self,
-        *,
-        consumer: str | None = None,
-        node: str | None = None,
-        after_id: int = 0,
-        limit: int | None = None,
-        session_id: str | None = None,
-    ) -> list[StoredReceipt]:
+    def list_receipts(self, **query: Unpack[ReceiptQuery]) -> list[StoredReceipt]:
         """Stored receipts in acceptance order, optionally filtered by channel side or session."""
-        return list(self.iter_receipts(consumer=consumer, node=node, after_id=after_id, limit=limit, session_id=session_id))
+        return list(self.iter_receipts(**query))
 
-    def iter_receipts(
-        self,
-        *,
-        consumer: str | None = None,
-        node: str | None = None,
-        after_id: int = 0,
-        limit: int | None = None,
-        session_id: str | None = None,
-    ) -> Iterator[StoredReceipt]:
+    def iter_receipts(self, **query: Unpack[ReceiptQuery]) -> Iterator[StoredReceipt]:
         """Like `list_receipts`, streaming (pages of 1000) so an export of millions stays small in memory."""
+        unknown = sorted(query.keys() - ReceiptQuery.__optional_keys__)
+        if unknown:
+            raise TypeError(f"iter_receipts() got unknown filter(s) {', '.join(unknown)}")
+        consumer, node, session_id = query.get("consumer"), query.get("node"), query.get("session_id")
+        after_id, limit = query.get("after_id", 0), query.get("limit")
         where = ["r.id > ?"]
         args: list[Any] = [after_id]
         if consumer is not None:
