@@ -283,9 +283,25 @@ def _process_identity(pid: int) -> tuple[list[str], str] | None:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
-        return proc.cmdline(), f"{proc.create_time():.2f}"
+        return proc.cmdline(), _start_token(proc)
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
+
+
+def _start_token(proc: Any) -> str:
+    """When ``proc`` started, in a form that stays equal for the life of the process.
+
+    On Linux that is the start time in clock ticks since boot (/proc/<pid>/stat field 22): psutil's
+    ``create_time`` adds the boot time the kernel derives from the wall clock, which moves when the
+    clock is stepped (a VM resuming, NTP), so one process could look like another. Elsewhere,
+    ``create_time`` is what there is.
+    """
+    try:
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+    except OSError:
+        return f"{proc.create_time():.2f}"
+    # The command name (field 2) is in parentheses and may hold spaces: split after its closing one.
+    return "ticks:" + stat.rpartition(")")[2].split()[19]
 
 
 def _listens_on(pid: int, port: int) -> bool | None:
@@ -311,10 +327,21 @@ def _identity_problem(state: ChainState) -> str | None:
     if identity is None:
         return f"process {state.pid} is no longer running"
     cmdline, started = identity
-    if started != state.process_start or cmdline != state.cmdline:
+    if not _same_start(started, state) or cmdline != state.cmdline:
         shown = " ".join(cmdline)[:120] or "?"
         return f"pid {state.pid} now belongs to a different program ({shown})"
     return None
+
+
+def _same_start(started: str, state: ChainState) -> bool:
+    if state.process_start.startswith("ticks:") or started == state.process_start:
+        return started == state.process_start
+    # A record written before start times were kept in clock ticks: a create_time, good to a second.
+    psutil = _psutil()
+    try:
+        return abs(psutil.Process(state.pid).create_time() - float(state.process_start)) < 1.0
+    except (psutil.Error, ValueError):
+        return False
 
 
 def _listener_problem(state: ChainState) -> str | None:
