@@ -51,3 +51,40 @@ def test_reorged_transactions_are_resent_once(ledger_node: LedgerNode, command):
 
     assert read(client, address) == before + 51 * unit
     assert all(client.journal.get(r.tx_hash).status == "mined" for r in sent)
+
+
+def test_reorged_reward_claim_is_resent_once_and_pays_once(ledger_node: LedgerNode, kuota):
+    """A claim the chain takes back: the next ``rewards claim`` lands it once, the payout gets it once."""
+    from brownie import chain
+
+    ln = ledger_node
+    k = ln.k
+    client = ln.client()
+    store = ln.store(client)
+    ln.receive(store, client, "consumer", 2_000_000)
+    _, settled = ln.settle(client, store)
+    assert settled is not None and settled.paid == 2_000_000
+    chain.sleep(kuota.rewards.epochLength() + 1)
+    chain.mine()
+    payout = kuota.registry.getNode(ln.node)[1]
+    before = kuota.token.balanceOf(payout)
+    claimable = k.ok("rewards", "show", "--node", ln.node, "--json")["claimableTotal"]
+    assert claimable > 0
+
+    head = ln.w3.eth.block_number
+    k.ok("rewards", "claim", "--node", ln.node, "--force", "--account", "operator", *k.pw(), "--yes")
+    assert kuota.token.balanceOf(payout) == before + claimable
+    operator = k.addresses["operator"]
+    sent = [r for r in client.journal.records(client.chain_id, sender=operator) if r.block_number and r.block_number > head]
+    assert sent and all(r.status == "mined" for r in sent)
+
+    ln.reorg(ln.w3.eth.block_number - head)
+    assert kuota.token.balanceOf(payout) == before
+    report = follow_chain(client, store)
+    assert sorted(report.reorged_txs) == sorted(r.tx_hash for r in sent)
+
+    k.ok("rewards", "claim", "--node", ln.node, "--force", "--account", "operator", *k.pw(), "--yes")
+
+    assert kuota.token.balanceOf(payout) == before + claimable
+    assert all(client.journal.get(r.tx_hash).status == "mined" for r in sent)
+    assert k.ok("rewards", "show", "--node", ln.node, "--json")["claimableTotal"] == 0
