@@ -9,6 +9,7 @@ store's contract); the server's store and the usage ledger are closed on the way
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,13 +64,14 @@ async def run_node(
     settle_interval: float = 300.0,
     ready_file: Path | None = None,
     web: WebConfig | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Serve ``node``'s relay with ``node_key`` (the registry's signing key) until SIGTERM / SIGINT.
 
     ``settle_signer`` (the operator's wallet, which pays the gas) turns on background settlement
     every ``settle_interval`` seconds under ``policy``; ``web`` runs the node's HTTP service
     (``/metrics``, ``/bundles/``) beside the relay; ``ready_file`` receives ``host port pid`` once
-    both listen.
+    both listen. Setting ``stop`` ends the node as a signal would (for programs that embed it).
     """
     if config.stats_path is not None:
         config.stats_path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +102,7 @@ async def run_node(
                 web, server, store=store, journal=client.journal, chain_id=client.chain_id,
                 bundle_dir=client.data_dir / "bundles",
             ))
-        await serve_node(server, settler=settler, ready_file=ready_file, services=services)
+        await serve_node(server, settler=settler, ready_file=ready_file, stop=stop, services=services)
     finally:
         for resource in reversed(opened):
             resource.close()

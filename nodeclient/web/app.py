@@ -81,9 +81,9 @@ class NodeWebService:
 
     async def start(self) -> tuple[str, int]:
         """Bind and serve; returns the bound (host, port)."""
-        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.host, self.config.port, shutdown_timeout=5.0)
+        site = web.TCPSite(runner, self.config.host, self.config.port)
         try:
             await site.start()
         except OSError as exc:
