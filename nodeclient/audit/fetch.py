@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeclient.audit.bundles import MAX_BUNDLE_BYTES, BundleFile
+from nodeclient.audit.http_get import DownloadError, get_bounded
 from nodeclient.audit.metadata import MetadataUnreadable, bundles_url, read_metadata
 from nodeclient.audit.replay import BatchRecord
 
@@ -78,22 +79,6 @@ def bundle_endpoints(
     return endpoints, problems
 
 
-def _download(url: str, timeout: float) -> tuple[str, bytes]:
-    """(final URL after redirects, body); raises ``ValueError`` with the reason on any failure."""
-    import requests
-
-    try:
-        response = requests.get(url, timeout=timeout, stream=True, allow_redirects=True)
-        if response.status_code != 200:
-            raise ValueError(f"HTTP {response.status_code} {response.reason}")
-        data = response.raw.read(MAX_BUNDLE_BYTES + 1, decode_content=True)
-    except requests.RequestException as exc:
-        raise ValueError(f"could not be fetched ({type(exc).__name__}: {exc})") from None
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise ValueError(f"is larger than {MAX_BUNDLE_BYTES} bytes")
-    return response.url, data
-
-
 def fetch_bundles(
     batches: list[BatchRecord], endpoints: dict[str, str | None], metadata_problems: dict[str, str],
     *, timeout: float = 30.0,
@@ -113,10 +98,10 @@ def fetch_bundles(
         url = bundle_url(base, batch.root)
         if url not in fetched:
             try:
-                final_url, data = _download(url, timeout)
+                final_url, data = get_bounded(url, MAX_BUNDLE_BYTES, timeout)
                 outcome.files.append(BundleFile(final_url, data))
                 fetched[url] = None
-            except ValueError as exc:
+            except DownloadError as exc:
                 fetched[url] = str(exc)
                 log.warning("bundle %s of node %s: %s", url, batch.node, exc)
         if fetched[url] is not None:

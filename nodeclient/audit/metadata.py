@@ -15,6 +15,8 @@ import json
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlparse
 
+from nodeclient.audit.http_get import DownloadError, get_bounded
+
 __all__ = ["MAX_METADATA_BYTES", "MetadataUnreadable", "bundles_url", "read_metadata"]
 
 MAX_METADATA_BYTES = 64 * 1024
@@ -42,17 +44,10 @@ def _decode_data_uri(uri: str) -> bytes:
 
 
 def _fetch(url: str, timeout: float) -> bytes:
-    import requests
-
     try:
-        response = requests.get(url, timeout=timeout, stream=True)
-        response.raise_for_status()
-        data = response.raw.read(MAX_METADATA_BYTES + 1, decode_content=True)
-    except requests.RequestException as exc:
-        raise MetadataUnreadable(f"{url} could not be fetched ({exc})") from None
-    if len(data) > MAX_METADATA_BYTES:
-        raise MetadataUnreadable(f"{url} is larger than {MAX_METADATA_BYTES} bytes")
-    return data
+        return get_bounded(url, MAX_METADATA_BYTES, timeout)[1]
+    except DownloadError as exc:
+        raise MetadataUnreadable(f"{url} {exc}") from None
 
 
 def read_metadata(uri: str, *, timeout: float = 10.0) -> dict[str, Any]:
