@@ -116,3 +116,20 @@ def test_bundles_are_public_unless_configured_otherwise(world, guarded):
     assert requests.get(f"{private}/bundles/{name}", timeout=10).status_code == 401
     authorized = requests.get(f"{private}/bundles/{name}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     assert authorized.content == (world.bundle_dir / name).read_bytes()
+
+
+def test_public_bundle_prefix_does_not_open_metrics(guarded):
+    import http.client
+    from urllib.parse import urlparse
+
+    parsed = urlparse(guarded())
+    for path in ("/bundles/../metrics", "/bundles/%2e%2e/metrics", "/bundles/..%2fmetrics"):
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+        try:
+            conn.putrequest("GET", path, skip_accept_encoding=True)
+            conn.endheaders()
+            response = conn.getresponse()
+            assert response.status in (401, 404), (path, response.status)
+            assert b"kuota_" not in response.read()
+        finally:
+            conn.close()
