@@ -24,6 +24,10 @@ Example ``config.toml``::
     [settlement]
     min_value = 5_000_000          # 5 USD of a 6-decimal stablecoin
     max_gas_share_bps = 300        # settle only if gas costs ≤ 3 % of what it collects
+
+    [web]                          # the node's /metrics and /bundles/ (docs/OPERATING.md)
+    host = "0.0.0.0"               # off loopback a bearer token is required
+    token_file = "/etc/kuota/web-token"
 """
 
 from __future__ import annotations

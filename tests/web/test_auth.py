@@ -133,3 +133,11 @@ def test_public_bundle_prefix_does_not_open_metrics(guarded):
             assert b"kuota_" not in response.read()
         finally:
             conn.close()
+
+
+def test_a_port_in_use_is_a_clear_config_error(world):
+    metrics = NodeMetrics(MetricSources(node=world.node))
+    service = NodeWebService(WebConfig(host="127.0.0.1", port=world.web_port), metrics)
+    with pytest.raises(WebConfigError) as err:
+        asyncio.run(service.start())
+    assert f"127.0.0.1:{world.web_port}" in str(err.value) and "cannot be listened on" in str(err.value)
