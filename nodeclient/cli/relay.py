@@ -163,6 +163,8 @@ async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> Non
     settle_signer = cx.signer() if opts["settle"] else None
     config = _relay_config(opts, status_file)
     cx.note(f"relay for node {node} starting on {config.host}:{config.port} (status file {status_file})")
+    if web is not None:
+        cx.note(f"HTTP service (/metrics, /bundles/) on {web.host}:{web.port}")
     await run_node(
         client,
         node_key,

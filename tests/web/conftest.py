@@ -15,6 +15,7 @@ import http.server
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,15 +104,13 @@ def start_node(client: ChainClient, node_key: Any, node: str, data_dir: Path, we
     future = asyncio.run_coroutine_threadsafe(
         run_node(client, node_key, node, config, data_dir, ready_file=ready, web=web, stop=stop), loop
     )
-    node_thread = NodeThread(loop, thread, stop, future, ready)
-    deadline = 60.0
+    deadline = time.monotonic() + 60
     while not ready.exists():
         if future.done():
             future.result()  # raises what stopped the node
-        deadline -= 0.05
-        assert deadline > 0, "the node did not start"
-        threading.Event().wait(0.05)
-    return node_thread
+        assert time.monotonic() < deadline, "the node did not start"
+        time.sleep(0.05)
+    return NodeThread(loop, thread, stop, future, ready)
 
 
 async def _event() -> asyncio.Event:
@@ -142,7 +141,7 @@ class WebWorld:
 
     def status(self) -> dict[str, Any]:
         """The relay's own counters, from the status file it rewrites every 0.2 s."""
-        threading.Event().wait(0.5)
+        time.sleep(0.5)
         return read_snapshot(self.client.data_dir / "relay" / "status.json")
 
     def set_metadata(self, uri: str, operator: Any) -> None:
