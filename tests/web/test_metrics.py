@@ -8,8 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 MIB = 1024 * 1024
 
 
-def _scrape(world) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = requests.get(f"{world.base}/metrics", timeout=10)
+def _scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = requests.get(f"{base}/metrics", timeout=10)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     samples = {}
@@ -25,7 +25,7 @@ def _value(samples, name: str, **labels: str) -> float:
 
 def test_metrics_equal_the_relays_own_counters(world):
     status = world.status()
-    samples = _scrape(world)
+    samples = _scrape(world.base)
     assert _value(samples, "kuota_relay_bytes_total", direction="down") == status["bytes"]["down"]
     assert _value(samples, "kuota_relay_bytes_total", direction="up") == status["bytes"]["up"]
     # Four paid fetches of 1 MiB bodies crossed the relay (headers and framing on top).
@@ -38,7 +38,7 @@ def test_metrics_equal_the_relays_own_counters(world):
 
 
 def test_metrics_count_refusals_by_reason(world):
-    samples = _scrape(world)
+    samples = _scrape(world.base)
     refusals = {dict(labels)["reason"]: v for (name, labels), v in samples.items() if name == "kuota_relay_refusals_total"}
     # One consumer without escrow was refused; the label is the relay's wire code for it.
     assert refusals == world.status()["sessions"]["refused"]
@@ -48,7 +48,7 @@ def test_metrics_count_refusals_by_reason(world):
 
 
 def test_metrics_read_unsettled_value_and_batches_from_the_store(world):
-    samples = _scrape(world)
+    samples = _scrape(world.base)
     channels = world.store.channels(node=world.node)
     unsettled = sum(c.unsettled_amount for c in channels)
     assert unsettled > 0  # the last session was never settled
@@ -61,7 +61,7 @@ def test_metrics_read_unsettled_value_and_batches_from_the_store(world):
 
 
 def test_metrics_read_settlement_transactions_and_gas_from_the_journal(world):
-    samples = _scrape(world)
+    samples = _scrape(world.base)
     settles = [r for r in world.client.journal.records(world.client.chain_id, node=world.node) if r.kind == "settle"]
     assert [r.status for r in settles] == ["mined", "mined"]
     assert _value(samples, "kuota_settlement_transactions_total", status="mined") == 2
@@ -82,3 +82,39 @@ def test_each_node_has_its_own_registry(world):
     families = list(text_string_to_metric_families(other.render(None, {}).decode()))
     assert [f.name for f in families] == ["kuota_rpc_errors"]
     assert families[0].samples == []  # no component has reported
+
+
+def test_failed_chain_reads_of_the_relay_are_counted(world):
+    import asyncio
+
+    from nodeclient.chain.rpc import connect_async
+    from nodeclient.errors import ChainError
+    from nodeclient.relay.chainview import Web3ChainView
+    from nodeclient.relay.server import RelayConfig, RelayServer
+    from nodeclient.web import WebConfig, relay_web_service
+    from tests.conftest import anvil_private_key
+    from tests.web.conftest import free_port
+
+    async def run() -> tuple[float, float]:
+        # A chain view whose RPC is gone: every read fails, as when the node's provider is down.
+        dead = Web3ChainView(connect_async(f"http://127.0.0.1:{free_port()}", timeout=2), world.client.chain_id,
+                             world.k.contracts)
+        server = RelayServer(RelayConfig(), dead, world.node, anvil_private_key(10), sink=None)
+        service = relay_web_service(WebConfig(port=0), server, store=None, journal=None, chain_id=None, bundle_dir=None)
+        host, port = await service.start()
+        try:
+            before = await asyncio.to_thread(_scrape, f"http://{host}:{port}")
+            for _ in range(2):
+                try:
+                    await dead.escrow_available(world.node)
+                except ChainError:
+                    pass
+            after = await asyncio.to_thread(_scrape, f"http://{host}:{port}")
+        finally:
+            await service.close()
+            await dead.close()
+        key = ("kuota_rpc_errors_total", (("component", "relay_chain_view"),))
+        return before[key], after[key]
+
+    assert asyncio.run(run()) == (0, 2)
+
