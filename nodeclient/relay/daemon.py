@@ -98,8 +98,12 @@ async def run_node(
             settler = BackgroundSettler(step, settle_interval, server)
         services = []
         if web is not None:
+            # Its own connection too: a scrape reads from a worker thread and must never hold the
+            # lock of the connection the relay acknowledges receipts through.
+            web_store = settlement.open_store(client)
+            opened.append(web_store)
             services.append(relay_web_service(
-                web, server, store=store, journal=client.journal, chain_id=client.chain_id,
+                web, server, store=web_store, journal=client.journal, chain_id=client.chain_id,
                 bundle_dir=client.data_dir / "bundles",
             ))
         await serve_node(server, settler=settler, ready_file=ready_file, stop=stop, services=services)
