@@ -24,6 +24,10 @@ Example ``config.toml``::
     [settlement]
     min_value = 5_000_000          # 5 USD of a 6-decimal stablecoin
     max_gas_share_bps = 300        # settle only if gas costs ≤ 3 % of what it collects
+
+    [web]                          # the node's /metrics and /bundles/ (docs/OPERATING.md)
+    host = "0.0.0.0"               # off loopback a bearer token is required
+    token_file = "/etc/kuota/web-token"
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from nodeclient.errors import ConfigError, NotFoundError
 
@@ -49,6 +53,7 @@ __all__ = [
     "PolicySettings",
     "Settings",
     "UnknownNetworkError",
+    "WebSettings",
     "config_dir",
     "data_dir",
     "load_settings",
@@ -70,8 +75,9 @@ _ENV_KEYS: dict[str, str] = {
     "KUOTA_ACCOUNT": "account",
     "KUOTA_KEYSTORE": "keystore",
     "KUOTA_DATA_DIR": "data_dir",
+    "KUOTA_LOG_FILE": "log_file",
 }
-_ENV_NESTED_PREFIXES = ("KUOTA_SETTLEMENT__", "KUOTA_REWARDS__")
+_ENV_NESTED_PREFIXES = ("KUOTA_SETTLEMENT__", "KUOTA_REWARDS__", "KUOTA_WEB__")
 
 
 class UnknownNetworkError(ConfigError, NotFoundError):
@@ -199,6 +205,30 @@ class PolicySettings(BaseModel):
     max_batch: int = Field(default=100, ge=1, le=500, description="Receipts per settleMany transaction.")
 
 
+class WebSettings(BaseModel):
+    """The node's HTTP service (``/metrics``, ``/bundles/``) that ``kuota node serve`` runs beside the relay.
+
+    Loopback by default. Any other address needs a bearer ``token`` (or ``token_file``): the service
+    refuses to start without one, because ``/metrics`` tells anyone who can reach it how much the
+    node carries and earns.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Run the HTTP service beside the relay.")
+    host: str = Field(default="127.0.0.1", min_length=1, description="Address to listen on (loopback by default).")
+    port: int = Field(default=7448, ge=0, le=65535, description="Port to listen on (0: any free port).")
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token for /metrics (required off loopback); prefer KUOTA_WEB__TOKEN or token_file."
+    )
+    token_file: Path | None = Field(
+        default=None, description="File holding the bearer token (e.g. a systemd credential), read at start."
+    )
+    public_bundles: bool = Field(
+        default=True, description="Serve /bundles/ without the token: bundles are published for auditors."
+    )
+
+
 class Settings(BaseModel):
     """Every setting of the client. Build it with :func:`load_settings`, never directly from user input."""
 
@@ -219,6 +249,12 @@ class Settings(BaseModel):
         default_factory=lambda: PolicySettings(min_value=100_000),
         description="Reward claim policy (values at the reference price).",
     )
+    web: WebSettings = Field(default_factory=WebSettings, description="The node's HTTP service.")
+    log_file: Path | None = Field(
+        default=None, description="Also log to this file, rotated at log_max_bytes (journald needs none)."
+    )
+    log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, description="Size at which log_file rotates.")
+    log_backups: int = Field(default=5, ge=1, le=100, description="Rotated log files kept.")
 
     @field_validator("rpc_url")
     @classmethod

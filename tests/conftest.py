@@ -40,6 +40,10 @@ def pytest_configure(config):
     """
     from brownie._config import CONFIG
 
+    # Every `kuota node serve` a test starts gets its HTTP service on a free port, not the fixed
+    # default 7448 that parallel runs (and two nodes in one test) would fight over.
+    os.environ.setdefault("KUOTA_WEB__PORT", "0")
+
     port = int(os.environ.get("KUOTA_ANVIL_PORT", "8545"))
     if _port_is_taken(port):
         pytest.exit(

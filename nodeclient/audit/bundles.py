@@ -27,6 +27,7 @@ from typing import Any
 
 from nodeclient.audit.errors import AuditInputError
 from nodeclient.audit.findings import Findings
+from nodeclient.audit.http_get import DownloadError, get_bounded
 from nodeclient.audit.replay import BatchRecord, ReceiptFields
 from nodeclient.receipts.bundles import canonical_json
 from nodeclient.receipts.crypto import checksum_address, domain_separator, merkle_root
@@ -110,8 +111,6 @@ def read_bundle_dir(path: str | Path) -> list[BundleFile]:
 
 def read_bundle_urls(list_file: str | Path, *, timeout: float = 30.0) -> list[BundleFile]:
     """Fetch every URL listed in ``list_file`` (one per line, ``#`` comments). Only called when asked."""
-    import requests
-
     try:
         lines = Path(list_file).read_text().splitlines()
     except OSError as exc:
@@ -124,13 +123,9 @@ def read_bundle_urls(list_file: str | Path, *, timeout: float = 30.0) -> list[Bu
         if not url.startswith(("http://", "https://")):
             raise AuditInputError(f"--bundle-urls {list_file} line {number}: {url!r} is not an http(s) URL")
         try:
-            response = requests.get(url, timeout=timeout, stream=True)
-            response.raise_for_status()
-            data = response.raw.read(MAX_BUNDLE_BYTES + 1, decode_content=True)
-        except requests.RequestException as exc:
-            raise AuditInputError(f"bundle URL {url} could not be fetched: {exc}") from None
-        if len(data) > MAX_BUNDLE_BYTES:
-            raise AuditInputError(f"bundle URL {url} is larger than {MAX_BUNDLE_BYTES} bytes")
+            _final, data = get_bounded(url, MAX_BUNDLE_BYTES, timeout)
+        except DownloadError as exc:
+            raise AuditInputError(f"bundle URL {url} {exc}") from None
         out.append(BundleFile(url, data))
     return out
 

@@ -20,6 +20,7 @@ from nodeclient.audit.bundles import (
     read_bundle_urls,
     verify_bundles,
 )
+from nodeclient.audit.fetch import FetchOutcome, bundle_endpoints, fetch_bundles
 from nodeclient.audit.findings import Findings
 from nodeclient.audit.heuristics import HeuristicLimits, find_warnings
 from nodeclient.audit.logs import FetchStats, LogFetcher
@@ -46,6 +47,13 @@ class AuditOptions:
     allow_unconfirmed: bool = False
     bundle_dir: Path | None = None
     bundle_urls: Path | None = None
+    #: download every bundle named on chain from the node's published endpoint (``--fetch``).
+    fetch: bool = False
+    #: bundles URL of nodes whose registry metadata names none (``--bundle-source``).
+    bundle_source: str | None = None
+    #: with ``fetch``: an unreachable bundle is a warning, not missing evidence (``--allow-partial``).
+    allow_partial: bool = False
+    fetch_timeout: float = 30.0
     jobs: int = field(default_factory=default_jobs)
     #: seconds a receipt's issuedAt may run ahead of the block that settled it (consumer clock skew).
     max_clock_skew: int = 300
@@ -74,17 +82,18 @@ def run_audit(options: AuditOptions) -> AuditResult:
     ledger = replay(data)
     state_findings, state = reconcile(ledger, end)
 
-    files: list[BundleFile] = []
-    bundles_given = options.bundle_dir is not None or options.bundle_urls is not None
-    if options.bundle_dir is not None:
-        files.extend(read_bundle_dir(options.bundle_dir))
-    if options.bundle_urls is not None:
-        files.extend(read_bundle_urls(options.bundle_urls))
+    files, fetched = _bundle_files(options, source, ledger)
+    bundles_given = options.bundle_dir is not None or options.bundle_urls is not None or options.fetch
+    batches = ledger.batches
+    if fetched is not None and options.allow_partial:
+        # Reported as unreachable (a warning) instead of missing: --allow-partial accepts the gap.
+        gone = {u.tx_hash for u in fetched.unreachable}
+        batches = [b for b in batches if b.tx_hash not in gone]
     bundle_report = None
     if bundles_given:
         bundle_report = verify_bundles(
             files, chain_id=source.chain_id, settlement=source.contracts["ReceiptSettlement"],
-            batches=ledger.batches, jobs=options.jobs, max_clock_skew=options.max_clock_skew,
+            batches=batches, jobs=options.jobs, max_clock_skew=options.max_clock_skew,
         )
     warnings, warning_counts = find_warnings(ledger, transfers, bundle_report.bundles if bundle_report else [],
                                              HeuristicLimits())
@@ -97,6 +106,8 @@ def run_audit(options: AuditOptions) -> AuditResult:
     findings.extend(state_findings)
     if bundle_report is not None:
         findings.extend(bundle_report.findings)
+    if fetched is not None:
+        findings.extend(_fetch_findings(fetched, options.allow_partial))
     findings.extend(warnings)
     ordered = findings.sorted()
     verdict, exit_code = verdict_of(ordered)
@@ -109,6 +120,9 @@ def run_audit(options: AuditOptions) -> AuditResult:
         counts.update(bundle_report.counts)
     else:
         counts["batches_without_bundle_check"] = len(ledger.batches)
+    if fetched is not None:
+        counts["bundles_fetched"] = len(fetched.files)
+        counts["bundles_unreachable"] = len(fetched.unreachable)
     counts["blocks_pinned"] = len(blocks.used())
     counts["funding_transfers"] = len(transfers)
     counts["mismatches"] = findings.count("mismatch")
@@ -117,9 +131,46 @@ def run_audit(options: AuditOptions) -> AuditResult:
 
     report = _assemble(ledger, ordered, counts, state["onchain"], rng, blocks.used(), verdict, exit_code,
                        bundle_report, bundles_given, options)
+    if fetched is not None:
+        report["bundleFetch"] = {
+            "unreachable": [u.to_json() for u in fetched.unreachable],
+            "metadataProblems": dict(sorted(fetched.metadata_problems.items())),
+            "fetched": sorted(f.name for f in fetched.files),
+        }
     log.info("history read with %d eth_getLogs calls (%d refused as too large, %d transient failures)",
              fetcher.stats.calls, fetcher.stats.limited, fetcher.stats.transient)
     return AuditResult(report=report, verdict=verdict, exit_code=exit_code, fetch=fetcher.stats, range=rng)
+
+
+def _bundle_files(options: AuditOptions, source: Any, ledger: Ledger) -> tuple[list[BundleFile], FetchOutcome | None]:
+    """The bundle files to verify: from ``--bundles``, ``--bundle-urls`` and (``--fetch``) the nodes."""
+    files: list[BundleFile] = []
+    if options.bundle_dir is not None:
+        files.extend(read_bundle_dir(options.bundle_dir))
+    if options.bundle_urls is not None:
+        files.extend(read_bundle_urls(options.bundle_urls))
+    if not options.fetch:
+        return files, None
+    endpoints, problems = bundle_endpoints(
+        source.contract("NodeRegistry"), (b.node for b in ledger.batches), options.bundle_source,
+        timeout=options.fetch_timeout,
+    )
+    fetched = fetch_bundles(ledger.batches, endpoints, problems, timeout=options.fetch_timeout)
+    files.extend(fetched.files)
+    return files, fetched
+
+
+def _fetch_findings(fetched: FetchOutcome, allow_partial: bool) -> Findings:
+    """One finding per bundle that could not be fetched (evidence, or a warning under --allow-partial)."""
+    f = Findings()
+    for u in fetched.unreachable:
+        record = f"bundle {u.root} of node {u.node} (tx {u.tx_hash})"
+        message = f"bundle {u.root} of node {u.node} from {u.url or '(no endpoint)'} is unreachable: {u.reason}"
+        (f.warning if allow_partial else f.evidence)("bundle-unreachable", record, message, evidence=u.to_json())
+    for node, why in sorted(fetched.metadata_problems.items()):
+        f.warning("node-metadata-unreadable", f"node {node}",
+                  f"node {node} names no bundles URL in its registry metadata ({why})")
+    return f
 
 
 def _s(value: int) -> str:

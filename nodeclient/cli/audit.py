@@ -66,6 +66,13 @@ def _target(cx: CliContext, confirmations: int | None) -> tuple[str, Any, int]:
               help="Directory of published receipt bundles (<sha256>.json) to verify against committed roots.")
 @click.option("--bundle-urls", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="File listing bundle URLs, one per line; they are fetched only when this is given.")
+@click.option("--fetch", is_flag=True,
+              help="Download every bundle named on chain from its node (the 'bundles' URL of its registry "
+                   "metadata, else --bundle-source) and verify it.")
+@click.option("--bundle-source", default=None, metavar="URL",
+              help="Bundles URL (e.g. http://node:7448/bundles/) for nodes whose metadata names none; with --fetch.")
+@click.option("--allow-partial", is_flag=True,
+              help="With --fetch: report unreachable bundles as warnings instead of failing with exit 7.")
 @click.option("--csv", "csv_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Also write settlements.csv, node_epochs.csv and findings.csv into this directory.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1, max=256), default=None,
@@ -85,6 +92,9 @@ def replay(
     allow_unconfirmed: bool,
     bundle_dir: Path | None,
     bundle_urls: Path | None,
+    fetch: bool,
+    bundle_source: str | None,
+    allow_partial: bool,
     csv_dir: Path | None,
     jobs: int | None,
     max_clock_skew: int,
@@ -92,16 +102,19 @@ def replay(
 ) -> None:
     """Replay every settlement, escrow balance and reward, and compare them with the chain.
 
-    Exit codes: 0 consistent, 6 mismatch, 7 missing or unverifiable bundles, 4 unusable input.
+    Exit codes: 0 consistent, 6 mismatch, 7 missing, unreachable (--fetch) or unverifiable bundles,
+    4 unusable input.
     """
     from nodeclient.audit import AuditOptions, run_audit
     from nodeclient.audit.errors import AuditEvidenceError, AuditMismatchError
     from nodeclient.audit.report import first_finding, render_summary, to_json, write_csv
 
+    _check_fetch_options(fetch, bundle_source, allow_partial)
     url, deployment, depth = _target(cx, confirmations)
     options = AuditOptions(
         rpc_url=url, deployment=deployment, from_block=from_block, to_block=to_block, confirmations=depth,
         allow_unconfirmed=allow_unconfirmed, bundle_dir=bundle_dir, bundle_urls=bundle_urls,
+        fetch=fetch, bundle_source=bundle_source, allow_partial=allow_partial,
         max_clock_skew=max_clock_skew, getlogs_initial_span=getlogs_span,
         **({"jobs": jobs} if jobs is not None else {}),
     )
@@ -116,6 +129,9 @@ def replay(
         if result.range.unconfirmed:
             cx.note(f"note: blocks after {result.range.latest - result.range.confirmations} are inside the reorg depth "
                     "and were reported on because --allow-unconfirmed was given")
+    for item in report.get("bundleFetch", {}).get("unreachable", []):
+        cx.note(f"unreachable bundle {item['root']} of node {item['node']} at {item['url'] or '(no endpoint)'}: "
+                f"{item['reason']}")
     if csv_dir is not None:
         for path in write_csv(report, csv_dir):
             cx.note(f"wrote {path}")
@@ -123,6 +139,19 @@ def replay(
         raise AuditMismatchError(report["counts"]["mismatches"], first_finding(report, "mismatch"))
     if result.exit_code == AuditEvidenceError.exit_code:
         raise AuditEvidenceError(report["counts"]["evidence_problems"], first_finding(report, "evidence"))
+
+
+def _check_fetch_options(fetch: bool, bundle_source: str | None, allow_partial: bool) -> None:
+    from urllib.parse import urlparse
+
+    from nodeclient.audit.errors import AuditInputError
+
+    if (bundle_source is not None or allow_partial) and not fetch:
+        raise AuditInputError("--bundle-source and --allow-partial only apply with --fetch")
+    if bundle_source is not None:
+        parsed = urlparse(bundle_source)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise AuditInputError(f"--bundle-source {bundle_source!r} is not an http(s) URL")
 
 
 COMMANDS: list[click.Command] = [audit]

@@ -78,6 +78,12 @@ _SERVE_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--ready-file",), {"type": click.Path(path_type=Path, dir_okay=False), "default": None,
                          "help": "Write 'host port pid' here once listening."}),
     (("--stats", "show_stats"), {"is_flag": True, "help": "Print the status snapshot of the running relay and exit."}),
+    (("--web/--no-web", "web_enabled"), {"default": None,
+                                         "help": "Run the HTTP service (/metrics, /bundles/) beside the relay "
+                                                 "(default: the config's web.enabled, on)."}),
+    (("--web-host",), {"default": None, "help": "Address of the HTTP service (default: web.host, 127.0.0.1; "
+                                                "any other address needs web.token_file or KUOTA_WEB__TOKEN)."}),
+    (("--web-port",), {"default": None, "type": click.IntRange(0, 65535), "help": "Port of the HTTP service (default: web.port, 7448)."}),
 ]
 
 
@@ -148,6 +154,7 @@ async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> Non
     from nodeclient.relay.daemon import run_node
 
     settings = cx.settings()
+    web = _web_config(settings, opts)
     client = cx.client()
     node_key = cx.node_signer(opts["node_account"], opts["node_keystore"], opts["node_password_file"])
     if opts["node_address"] is not None and not is_address(opts["node_address"]):
@@ -156,6 +163,8 @@ async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> Non
     settle_signer = cx.signer() if opts["settle"] else None
     config = _relay_config(opts, status_file)
     cx.note(f"relay for node {node} starting on {config.host}:{config.port} (status file {status_file})")
+    if web is not None:
+        cx.note(f"HTTP service (/metrics, /bundles/) on {web.host}:{web.port}")
     await run_node(
         client,
         node_key,
@@ -166,7 +175,23 @@ async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> Non
         policy=settings.settlement,
         settle_interval=opts["settle_interval"],
         ready_file=opts["ready_file"],
+        web=web,
     )
+
+
+def _web_config(settings: Any, opts: dict[str, Any]) -> Any:
+    """The checked HTTP service config (None when off); also opens the rotating log file if configured.
+
+    Checked before anything connects: a non-loopback address without a token refuses to start.
+    """
+    from nodeclient._utils.logfile import add_rotating_log
+    from nodeclient.web.config import resolve_web_config
+
+    enabled = settings.web.enabled if opts["web_enabled"] is None else opts["web_enabled"]
+    web = resolve_web_config(settings.web, host=opts["web_host"], port=opts["web_port"]) if enabled else None
+    if settings.log_file is not None:
+        add_rotating_log(settings.log_file, max_bytes=settings.log_max_bytes, backups=settings.log_backups)
+    return web
 
 
 @click.group()

@@ -273,6 +273,20 @@ class BatchesMixin(StoreConnection):
             return self._batches("", ())
         return self._batches("WHERE b.state = ?", (state,))
 
+    def published_bundles(self, *, node: str | None = None) -> dict[str, bytes]:
+        """Bundle file name → bundle root of every batch that was sent (submitted or confirmed).
+
+        These are the bundles a node publishes: a batch that was never sent, or that failed, names a
+        root no ``BatchSettled`` event carries.
+        """
+        with self._read() as cur:
+            rows = cur.execute(
+                "SELECT bundle_file, bundle_root FROM batches WHERE state IN ('submitted', 'confirmed') "
+                "AND bundle_file IS NOT NULL AND bundle_root IS NOT NULL AND (? IS NULL OR node = ?)",
+                (node, node),
+            ).fetchall()
+        return {str(name): bytes.fromhex(str(root).removeprefix("0x")) for name, root in rows}
+
     def pending_batches(self) -> list[BatchRecord]:
         """Open batches (pending or submitted), oldest first: what crash recovery must reconcile."""
         return self._batches("WHERE b.state IN ('pending', 'submitted')", ())

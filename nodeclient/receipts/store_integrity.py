@@ -106,14 +106,15 @@ class IntegrityMixin(StoreConnection):
         if problems:
             raise StoreCorruptError(str(self.path), "; ".join(problems[:20]))
 
-    def stats(self) -> dict[str, int]:
-        """Counts for status displays: receipts, channels, batches per state."""
+    def stats(self, *, node: str | None = None) -> dict[str, int]:
+        """Counts for status displays: receipts, channels, batches per state (of ``node`` when given)."""
+        where, args = ("WHERE node = ?", (node,)) if node is not None else ("", ())
         with self._read() as cur:
             out = {
-                "receipts": cur.execute("SELECT count(*) FROM receipts").fetchone()[0],
-                "channels": cur.execute("SELECT count(*) FROM channels").fetchone()[0],
+                "receipts": cur.execute(f"SELECT count(*) FROM receipts {where}", args).fetchone()[0],
+                "channels": cur.execute(f"SELECT count(*) FROM channels {where}", args).fetchone()[0],
             }
-            for state, count in cur.execute("SELECT state, count(*) FROM batches GROUP BY state"):
+            for state, count in cur.execute(f"SELECT state, count(*) FROM batches {where} GROUP BY state", args):
                 out[f"batches_{state}"] = count
         return out
 

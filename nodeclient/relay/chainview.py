@@ -86,6 +86,8 @@ class Web3ChainView:
         self.w3 = w3
         self.chain_id = chain_id
         self.settlement_address = to_checksum_address(contracts["ReceiptSettlement"])
+        self.rpc_errors = 0
+        """Reads that failed (transport or RPC error) since the view was made; the node's /metrics shows it."""
 
     @classmethod
     async def connect(
@@ -119,6 +121,7 @@ class Web3ChainView:
         try:
             return await call
         except Exception as exc:  # noqa: BLE001 - web3 raises many transport and contract error types
+            self.rpc_errors += 1
             raise ChainError(f"reading {what} from the chain failed: {exc}") from None
 
     async def node_info(self, node: str) -> NodeInfo:

@@ -9,6 +9,7 @@ store's contract); the server's store and the usage ledger are closed on the way
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from nodeclient.relay.limits import UsageLedger
 from nodeclient.relay.runtime import BackgroundSettler, serve_node
 from nodeclient.relay.server import RelayConfig, RelayServer
 from nodeclient.relay.store import NodeReceiptStore
+from nodeclient.web.app import relay_web_service
+from nodeclient.web.config import WebConfig
 
 __all__ = ["run_node", "settle_step"]
 
@@ -60,12 +63,15 @@ async def run_node(
     policy: PolicySettings | None = None,
     settle_interval: float = 300.0,
     ready_file: Path | None = None,
+    web: WebConfig | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Serve ``node``'s relay with ``node_key`` (the registry's signing key) until SIGTERM / SIGINT.
 
     ``settle_signer`` (the operator's wallet, which pays the gas) turns on background settlement
-    every ``settle_interval`` seconds under ``policy``; ``ready_file`` receives ``host port pid``
-    once the relay listens.
+    every ``settle_interval`` seconds under ``policy``; ``web`` runs the node's HTTP service
+    (``/metrics``, ``/bundles/``) beside the relay; ``ready_file`` receives ``host port pid`` once
+    both listen. Setting ``stop`` ends the node as a signal would (for programs that embed it).
     """
     if config.stats_path is not None:
         config.stats_path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +96,17 @@ async def run_node(
             settle_store = settlement.open_store(client)
             step = settle_step(client, settle_store, settle_signer, node, policy or PolicySettings())
             settler = BackgroundSettler(step, settle_interval, server)
-        await serve_node(server, settler=settler, ready_file=ready_file)
+        services = []
+        if web is not None:
+            # Its own connection too: a scrape reads from a worker thread and must never hold the
+            # lock of the connection the relay acknowledges receipts through.
+            web_store = settlement.open_store(client)
+            opened.append(web_store)
+            services.append(relay_web_service(
+                web, server, store=web_store, journal=client.journal, chain_id=client.chain_id,
+                bundle_dir=client.data_dir / "bundles",
+            ))
+        await serve_node(server, settler=settler, ready_file=ready_file, stop=stop, services=services)
     finally:
         for resource in reversed(opened):
             resource.close()

@@ -13,9 +13,9 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from nodeclient._utils.files import atomic_write
 from nodeclient.errors import KuotaError
@@ -27,6 +27,14 @@ __all__ = ["BackgroundSettler", "serve_node"]
 log = logging.getLogger("kuota.relay.node")
 
 _SETTLE_SHUTDOWN_S = 120.0
+
+
+class Service(Protocol):
+    """Something that runs beside the relay for the life of the node (the HTTP service)."""
+
+    async def start(self) -> Any: ...
+
+    async def close(self) -> None: ...
 
 
 class BackgroundSettler:
@@ -87,20 +95,32 @@ async def serve_node(
     settler: BackgroundSettler | None = None,
     ready_file: Path | None = None,
     stop: asyncio.Event | None = None,
+    services: Sequence[Service] = (),
 ) -> None:
-    """Run ``server`` (and ``settler``) until ``stop`` is set or the process gets SIGTERM / SIGINT."""
+    """Run ``server`` (and ``settler``) until ``stop`` is set or the process gets SIGTERM / SIGINT.
+
+    ``services`` (the node's HTTP service) start after the relay and before the ready file is
+    written, and stop before it.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     host, port = await server.start()
-    if ready_file is not None:
-        atomic_write(ready_file, f"{host} {port} {os.getpid()}\n")
-    settle_task = asyncio.create_task(settler.run(stop)) if settler is not None else None
+    started: list[Service] = []
+    settle_task = None
     try:
+        for service in services:
+            await service.start()
+            started.append(service)
+        if ready_file is not None:
+            atomic_write(ready_file, f"{host} {port} {os.getpid()}\n")
+        settle_task = asyncio.create_task(settler.run(stop)) if settler is not None else None
         await stop.wait()
     finally:
+        for service in reversed(started):
+            await service.close()
         stop.set()
         log.info("relay stopping")
         if settle_task is not None:
