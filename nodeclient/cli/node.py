@@ -70,20 +70,22 @@ def _metadata_for(relays: tuple[str, ...], bundles: str | None, uri: str | None,
 
 
 def _updated_metadata(current: Any, relays: tuple[str, ...], bundles: str | None, uri: str | None, region: str, price: int) -> str:
-    """update's metadataURI: as given, or the current inline document rewritten with the new figures."""
-    given = _metadata_for(relays, bundles, uri, region, price) if relays or uri is not None else None
-    if given is not None:
-        return given
-    reading = read_metadata_uri(current.metadata_uri)
-    document = reading.metadata
-    if document is None or not document.relay:
+    """update's metadataURI: as given, or the current inline document rewritten with the new figures.
+
+    Fields of the current document that are not replaced (its relays, its bundles URL) are kept.
+    """
+    if uri is not None:
+        return _metadata_for(relays, bundles, uri, region, price) or uri
+    document = read_metadata_uri(current.metadata_uri).metadata
+    if not relays and (document is None or not document.relay):
         if bundles is not None:
             raise BadValueError("--bundles", bundles, "the node has no inline metadata document to add it to; give --relay too")
         return str(current.metadata_uri)
     # Keep the published document in step with the registry's region and price.
+    kept_bundles = document.bundles if document is not None else None
     return encode_metadata_uri(
-        build_metadata([str(e) for e in document.relay], region=region, price_per_gib=price,
-                       bundles=bundles if bundles is not None else document.bundles)
+        build_metadata(list(relays) or [str(e) for e in document.relay], region=region, price_per_gib=price,  # type: ignore[union-attr]
+                       bundles=bundles if bundles is not None else kept_bundles)
     )
 
 
@@ -181,17 +183,20 @@ def update(
     new_capacity = parse_uint("capacity", capacity, 64, allow_zero=False) if capacity is not None else None
     new_payout = parse_address("payout", payout) if payout is not None else None
     client = cx.client()
-    signer = cx.signer()
-    current = _check_operator(cx, node_address, signer.address)
+    current = ops().get_node(client, node_address)
     price_value = current.price_per_gib if new_price is None else new_price
     region_value = current.region if region is None else region
+    # Checked before the keystore is unlocked: a typo in --relay costs no password prompt.
+    new_metadata = _updated_metadata(current, relays, bundles, metadata_uri, region_value, price_value)
+    signer = cx.signer()
+    _check_operator(cx, node_address, signer.address)
     call = client.contract("NodeRegistry").functions.update(
         node_address,
         new_payout or current.payout,
         price_value,
         current.capacity_mbps if new_capacity is None else new_capacity,
         region_value,
-        _updated_metadata(current, relays, bundles, metadata_uri, region_value, price_value),
+        new_metadata,
     )
     result = cx.send(signer, call, f"update node {node_address}", kind="update", node=node_address)
     info = ops().get_node(client, node_address)
