@@ -120,7 +120,7 @@ class Fleet:
     kenv: KuotaEnv
     keys: dict[str, NodeKey]
     endpoints: dict[str, str]
-    relays: list[RelayThread] = field(default_factory=list)
+    relays: dict[str, RelayThread] = field(default_factory=dict)
     proxies: list[DelayProxy] = field(default_factory=list)
 
     def address(self, name: str) -> str:
@@ -133,7 +133,7 @@ class Fleet:
 def _start_relays(world_of: Any, keys: dict[str, NodeKey], tmp: Path, fleet: Fleet) -> None:
     for name in ("jailed", "unstaked", "slow", "cheap", "fast"):
         thread = RelayThread(world_of(keys[name]), tmp / f"{name}.sqlite", relay_config())
-        fleet.relays.append(thread)
+        fleet.relays[name] = thread
         if name == "slow":
             proxy = DelayProxy((thread.host, thread.port), DELAY_S)
             fleet.proxies.append(proxy)
@@ -177,5 +177,5 @@ def fleet(kuota, deployer, operator, operator2, slasher, consumer, rpc_url, tmp_
     finally:
         for proxy in fleet.proxies:
             proxy.stop()
-        for thread in fleet.relays:
+        for thread in fleet.relays.values():
             thread.stop()
