@@ -71,11 +71,9 @@ class NodeListing:
 
     @property
     def success_rate(self) -> float | None:
-        """PONGs per PING over every endpoint (None if not probed)."""
-        if self.probes is None:
-            return None
-        sent = sum(p.sent for p in self.probes)
-        return sum(p.received for p in self.probes) / sent if sent else 0.0
+        """PONGs per PING over every endpoint (None if not probed, or nothing was published to probe)."""
+        sent = sum(p.sent for p in self.probes or ())
+        return sum(p.received for p in self.probes or ()) / sent if sent else None
 
     def ineligible(self) -> str | None:
         """Why this node must not be paid, or None."""

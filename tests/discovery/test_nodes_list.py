@@ -34,6 +34,7 @@ def test_list_shows_every_registered_node_with_why_it_is_or_is_not_eligible(flee
     assert broken["metadata"]["kind"] == "inline" and broken["metadata"]["document"] is None
     assert "not a JSON data URI" in broken["metadata"]["problems"][0]
     assert broken["ineligibleReason"].startswith("no relay endpoint")
+    assert broken["probes"] == [] and broken["successRate"] is None  # nothing published, nothing measured
 
 
 def test_list_measures_latency_and_success_by_ping(fleet, everything):
