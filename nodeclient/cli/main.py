@@ -64,13 +64,14 @@ def _register_commands() -> None:
         escrow,
         gov,
         node,
+        nodes,
         receipts,
         relay,
         rewards,
         stake,
     )
 
-    for module in (account, node, stake, escrow, receipts, rewards, earnings, chain, audit, relay, gov):
+    for module in (account, node, nodes, stake, escrow, receipts, rewards, earnings, chain, audit, relay, gov):
         for command in getattr(module, "COMMANDS", ()):
             cli.add_command(command)
     for command in getattr(relay, "NODE_COMMANDS", ()):

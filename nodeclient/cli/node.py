@@ -12,8 +12,14 @@ from typing import Any
 
 import click
 
-from nodeclient._utils.values import format_amount, parse_address, parse_amount, parse_uint
+from nodeclient._utils.values import BadValueError, format_amount, parse_address, parse_amount, parse_uint
 from nodeclient.cli.options import CliContext, account_command, node_key_options, ops, spend_command, table
+from nodeclient.discovery.metadata import (
+    build_metadata,
+    check_metadata_uri,
+    encode_metadata_uri,
+    read_metadata_uri,
+)
 from nodeclient.errors import InsufficientFundsError, RefusedError
 
 __all__ = ["COMMANDS", "node"]
@@ -40,6 +46,48 @@ def _node_address(ctx: click.Context, param: click.Parameter, value: str) -> str
 # NODE, checked and checksummed before the command runs.
 _node_argument = click.argument("node_address", metavar="NODE", callback=_node_address)
 
+_relay_option = click.option(
+    "--relay", "relays", multiple=True, metavar="HOST:PORT",
+    help="Public relay endpoint (repeatable): published in an inline metadata document (docs/PROTOCOL.md).",
+)
+_bundles_option = click.option("--bundles", default=None, help="URL of the node's receipt bundles, for the metadata document.")
+
+
+def _metadata_for(relays: tuple[str, ...], bundles: str | None, uri: str | None, region: str, price: int) -> str | None:
+    """The metadataURI to write: an inline document built from --relay, or --metadata-uri checked.
+
+    None when neither is given. Every value is checked before any transaction is built.
+    """
+    if relays:
+        if uri is not None:
+            raise BadValueError("--metadata-uri", uri, "give --relay (an inline document is built from it) or --metadata-uri, not both")
+        return encode_metadata_uri(build_metadata(list(relays), region=region, price_per_gib=price, bundles=bundles))
+    if bundles is not None:
+        raise BadValueError("--bundles", bundles, "is published in the metadata document, which --relay builds; give --relay too")
+    if uri is not None:
+        check_metadata_uri(uri, region=region, price_per_gib=price)
+    return uri
+
+
+def _updated_metadata(current: Any, relays: tuple[str, ...], bundles: str | None, uri: str | None, region: str, price: int) -> str:
+    """update's metadataURI: as given, or the current inline document rewritten with the new figures.
+
+    Fields of the current document that are not replaced (its relays, its bundles URL) are kept.
+    """
+    if uri is not None:
+        return _metadata_for(relays, bundles, uri, region, price) or uri
+    document = read_metadata_uri(current.metadata_uri).metadata
+    if not relays and (document is None or not document.relay):
+        if bundles is not None:
+            raise BadValueError("--bundles", bundles, "the node has no inline metadata document to add it to; give --relay too")
+        return str(current.metadata_uri)
+    # Keep the published document in step with the registry's region and price.
+    kept_bundles = document.bundles if document is not None else None
+    return encode_metadata_uri(
+        build_metadata(list(relays) or [str(e) for e in document.relay], region=region, price_per_gib=price,  # type: ignore[union-attr]
+                       bundles=bundles if bundles is not None else kept_bundles)
+    )
+
 
 def _check_operator(cx: CliContext, node_address: str, account: str) -> Any:
     info = ops().get_node(cx.client(), node_address)
@@ -55,7 +103,9 @@ def _check_operator(cx: CliContext, node_address: str, account: str) -> Any:
 @click.option("--price-units", is_flag=True, help="--price is in base units.")
 @click.option("--capacity", "capacity", required=True, help="Declared capacity, Mbps.")
 @click.option("--region", required=True, help="Region label, e.g. eu-west.")
-@click.option("--metadata-uri", default="", help="URI of the node's metadata document.")
+@_relay_option
+@_bundles_option
+@click.option("--metadata-uri", default=None, help="URI of the node's metadata document (instead of --relay).")
 @spend_command
 def register(
     cx: CliContext,
@@ -67,11 +117,15 @@ def register(
     price_units: bool,
     capacity: str,
     region: str,
-    metadata_uri: str,
+    relays: tuple[str, ...],
+    bundles: str | None,
+    metadata_uri: str | None,
 ) -> None:
     """Register a node whose key is --node-account, operated (and paid for) by --account."""
     capacity_mbps = parse_uint("capacity", capacity, 64, allow_zero=False)
     price_units_value = _price(cx, price, price_units)
+    assert price_units_value is not None  # --price is required
+    metadata_uri = _metadata_for(relays, bundles, metadata_uri, region, price_units_value) or ""
     client = cx.client()
     operator = cx.signer()
     payout_address = parse_address("payout", payout) if payout else operator.address
@@ -104,7 +158,9 @@ def register(
 @click.option("--price-units", is_flag=True, help="--price is in base units.")
 @click.option("--capacity", default=None, help="New capacity, Mbps.")
 @click.option("--region", default=None, help="New region label.")
-@click.option("--metadata-uri", default=None, help="New metadata URI.")
+@_relay_option
+@_bundles_option
+@click.option("--metadata-uri", default=None, help="New metadata URI (instead of --relay).")
 @spend_command
 def update(
     cx: CliContext,
@@ -114,22 +170,33 @@ def update(
     price_units: bool,
     capacity: str | None,
     region: str | None,
+    relays: tuple[str, ...],
+    bundles: str | None,
     metadata_uri: str | None,
 ) -> None:
-    """Change NODE's payout, price, capacity, region or metadata (fields not given stay)."""
+    """Change NODE's payout, price, capacity, region or metadata (fields not given stay).
+
+    An inline metadata document is rewritten with the new region and price, so it never contradicts
+    the registry; --relay replaces its endpoints.
+    """
     new_price = _price(cx, price, price_units)
     new_capacity = parse_uint("capacity", capacity, 64, allow_zero=False) if capacity is not None else None
     new_payout = parse_address("payout", payout) if payout is not None else None
     client = cx.client()
+    current = ops().get_node(client, node_address)
+    price_value = current.price_per_gib if new_price is None else new_price
+    region_value = current.region if region is None else region
+    # Checked before the keystore is unlocked: a typo in --relay costs no password prompt.
+    new_metadata = _updated_metadata(current, relays, bundles, metadata_uri, region_value, price_value)
     signer = cx.signer()
-    current = _check_operator(cx, node_address, signer.address)
+    _check_operator(cx, node_address, signer.address)
     call = client.contract("NodeRegistry").functions.update(
         node_address,
         new_payout or current.payout,
-        current.price_per_gib if new_price is None else new_price,
+        price_value,
         current.capacity_mbps if new_capacity is None else new_capacity,
-        current.region if region is None else region,
-        current.metadata_uri if metadata_uri is None else metadata_uri,
+        region_value,
+        new_metadata,
     )
     result = cx.send(signer, call, f"update node {node_address}", kind="update", node=node_address)
     info = ops().get_node(client, node_address)

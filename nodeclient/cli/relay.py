@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from nodeclient.cli.nodes import choice_options, discover, node_filter
 from nodeclient.cli.options import (
     CliContext,
     account_options,
@@ -200,32 +201,62 @@ def consume() -> None:
 
 
 def _consumer_options(fn: Any) -> Any:
-    fn = click.option(
-        "--max-price",
-        type=click.IntRange(0),
-        default=None,
-        help="Refuse a node whose price per GiB (base units) is above this.",
-    )(fn)
+    fn = choice_options(fn)
     fn = click.option(
         "--max-spend",
         type=click.IntRange(0),
         default=None,
         help="Sign receipts for at most this many payment-token base units in this session.",
     )(fn)
-    fn = click.option("--relay", "relay_addr", required=True, help="The node's relay address, HOST:PORT.")(fn)
-    fn = click.option("--node", "node_address", required=True, help="The node's registry address.")(fn)
+    fn = click.option("--relay", "relay_addr", default=None,
+                      help="The node's relay address, HOST:PORT (default: the best endpoint it publishes).")(fn)
+    fn = click.option("--node", "node_address", default=None,
+                      help="The node's registry address (default: picked by --policy among eligible nodes).")(fn)
     return fn
 
 
-async def _open(cx: CliContext, opts: dict[str, Any]) -> Any:
-    from eth_utils import is_address
+async def _choose(cx: CliContext, opts: dict[str, Any]) -> tuple[str, str, int, dict[str, Any] | None]:
+    """(node, host, port, pick): as given, or the node --policy picks and its best endpoint.
 
+    With --node alone the node's published endpoints are probed and the best one used; with neither,
+    every registered node is listed, probed and ranked. Jailed, exiting, under-staked, unpublished and
+    unreachable nodes are skipped, each with its reason.
+    """
+    from eth_utils import is_address, to_checksum_address
+
+    from nodeclient.discovery.catalog import NodeFilter, pick_node
+
+    if opts["node_address"] is not None and not is_address(opts["node_address"]):
+        raise click.BadParameter(f"{opts['node_address']!r} is not an address", param_hint="--node")
+    if opts["relay_addr"] is not None:
+        if opts["node_address"] is None:
+            raise click.BadParameter(f"--relay {opts['relay_addr']} needs --node: the relay proves which node it is",
+                                     param_hint="--relay")
+        host, port = _host_port(opts["relay_addr"], "--relay")
+        return to_checksum_address(opts["node_address"]), host, port, None
+    given = [to_checksum_address(opts["node_address"])] if opts["node_address"] else None
+    listings = await discover(cx, opts, given)
+    if given and not listings:
+        raise NotFoundError(f"node {given[0]} is not registered")
+    # A node the consumer named is judged only on eligibility and price, not on the ranking filters.
+    accept = NodeFilter(max_price=opts["max_price"]) if given else node_filter(opts)
+    pick = pick_node(listings, opts["policy"], accept)
+    for node, why in pick.skipped:
+        cx.note(f"skipped node {node}: {why}")
+    if pick.chosen is None or pick.chosen.best is None:
+        raise NotFoundError(
+            f"{pick.reason}: " + ("; ".join(f"{node}: {why}" for node, why in pick.skipped) or "none registered")
+        )
+    endpoint = pick.chosen.best.endpoint
+    cx.note(f"picked node {pick.chosen.node} at {endpoint}: {pick.reason}")
+    return pick.chosen.node, endpoint.host, endpoint.port, pick.to_json()
+
+
+async def _open(cx: CliContext, opts: dict[str, Any]) -> Any:
     from nodeclient.relay.chainview import Web3ChainView
     from nodeclient.relay.client import ConsumerConfig, open_session
 
-    if not is_address(opts["node_address"]):
-        raise click.BadParameter(f"{opts['node_address']!r} is not an address", param_hint="--node")
-    host, port = _host_port(opts["relay_addr"], "--relay")
+    node, host, port, opts["picked"] = await _choose(cx, opts)
     client = cx.client()
     signer = cx.signer()
     view = await Web3ChainView.connect(client.profile.rpc_url, dict(client.deployment.contracts), client.chain_id)
@@ -234,7 +265,7 @@ async def _open(cx: CliContext, opts: dict[str, Any]) -> Any:
         return await open_session(
             host,
             port,
-            node=opts["node_address"],
+            node=node,
             consumer_key=signer.private_key_bytes(),
             chain=view,
             config=config,
@@ -283,6 +314,7 @@ def fetch(cx: CliContext, url: str, output: Path | None, **opts: Any) -> None:
             "status": result.status,
             "bodyBytes": result.body_bytes,
             "seconds": round(result.seconds, 3),
+            "picked": opts["picked"],
             **session.summary(),
         }
 
@@ -338,7 +370,7 @@ def tunnel(cx: CliContext, listen: str, forward_to: str | None, duration: float 
             await gateway.close()
             await session.close()
             await session.chain.close()
-        return {"connections": gateway.connections, **session.summary()}
+        return {"connections": gateway.connections, "picked": opts["picked"], **session.summary()}
 
     try:
         summary = asyncio.run(run())

@@ -20,17 +20,34 @@ from nodeclient.relay.errors import (
     HandshakeError,
     InsufficientEscrowError,
     ProtocolError,
+    RelayError,
     SessionRefusedError,
 )
-from nodeclient.relay.framing import PROTOCOL_VERSION, FrameType, decode_control, encode_control, read_frame
+from nodeclient.relay.framing import (
+    PROTOCOL_VERSION,
+    FrameType,
+    decode_control,
+    encode_control,
+    encode_frame,
+    read_frame,
+)
 from nodeclient.relay.handshake import Hello, Welcome, new_challenge
 from nodeclient.relay.host import SessionHost
 from nodeclient.relay.pricing import GIB
 
-__all__ = ["ChannelStart", "admit"]
+__all__ = ["MAX_PROBE_PINGS", "ChannelStart", "ProbeEnded", "admit"]
 
 # A hello is a few hundred bytes; a larger first frame is refused before it is buffered.
 _MAX_HELLO_FRAME = 16 * 1024
+MAX_PROBE_PINGS = 16
+"""PINGs a node answers before a HELLO: enough for a latency probe, too few to hold a slot for long."""
+_MAX_PING_PAYLOAD = 64
+
+
+class ProbeEnded(RelayError):
+    """The peer PINGed and left without a hello: a latency probe, not a failed handshake."""
+
+    code = "probe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +78,7 @@ async def admit(
     host.check_registration(info)
     challenge = new_challenge()
     await send(encode_control(FrameType.CHALLENGE, _challenge_body(host, info, challenge)))
-    hello = await _read_hello(reader, cfg)
+    hello = await _read_hello(reader, cfg, send)
     await _check_hello(host, hello, challenge, info)
     # Reserve the channel before any await below so a racing second hello is refused.
     key = host.reserve_channel(hello.consumer, owner)
@@ -85,9 +102,23 @@ def _challenge_body(host: SessionHost, info: NodeInfo, challenge: str) -> dict[s
     }
 
 
-async def _read_hello(reader: asyncio.StreamReader, cfg: RelayConfig) -> Hello:
-    frame = await read_frame(reader, max_frame=min(cfg.max_frame, _MAX_HELLO_FRAME))
+async def _read_hello(reader: asyncio.StreamReader, cfg: RelayConfig, send: Callable[[bytes], Awaitable[None]]) -> Hello:
+    # PINGs before the hello are answered so consumers can measure a node before choosing it
+    # (docs/RELAY.md, "Probing"); the handshake timeout still bounds the whole exchange.
+    pings = 0
+    while True:
+        frame = await read_frame(reader, max_frame=min(cfg.max_frame, _MAX_HELLO_FRAME))
+        if frame is None or frame.type != FrameType.PING:
+            break
+        pings += 1
+        if pings > MAX_PROBE_PINGS:
+            raise HandshakeError(f"more than {MAX_PROBE_PINGS} PINGs before a hello")
+        if len(frame.payload) > _MAX_PING_PAYLOAD:
+            raise ProtocolError(f"PING payload of {len(frame.payload)} bytes exceeds {_MAX_PING_PAYLOAD}")
+        await send(encode_frame(FrameType.PONG, frame.payload))
     if frame is None:
+        if pings:
+            raise ProbeEnded(f"probe of {pings} PINGs")
         raise HandshakeError("the connection closed before a hello")
     if frame.type != FrameType.HELLO:
         raise HandshakeError(f"expected a HELLO frame, got {frame.type.name}")

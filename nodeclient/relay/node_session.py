@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from nodeclient.errors import KuotaError
-from nodeclient.relay.admission import ChannelStart, admit
+from nodeclient.relay.admission import ChannelStart, ProbeEnded, admit
 from nodeclient.relay.credit import CreditWindow
 from nodeclient.relay.errors import (
     CapReachedError,
@@ -149,6 +149,11 @@ class NodeSession:
                 )
             except TimeoutError:
                 raise HandshakeError(f"no valid hello within {self.cfg.handshake_timeout:g} s") from None
+        except ProbeEnded as exc:
+            stats.probes += 1
+            log.debug("latency probe from %s: %s", self.peer, exc)
+            await self._close_transport()
+            return False
         except KuotaError as exc:
             # RelayError subclasses carry their wire code; anything else (ChainError: the RPC is down)
             # means the node cannot check the consumer right now, which is not the consumer's fault.

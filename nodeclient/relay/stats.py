@@ -27,6 +27,8 @@ class RelayStats:
     sessions_active: int = 0
     sessions_refused: Counter[str] = field(default_factory=Counter)
     sessions_ended: Counter[str] = field(default_factory=Counter)
+    probes: int = 0
+    """Connections that only PINGed before any hello (consumers measuring the node)."""
     streams_opened: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
@@ -55,6 +57,7 @@ class RelayStats:
                 "active": self.sessions_active,
                 "refused": dict(self.sessions_refused),
                 "ended": dict(self.sessions_ended),
+                "probes": self.probes,
             },
             "streamsOpened": self.streams_opened,
             "bytes": {"up": self.bytes_up, "down": self.bytes_down, "paid": self.paid_bytes},
