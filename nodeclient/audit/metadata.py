@@ -1,7 +1,7 @@
 """Reading another node's registry metadata, leniently: all the auditor wants from it is ``bundles``.
 
 ``NodeRegistry`` stores a metadata string per node. It may be a ``data:application/json`` URI (the
-document inline, URL- or base64-encoded), an ``http(s)://`` URL of the document, or the JSON itself.
+document inline, URL- or base64-encoded, read as discovery reads it), an ``http(s)://`` URL of the document, or the JSON itself.
 The document is an object; its ``bundles`` key, when present, is the URL of the node's published
 bundles (``.../bundles/``). Anything else in it is ignored here, and a document that cannot be read
 is reported, never fatal: the auditor falls back to ``--bundle-source``.
@@ -9,13 +9,12 @@ is reported, never fatal: the auditor falls back to ``--bundle-source``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlparse
+from urllib.parse import urlparse
 
 from nodeclient.audit.http_get import DownloadError, get_bounded
+from nodeclient.discovery.metadata import decode_data_uri
 
 __all__ = ["MAX_METADATA_BYTES", "MetadataUnreadable", "bundles_url", "read_metadata"]
 
@@ -31,18 +30,6 @@ def _is_http(url: str) -> bool:
     return parsed.scheme in ("http", "https") and bool(parsed.hostname)
 
 
-def _decode_data_uri(uri: str) -> bytes:
-    header, sep, payload = uri[len("data:"):].partition(",")
-    if not sep:
-        raise MetadataUnreadable("data: URI without a comma")
-    if header.endswith(";base64"):
-        try:
-            return base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise MetadataUnreadable(f"data: URI is not valid base64 ({exc})") from None
-    return unquote_to_bytes(payload)
-
-
 def _fetch(url: str, timeout: float) -> bytes:
     try:
         return get_bounded(url, MAX_METADATA_BYTES, timeout)[1]
@@ -56,7 +43,10 @@ def read_metadata(uri: str, *, timeout: float = 10.0) -> dict[str, Any]:
     if not text:
         raise MetadataUnreadable("the node has no metadata")
     if text.startswith("data:"):
-        raw = _decode_data_uri(text)
+        try:
+            raw = decode_data_uri(text)
+        except ValueError as exc:
+            raise MetadataUnreadable(f"data: URI: {exc}") from None
     elif text.startswith("{"):
         raw = text.encode("utf-8")
     elif _is_http(text):

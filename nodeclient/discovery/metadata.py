@@ -37,6 +37,7 @@ __all__ = [
     "NodeMetadata",
     "build_metadata",
     "check_metadata_uri",
+    "decode_data_uri",
     "encode_metadata_uri",
     "parse_endpoint",
     "read_metadata_uri",
@@ -209,7 +210,8 @@ def check_metadata_uri(uri: str, *, region: str, price_per_gib: int) -> None:
         raise MetadataError("URI", uri, "; ".join(reading.problems))
 
 
-def _decode_data_uri(uri: str) -> bytes:
+def decode_data_uri(uri: str) -> bytes:
+    """The bytes of a ``data:application/json`` URI (percent- or base64-encoded); ValueError says why not."""
     header, sep, payload = uri[len("data:"):].partition(",")
     if not sep:
         raise ValueError("no ',' between the media type and the data")
@@ -235,7 +237,7 @@ def read_metadata_uri(uri: str, *, region: str | None = None, price_per_gib: int
         scheme = uri.split(":", 1)[0] if ":" in uri else uri[:16]
         return MetadataReading(uri, "external", problems=(f"metadata URI scheme {scheme!r} is not fetched; only data:{_MEDIA_TYPE} is read",))
     try:
-        doc = json.loads(_decode_data_uri(uri).decode("utf-8"))
+        doc = json.loads(decode_data_uri(uri).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         return MetadataReading(uri, "inline", problems=(f"metadata is not a JSON data URI: {exc}",))
     if not isinstance(doc, dict):
