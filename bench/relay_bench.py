@@ -3,9 +3,11 @@
 Three processes per measurement, as in real life where they are different machines: an origin that
 streams N bytes per request (plain sockets, cheap), the relay (metered ``RelayServer``, or a bare
 asyncio TCP forwarder), and the consumer in this process (``RelaySession.fetch``, or a bare asyncio
-HTTP GET). Reported:
+HTTP GET). The metered relay runs twice: as shipped (every frame on the Noise-encrypted link) and with
+the link left in plaintext after its handshake, so the cost of encryption is measured in the same run.
+Reported:
 
-- MiB/s through each relay and the ratio metered / unmetered (best of ``repeats``);
+- MiB/s through each relay, the ratio metered / unmetered and encrypted / plaintext (best of ``repeats``);
 - signatures per GiB (receipts the consumer signed per GiB carried) and pauses per GiB;
 - CPU per receipt: consumer signing, node verification, and the durable store's ``accept``
   (SQLite ``synchronous=FULL``: one fsync per receipt), each timed over ``micro_receipts`` receipts;
@@ -22,6 +24,7 @@ and the JSON dict. Bounded: well under 90 s with the defaults on a 2-core machin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,7 @@ from nodeclient.receipts.signing import ReceiptSigner, receipt_domain, verify_re
 from nodeclient.receipts.store import ReceiptStore
 from nodeclient.relay.chainview import NodeInfo, NodeStatus, Web3ChainView
 from nodeclient.relay.client import ConsumerConfig, open_session
+from nodeclient.relay.link import Link
 from nodeclient.relay.server import RelayConfig, RelayServer
 from nodeclient.relay.store import NodeReceiptStore
 from nodeclient.relay.targets import TargetPolicy
@@ -73,6 +78,19 @@ class StaticChainView:
 
     async def channel_settled(self, consumer: str, node: str) -> tuple[int, int]:
         return (0, 0)
+
+
+@contextlib.contextmanager
+def _plaintext_link() -> Iterator[None]:
+    """The baseline of the encryption figure: links that complete their handshake but never install the
+    cipher, in this process and in the relay process forked inside the block. The product has no such
+    switch on purpose (a plaintext mode is a downgrade waiting to happen); only the benchmark patches it."""
+    secure = Link.secure
+    Link.secure = lambda self, cipher: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Link.secure = secure  # type: ignore[method-assign]
 
 
 # -- origin: N bytes per request, plain blocking sockets in its own process ----------------------------
@@ -228,7 +246,7 @@ def _measure(
 ) -> dict[str, Any]:
     ctx = mp.get_context("fork")
     port_queue, result_queue, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
-    if mode == "metered":
+    if mode.startswith("metered"):
         args = (keys["node_key"], keys["node"], chain_args, store_dir, config, port_queue, stop, result_queue)
         proc = ctx.Process(target=_metered_main, args=args, daemon=True)
     else:
@@ -239,7 +257,7 @@ def _measure(
     try:
         port = port_queue.get(timeout=30)
         started = time.perf_counter()
-        if mode == "metered":
+        if mode.startswith("metered"):
             extra = asyncio.run(
                 _metered_fetch(port, origin_port, keys["node"], keys["consumer_key"], chain, size)
             )
@@ -330,15 +348,17 @@ def run(
     started = time.perf_counter()
     try:
         origin_port = port_queue.get(timeout=30)
-        runs: dict[str, list[dict[str, Any]]] = {"unmetered": [], "metered": []}
+        runs: dict[str, list[dict[str, Any]]] = {"unmetered": [], "metered_plaintext": [], "metered": []}
         with tempfile.TemporaryDirectory(prefix="kuota-relay-bench-") as tmp:
             for i in range(repeats):
-                for mode in ("unmetered", "metered"):
+                for mode, measured in runs.items():
                     store_dir = os.path.join(tmp, f"{mode}-{i}")
                     os.makedirs(store_dir)
-                    runs[mode].append(
-                        _measure(mode, size, origin_port, keys, chain, chain_args, config, store_dir)
-                    )
+                    link = _plaintext_link() if mode == "metered_plaintext" else contextlib.nullcontext()
+                    with link:
+                        measured.append(
+                            _measure(mode, size, origin_port, keys, chain, chain_args, config, store_dir)
+                        )
             micro = _micro(micro_receipts, tmp)
     finally:
         origin_stop.set()
@@ -356,10 +376,15 @@ def run(
         "chain": "static" if chain_args is None else "rpc",
         "unmetered_mib_s": round(best["unmetered"], 1),
         "metered_mib_s": round(best["metered"], 1),
+        "metered_plaintext_mib_s": round(best["metered_plaintext"], 1),
         "throughput_ratio": round(best["metered"] / best["unmetered"], 3),
+        "encrypted_ratio": round(best["metered"] / best["metered_plaintext"], 3),
         "signatures_per_gib": round(statistics.mean(r["receipts"] for r in metered) / gib, 1),
         "pauses_per_gib": round(statistics.mean(r["pauses"] for r in metered) / gib, 1),
         "node_cpu_s_per_gib_metered": round(statistics.mean(r["node_cpu_s"] for r in metered) / gib, 3),
+        "node_cpu_s_per_gib_plaintext": round(
+            statistics.mean(r["node_cpu_s"] for r in runs["metered_plaintext"]) / gib, 3
+        ),
         "node_cpu_s_per_gib_unmetered": round(
             statistics.mean(r["node_cpu_s"] for r in runs["unmetered"]) / gib, 3
         ),
@@ -376,8 +401,10 @@ def run(
 def _table(result: dict[str, Any]) -> str:
     rows = [
         ("unmetered asyncio relay", f"{result['unmetered_mib_s']} MiB/s"),
-        ("metered Kuota relay", f"{result['metered_mib_s']} MiB/s"),
-        ("ratio metered / unmetered", f"{result['throughput_ratio']}"),
+        ("metered Kuota relay, link in plaintext", f"{result['metered_plaintext_mib_s']} MiB/s"),
+        ("metered Kuota relay, encrypted link", f"{result['metered_mib_s']} MiB/s"),
+        ("ratio metered (encrypted) / unmetered", f"{result['throughput_ratio']}"),
+        ("ratio encrypted / plaintext link", f"{result['encrypted_ratio']}"),
         ("signatures per GiB", f"{result['signatures_per_gib']}"),
         ("pauses per GiB", f"{result['pauses_per_gib']}"),
         ("sign, per receipt (consumer)", f"{result['sign_us_per_receipt']} µs CPU"),
@@ -387,8 +414,11 @@ def _table(result: dict[str, Any]) -> str:
             f"{result['store_accept_cpu_us_per_receipt']} µs CPU, {result['store_accept_wall_ms_per_receipt']} ms wall",
         ),
         (
-            "node CPU per GiB (metered / unmetered)",
-            f"{result['node_cpu_s_per_gib_metered']} / {result['node_cpu_s_per_gib_unmetered']} s",
+            "node CPU per GiB (encrypted / plaintext / unmetered)",
+            (
+                f"{result['node_cpu_s_per_gib_metered']} / {result['node_cpu_s_per_gib_plaintext']} / "
+                f"{result['node_cpu_s_per_gib_unmetered']} s"
+            ),
         ),
     ]
     width = max(len(r[0]) for r in rows)
