@@ -125,8 +125,57 @@ class RawConsumer:
                 return json.loads(payload)
 
 
-Transform = Callable[[str, int, bytes], bytes]
-"""(direction "up" consumer→node or "down", offset of ``data`` in that direction, data) → bytes to forward."""
+_LINK_MESSAGE = 5 + 48  # a LINK frame of the NK handshake: header, ephemeral key, empty payload's tag
+
+
+def record_starts(seen: bytes | bytearray, direction: str) -> list[int]:
+    """Offsets of the encrypted records in one direction's bytes so far (each known once the previous
+    record's length is in), after the plaintext CHALLENGE and LINK frames."""
+    if direction == "up":
+        pos = _LINK_MESSAGE
+    elif len(seen) >= 5:
+        pos = 5 + struct.unpack(">I", bytes(seen[1:5]))[0] + _LINK_MESSAGE
+    else:
+        return []
+    starts = []
+    while pos <= len(seen):
+        starts.append(pos)
+        if pos + 2 > len(seen):
+            break
+        pos += 2 + struct.unpack(">H", bytes(seen[pos : pos + 2]))[0]
+    return starts
+
+
+@dataclass
+class RecordTamper:
+    """Alters one direction once, at its encrypted record ``index``: flips one ciphertext byte inside it,
+    or, with ``insert``, puts those bytes (``insert(seen)``: a replayed record, a plaintext frame) before it."""
+
+    direction: str
+    index: int
+    insert: Callable[[bytearray], bytes] | None = None
+    done: bool = False
+
+    def __call__(self, direction: str, offset: int, data: bytes, seen: bytearray) -> bytes:
+        if self.done or direction != self.direction:
+            return data
+        starts = record_starts(seen, direction)
+        if len(starts) <= self.index:
+            return data
+        # Flip a byte past the length prefix, so the record is read whole and then fails its tag.
+        target = starts[self.index] + (0 if self.insert is not None else 2 + 5)
+        if not offset <= target < offset + len(data):
+            return data
+        self.done = True
+        at = target - offset
+        if self.insert is not None:
+            return data[:at] + self.insert(seen) + data[at:]
+        return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
+
+
+Transform = Callable[[str, int, bytes, bytearray], bytes]
+"""(direction "up" consumer→node or "down", offset of ``data`` in that direction, data, every byte seen in
+that direction so far, ``data`` included) → the bytes to forward."""
 
 
 @dataclass
@@ -159,7 +208,9 @@ class OnPathProxy:
             while data := await reader.read(65536):
                 offset = len(self.seen[direction])
                 self.seen[direction] += data
-                writer.write(self.transform(direction, offset, data) if self.transform else data)
+                writer.write(
+                    self.transform(direction, offset, data, self.seen[direction]) if self.transform else data
+                )
                 await writer.drain()
         finally:
             writer.close()
