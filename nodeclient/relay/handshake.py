@@ -151,6 +151,11 @@ class _SignedTypedData:
         return {f["name"]: getattr(self, _attribute(f["name"])) for f in fields} | {"signature": self.signature}
 
     @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Self:
+        """Parse and type-check a wire message; raises ``HandshakeError`` naming the bad field."""
+        return cls(**cls._wire_fields(body))
+
+    @classmethod
     def _wire_fields(cls, body: dict[str, Any]) -> dict[str, Any]:
         """Constructor arguments from a wire body, each type-checked (``HandshakeError`` names the field)."""
         _, fields = decode_type(cls._TYPE)
@@ -200,11 +205,6 @@ class Hello(_SignedTypedData):
         """The EIP-712 digest (0x-hex) the welcome binds to."""
         return "0x" + self.eip712_digest(chain_id, settlement).hex()
 
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> Hello:
-        """Parse and type-check a wire hello; raises ``HandshakeError`` naming the bad field."""
-        return cls(**cls._wire_fields(body))
-
 
 @dataclass(frozen=True, slots=True)
 class Welcome(_SignedTypedData):
@@ -252,8 +252,3 @@ class LinkAttestation(_SignedTypedData):
     def key_bytes(self) -> bytes:
         """The 32-byte X25519 public key."""
         return bytes.fromhex(self.link_key[2:])
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> LinkAttestation:
-        """Parse and type-check a wire attestation; raises ``HandshakeError`` naming the bad field."""
-        return cls(**cls._wire_fields(body))

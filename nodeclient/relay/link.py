@@ -64,6 +64,7 @@ _MAX_NONCE = 2**64 - 1  # reserved by Noise: a link that reaches it must end
 # altered challenge cannot complete it.
 _PROLOGUE = b"kuota relay link v2\n"
 _LENGTH = struct.Struct(">H")
+_READ_SIZE = 256 * 1024
 # The library raises these for a message that does not authenticate or parse (it has no common base).
 _NOISE_FAILURES = (
     InvalidTag,
@@ -135,7 +136,7 @@ class _CipherState:
     def encrypt_into(self, plaintext: memoryview, out: memoryview) -> None:
         self._aead.encrypt_into(self._next_nonce(), plaintext, None, out)
 
-    def decrypt(self, ciphertext: bytes) -> bytes:
+    def decrypt(self, ciphertext: bytes | memoryview) -> bytes:
         nonce = self._next_nonce()
         try:
             return self._aead.decrypt(nonce, ciphertext, None)
@@ -176,7 +177,7 @@ class LinkCipher:
             pos += _LENGTH.size + length
         return out
 
-    def open(self, record: bytes) -> bytes:
+    def open(self, record: bytes | memoryview) -> bytes:
         """The plaintext of one record's ciphertext; ``LinkIntegrityError`` if it does not authenticate."""
         return self._receive.decrypt(record)
 
@@ -239,6 +240,8 @@ class Link:
         self._records: deque[bytes] = deque()
         self._offset = 0
         self._buffered = 0
+        self._wire = bytearray()
+        """Received bytes of a record not complete yet."""
 
     @property
     def secured(self) -> bool:
@@ -256,7 +259,7 @@ class Link:
         if self._cipher is None:
             return await self._reader.readexactly(n)
         while self._buffered < n:
-            await self._read_record(self._cipher, n)
+            await self._read_records(self._cipher, n)
         self._buffered -= n
         records = self._records
         first = records[0]
@@ -275,26 +278,58 @@ class Link:
             n -= len(record)
         return b"".join(parts)
 
-    async def _read_record(self, cipher: LinkCipher, wanted: int) -> None:
-        try:
-            header = await self._reader.readexactly(_LENGTH.size)
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                partial = b"".join(self._records)[self._offset :]
-                raise asyncio.IncompleteReadError(partial, wanted) from None
-            raise LinkIntegrityError("the connection closed inside an encrypted record's length") from None
-        (length,) = _LENGTH.unpack(header)
+    async def _read_records(self, cipher: LinkCipher, wanted: int) -> None:
+        """Read what the socket has (one await for many records) and open every complete record in it.
+
+        Records are opened from a view of the bytes as read; only a record cut by the end of a read is
+        copied, into ``_wire``, until the next read completes it.
+        """
+        chunk = await self._reader.read(_READ_SIZE)
+        if not chunk:
+            if self._wire:
+                raise LinkIntegrityError(
+                    f"the connection closed inside an encrypted record, {len(self._wire)} bytes into it"
+                )
+            raise asyncio.IncompleteReadError(b"".join(self._records)[self._offset :], wanted)
+        with memoryview(chunk) as view:
+            pos = self._complete_cut_record(cipher, view) if self._wire else 0
+            end = len(view)
+            while pos + _LENGTH.size <= end:
+                size = _LENGTH.size + self._record_length(view, pos)
+                if pos + size > end:
+                    break
+                self._keep(cipher.open(view[pos + _LENGTH.size : pos + size]))
+                pos += size
+            self._wire += view[pos:]
+
+    def _complete_cut_record(self, cipher: LinkCipher, view: memoryview) -> int:
+        """Feed the start of ``view`` to the record in ``_wire``; how many bytes of ``view`` it took."""
+        wire = self._wire
+        taken = max(0, _LENGTH.size - len(wire))
+        wire += view[:taken]
+        if len(wire) < _LENGTH.size:
+            return taken
+        missing = _LENGTH.size + self._record_length(wire, 0) - len(wire)
+        more = view[taken : taken + missing]
+        wire += more
+        taken += len(more)
+        if len(more) == missing:
+            with memoryview(wire) as record:
+                plain = cipher.open(record[_LENGTH.size :])
+            self._keep(plain)
+            wire.clear()
+        return taken
+
+    @staticmethod
+    def _record_length(data: bytes | bytearray | memoryview, pos: int) -> int:
+        (length,) = _LENGTH.unpack_from(data, pos)
         if length < _TAG:
             raise LinkIntegrityError(
                 f"an encrypted record of {length} bytes is shorter than its {_TAG}-byte tag"
             )
-        try:
-            record = await self._reader.readexactly(length)
-        except asyncio.IncompleteReadError as exc:
-            raise LinkIntegrityError(
-                f"the connection closed inside an encrypted record after {len(exc.partial)} of {length} bytes"
-            ) from None
-        plain = cipher.open(record)
+        return length
+
+    def _keep(self, plain: bytes) -> None:
         if plain:
             self._records.append(plain)
             self._buffered += len(plain)

@@ -42,7 +42,7 @@ async def _fetch_through(proxy: OnPathProxy, world, url: str, sink=None, **confi
         node=world.node.address,
         consumer_key=world.consumer_key,
         chain=world.view(),
-        config=ConsumerConfig(ping_interval=0.2, **config),
+        config=ConsumerConfig(**({"ping_interval": 0.2} | config)),
     )
     try:
         outcome = await session.fetch(url, sink=sink)
@@ -120,29 +120,51 @@ def _replayed_hello_record(seen: bytearray) -> bytes:
     return bytes(seen[starts[0] : starts[1]])
 
 
+def _forged_record(seen: bytearray) -> bytes:
+    """A record of the right shape (length prefix, ciphertext-sized body) that nobody sealed."""
+    return struct.pack(">H", 64) + os.urandom(64)
+
+
 def _plaintext_open(seen: bytearray) -> bytes:
     """A well-formed OPEN frame, as a version-1 link would have carried it."""
     return encode_control(FrameType.OPEN, {"stream": 99, "host": "127.0.0.1", "port": 9})
 
 
 @pytest.mark.parametrize(
-    "insert", [None, _replayed_hello_record, _plaintext_open], ids=["flipped", "replayed", "injected"]
+    ("insert", "code"),
+    [
+        (None, "link"),
+        (_replayed_hello_record, "link"),
+        (_forged_record, "link"),
+        # Read as a record, the frame's first bytes announce 1 KiB (0x0400) that never completes: the node
+        # opens nothing, carries nothing more, and ends the session when its pause time-out expires.
+        (_plaintext_open, "credit_exhausted"),
+    ],
+    ids=["flipped", "replayed", "forged", "plaintext-frame"],
 )
-def test_tampering_towards_the_node_ends_the_session_with_a_link_error(world, relay, origin, caplog, insert):
+def test_tampering_towards_the_node_ends_the_session_and_opens_nothing(
+    world, relay, origin, caplog, insert, code
+):
     caplog.set_level(logging.WARNING, logger="kuota.relay")
-    node = relay()
-    # Record 4 comes after the HELLO, PING, OPEN and the request: a receipt or a PING mid-transfer.
+    # One receipt per credit window: the node carries 4 MiB, then waits for the first receipt (record 4,
+    # after the HELLO, the first PING, the OPEN and the request). Once that receipt is tampered with,
+    # nothing more flows and the consumer, without periodic PINGs, sends nothing more until it reads the
+    # node's ERROR: no byte of its can reach the socket the node closed, whose reset would race that ERROR.
+    node = relay(credit_bytes=4 * MIB, receipt_interval_bytes=4 * MIB)
     tamper = RecordTamper("up", 4, insert=insert)
     proxy = OnPathProxy((node.host, node.port), transform=tamper)
-    session, outcome = asyncio.run(_fetch_through(proxy, world, origin.url(8 * MIB), sink=lambda data: None))
+    session, outcome = asyncio.run(
+        _fetch_through(proxy, world, origin.url(8 * MIB), sink=lambda data: None, ping_interval=0)
+    )
     assert tamper.done
     assert isinstance(outcome, RemoteError), outcome
-    assert session.remote_error is not None and session.remote_error.code == "link"
-    assert "relay link integrity failure" in session.remote_error.reason
+    assert session.remote_error is not None and session.remote_error.code == code
+    if code == "link":
+        assert "relay link integrity failure" in session.remote_error.reason
     snap = node.wait_idle()
-    assert snap["sessions"]["ended"].get("link") == 1
-    assert snap["streamsOpened"] == 1  # the fetch's own stream: the injected OPEN opened nothing
-    assert any("ending (link)" in r.getMessage() for r in caplog.records)
+    assert snap["sessions"]["ended"].get(code) == 1
+    assert snap["streamsOpened"] == 1  # the fetch's own stream: an injected OPEN opened nothing
+    assert any(f"ending ({code})" in r.getMessage() for r in caplog.records)
 
 
 # -- who may answer for a node ------------------------------------------------------------------------
