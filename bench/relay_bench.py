@@ -11,7 +11,9 @@ Reported:
 - signatures per GiB (receipts the consumer signed per GiB carried) and pauses per GiB;
 - CPU per receipt: consumer signing, node verification, and the durable store's ``accept``
   (SQLite ``synchronous=FULL``: one fsync per receipt), each timed over ``micro_receipts`` receipts;
-- node CPU seconds per GiB, metered and unmetered.
+- node CPU seconds per GiB (metered with the encrypted link, with the plaintext link, unmetered) and
+  consumer CPU seconds per GiB (encrypted, plaintext): the cost of encryption in CPU, which a loaded
+  machine moves far less than it moves MiB/s.
 
 The chain is read only at the handshake (node record, escrow); pass ``chain`` (a ``ChainView`` of a
 deployed system, with the matching ``node_key``/``consumer_key``) to use a real one. Without it a
@@ -48,7 +50,7 @@ from nodeclient.receipts.signing import ReceiptSigner, receipt_domain, verify_re
 from nodeclient.receipts.store import ReceiptStore
 from nodeclient.relay.chainview import NodeInfo, NodeStatus, Web3ChainView
 from nodeclient.relay.client import ConsumerConfig, open_session
-from nodeclient.relay.link import Link
+from nodeclient.relay.link import Link, preferred_link_protocol
 from nodeclient.relay.server import RelayConfig, RelayServer
 from nodeclient.relay.store import NodeReceiptStore
 from nodeclient.relay.targets import TargetPolicy
@@ -257,6 +259,7 @@ def _measure(
     try:
         port = port_queue.get(timeout=30)
         started = time.perf_counter()
+        consumer_cpu = time.process_time()
         if mode.startswith("metered"):
             extra = asyncio.run(
                 _metered_fetch(port, origin_port, keys["node"], keys["consumer_key"], chain, size)
@@ -265,6 +268,7 @@ def _measure(
             got = asyncio.run(_plain_fetch(port, size))
             extra = {"bytes": got}
         seconds = time.perf_counter() - started
+        consumer_cpu = time.process_time() - consumer_cpu
         stop.set()
         node = result_queue.get(timeout=30)
     finally:
@@ -272,7 +276,13 @@ def _measure(
         proc.join(10)
         if proc.is_alive():
             proc.kill()
-    return {"seconds": seconds, "mib_s": size / MIB / seconds, "node_cpu_s": node["cpu_s"], **extra}
+    return {
+        "seconds": seconds,
+        "mib_s": size / MIB / seconds,
+        "node_cpu_s": node["cpu_s"],
+        "consumer_cpu_s": consumer_cpu,
+        **extra,
+    }
 
 
 def _micro(n: int, store_dir: str) -> dict[str, float]:
@@ -326,8 +336,12 @@ def run(
     chain_args: dict[str, Any] | None = None,
     node_key: str | None = None,
     consumer_key: str | None = None,
+    link_protocol: str | None = None,
 ) -> dict[str, Any]:
-    """Measure and return the figures (stable keys). See the module docstring."""
+    """Measure and return the figures (stable keys). See the module docstring.
+
+    ``link_protocol`` overrides the node's choice of Noise protocol (AES-GCM where the CPU has AES
+    instructions, ChaChaPoly elsewhere)."""
     size = size_mib * MIB
     if chain is None:
         node_key = "0x" + "44" * 32
@@ -340,7 +354,8 @@ def run(
             raise ValueError("with a real chain, pass chain_args, node_key and consumer_key too")
         node = Account.from_key(node_key).address
     keys = {"node_key": node_key, "node": node, "consumer_key": consumer_key}
-    config = {"credit_bytes": credit_kib * 1024, "receipt_interval_bytes": receipt_kib * 1024}
+    config: dict[str, Any] = {"credit_bytes": credit_kib * 1024, "receipt_interval_bytes": receipt_kib * 1024}
+    config["link_protocol"] = link_protocol or preferred_link_protocol()
     ctx = mp.get_context("fork")
     port_queue, origin_stop = ctx.Queue(), ctx.Event()
     origin = ctx.Process(target=_origin_main, args=(port_queue, origin_stop), daemon=True)
@@ -374,6 +389,7 @@ def run(
         "receipt_interval_kib": receipt_kib,
         "credit_kib": credit_kib,
         "chain": "static" if chain_args is None else "rpc",
+        "link_protocol": config["link_protocol"],
         "unmetered_mib_s": round(best["unmetered"], 1),
         "metered_mib_s": round(best["metered"], 1),
         "metered_plaintext_mib_s": round(best["metered_plaintext"], 1),
@@ -387,6 +403,12 @@ def run(
         ),
         "node_cpu_s_per_gib_unmetered": round(
             statistics.mean(r["node_cpu_s"] for r in runs["unmetered"]) / gib, 3
+        ),
+        "consumer_cpu_s_per_gib_metered": round(
+            statistics.mean(r["consumer_cpu_s"] for r in metered) / gib, 3
+        ),
+        "consumer_cpu_s_per_gib_plaintext": round(
+            statistics.mean(r["consumer_cpu_s"] for r in runs["metered_plaintext"]) / gib, 3
         ),
         "sign_us_per_receipt": round(micro["sign_us"], 1),
         "verify_us_per_receipt": round(micro["verify_us"], 1),
@@ -420,9 +442,16 @@ def _table(result: dict[str, Any]) -> str:
                 f"{result['node_cpu_s_per_gib_unmetered']} s"
             ),
         ),
+        (
+            "consumer CPU per GiB (encrypted / plaintext)",
+            f"{result['consumer_cpu_s_per_gib_metered']} / {result['consumer_cpu_s_per_gib_plaintext']} s",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
-    head = f"relay bench: {result['size_mib']} MiB x {result['repeats']}, receipt every {result['receipt_interval_kib']} KiB, chain {result['chain']}"
+    head = (
+        f"relay bench: {result['size_mib']} MiB x {result['repeats']}, receipt every "
+        f"{result['receipt_interval_kib']} KiB, chain {result['chain']}, link {result['link_protocol']}"
+    )
     return "\n".join([head, *(f"  {name.ljust(width)}  {value}" for name, value in rows)])
 
 

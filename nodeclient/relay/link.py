@@ -23,7 +23,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -40,6 +40,8 @@ from noise.exceptions import (
 from nodeclient.relay.errors import HandshakeError, LinkIntegrityError
 
 __all__ = [
+    "LINK_AESGCM",
+    "LINK_CHACHAPOLY",
     "LINK_PROTOCOLS",
     "MAX_RECORD",
     "MAX_RECORD_PLAINTEXT",
@@ -243,11 +245,6 @@ class Link:
         self._wire = bytearray()
         """Received bytes of a record not complete yet."""
 
-    @property
-    def secured(self) -> bool:
-        """True once frames travel encrypted."""
-        return self._cipher is not None
-
     def secure(self, cipher: LinkCipher) -> None:
         """From now on, every byte written is sealed and every byte read must open."""
         self._cipher = cipher
@@ -258,6 +255,8 @@ class Link:
         """Exactly ``n`` plaintext bytes; ``asyncio.IncompleteReadError`` if the peer ends the stream first."""
         if self._cipher is None:
             return await self._reader.readexactly(n)
+        if n == 0:
+            return b""
         while self._buffered < n:
             await self._read_records(self._cipher, n)
         self._buffered -= n
@@ -351,7 +350,3 @@ class Link:
     async def wait_closed(self) -> None:
         """Wait until the connection is closed."""
         await self._writer.wait_closed()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """Transport information (``peername`` and the like), as ``asyncio.StreamWriter`` gives it."""
-        return self._writer.get_extra_info(name, default)
