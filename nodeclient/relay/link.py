@@ -196,7 +196,11 @@ class LinkInitiator:
 
     def first_message(self) -> bytes:
         """``-> e, es``: only the holder of the link key can read what follows it."""
-        return bytes(self._noise.write_message())
+        try:
+            return bytes(self._noise.write_message())
+        except _NOISE_FAILURES as exc:
+            # A low-order point signed by a registered key: refused as any other bad handshake.
+            raise HandshakeError(f"the node's link key is not usable ({type(exc).__name__}: {exc})") from None
 
     def finish(self, reply: bytes) -> LinkCipher:
         """``<- e, ee``: the node's reply; ``HandshakeError`` unless it proves the node holds the link key."""

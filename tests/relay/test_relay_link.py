@@ -319,6 +319,12 @@ def test_link_handshake_fails_on_an_altered_challenge_or_the_wrong_key():
         respond(LINK_PROTOCOLS[0], LinkKey.generate(), b"challenge", initiator.first_message())
 
 
+def test_a_low_order_link_key_is_a_handshake_error_not_a_crash():
+    initiator = LinkInitiator(LINK_PROTOCOLS[0], bytes(32), b"challenge")
+    with pytest.raises(HandshakeError, match="the node's link key is not usable"):
+        initiator.first_message()
+
+
 def test_link_protocol_is_one_the_clients_accept_and_a_bad_setting_is_named():
     assert preferred_link_protocol() in LINK_PROTOCOLS
     with pytest.raises(RelayConfigError, match="relay setting link_protocol = 'Noise_NN_448"):
