@@ -30,6 +30,7 @@ __all__ = [
     "Frame",
     "FrameSource",
     "FrameType",
+    "data_header",
     "decode_control",
     "decode_data",
     "encode_control",
@@ -97,9 +98,14 @@ def encode_control(frame_type: FrameType, body: dict[str, Any]) -> bytes:
     return encode_frame(frame_type, json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
 
 
+def data_header(stream_id: int, length: int) -> bytes:
+    """The first bytes of a DATA frame of ``length`` payload bytes for ``stream_id`` (the payload follows)."""
+    return _HEADER.pack(FrameType.DATA, STREAM_ID_SIZE + length) + _STREAM.pack(stream_id)
+
+
 def encode_data(stream_id: int, data: bytes | memoryview) -> bytes:
     """Serialise a DATA frame for ``stream_id``."""
-    return _HEADER.pack(FrameType.DATA, STREAM_ID_SIZE + len(data)) + _STREAM.pack(stream_id) + bytes(data)
+    return data_header(stream_id, len(data)) + bytes(data)
 
 
 def decode_control(frame: Frame) -> dict[str, Any]:

@@ -163,20 +163,24 @@ class LinkCipher:
         self._send = _CipherState(protocol, state.cipher_state_encrypt.k)
         self._receive = _CipherState(protocol, state.cipher_state_decrypt.k)
 
-    def seal(self, data: bytes | bytearray | memoryview) -> bytearray:
-        """``data`` as one or more records (``length | ciphertext``), ready for the socket."""
-        view = memoryview(data)
-        size = len(view)
-        records = max(1, -(-size // MAX_RECORD_PLAINTEXT))
-        out = bytearray(size + records * (_LENGTH.size + _TAG))
+    def seal(self, *parts: bytes | bytearray | memoryview) -> bytearray:
+        """The bytes of ``parts``, in order, as records (``length | ciphertext``) ready for the socket.
+
+        Each part is sealed from where it lies (records do not straddle parts), so a DATA frame passed as
+        its 9-byte header and its payload costs no copy of the payload before encryption.
+        """
+        views = [memoryview(part) for part in parts]
+        records = sum(max(1, -(-len(view) // MAX_RECORD_PLAINTEXT)) for view in views)
+        out = bytearray(sum(len(view) for view in views) + records * (_LENGTH.size + _TAG))
         target = memoryview(out)
         pos = 0
-        for offset in range(0, max(size, 1), MAX_RECORD_PLAINTEXT):
-            chunk = view[offset : offset + MAX_RECORD_PLAINTEXT]
-            length = len(chunk) + _TAG
-            _LENGTH.pack_into(out, pos, length)
-            self._send.encrypt_into(chunk, target[pos + _LENGTH.size : pos + _LENGTH.size + length])
-            pos += _LENGTH.size + length
+        for view in views:
+            for offset in range(0, max(len(view), 1), MAX_RECORD_PLAINTEXT):
+                chunk = view[offset : offset + MAX_RECORD_PLAINTEXT]
+                length = len(chunk) + _TAG
+                _LENGTH.pack_into(out, pos, length)
+                self._send.encrypt_into(chunk, target[pos + _LENGTH.size : pos + _LENGTH.size + length])
+                pos += _LENGTH.size + length
         return out
 
     def open(self, record: bytes | memoryview) -> bytes:
@@ -339,9 +343,12 @@ class Link:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
-        """Queue frame bytes (sealed once the link is secured); follow with ``drain``."""
-        self._writer.write(data if self._cipher is None else self._cipher.seal(data))
+    def write(self, data: bytes, *more: bytes | memoryview) -> None:
+        """Queue frame bytes, ``data`` then ``more`` (sealed once the link is secured); follow with ``drain``."""
+        if self._cipher is not None:
+            self._writer.write(self._cipher.seal(data, *more))
+        else:
+            self._writer.write(b"".join((data, *more)) if more else data)
 
     async def drain(self) -> None:
         """Wait until the socket's write buffer is below its high-water mark."""

@@ -98,10 +98,10 @@ class NodeSession:
         who = self.hello.consumer if self.hello else "unauthenticated"
         return f"session {self.hello.session_id[:10] if self.hello else '-'} {who} from {self.peer}"
 
-    async def send(self, data: bytes) -> None:
-        """Write one encoded frame; frames from concurrent tasks never interleave."""
+    async def send(self, data: bytes, *more: bytes | memoryview) -> None:
+        """Write one encoded frame (``data`` then ``more``); frames from concurrent tasks never interleave."""
         async with self._send_lock:
-            self.link.write(data)
+            self.link.write(data, *more)
             await self.link.drain()
 
     def fail(self, error: RelayError) -> None:

@@ -294,19 +294,28 @@ def test_link_records_interoperate_with_the_reference_noise_implementation(proto
     reference = _reference_responder(protocol, key, b"challenge frame")
     reference.read_message(initiator.first_message())
     cipher = initiator.finish(bytes(reference.write_message()))
-    frame = encode_data(7, os.urandom(200_000))  # four records: three full, one partial
-    sealed = memoryview(cipher.seal(frame))
-    opened, pos, sizes = b"", 0, []
-    while pos < len(sealed):
-        (length,) = struct.unpack_from(">H", sealed, pos)
-        sizes.append(2 + length)
-        opened += reference.decrypt(bytes(sealed[pos + 2 : pos + 2 + length]))
-        pos += 2 + length
+    frame = encode_data(7, os.urandom(200_000))
+
+    def opened_by_reference(sealed: bytearray) -> tuple[bytes, list[int]]:
+        view, opened, pos, sizes = memoryview(sealed), b"", 0, []
+        while pos < len(view):
+            (length,) = struct.unpack_from(">H", view, pos)
+            sizes.append(2 + length)
+            opened += reference.decrypt(bytes(view[pos + 2 : pos + 2 + length]))
+            pos += 2 + length
+        return opened, sizes
+
+    opened, sizes = opened_by_reference(cipher.seal(frame))
     assert opened == frame
-    assert sizes[:3] == [2 + MAX_RECORD] * 3 and len(sizes) == 4
+    assert sizes[:3] == [2 + MAX_RECORD] * 3 and len(sizes) == 4  # three full records, one partial
+    # Header and payload sealed apart (as the node sends DATA): one small record, then the payload's.
+    opened, sizes = opened_by_reference(cipher.seal(frame[:9], memoryview(frame)[9:]))
+    assert opened == frame
+    assert sizes[0] == 2 + 9 + 16 and len(sizes) == 5
     assert cipher.open(reference.encrypt(b"pong")) == b"pong"
     with pytest.raises(LinkIntegrityError, match="failed authentication"):
-        cipher.open(reference.encrypt(b"first")[:-1] + b"\x00")
+        sealed = reference.encrypt(b"first")
+        cipher.open(sealed[:-1] + bytes([sealed[-1] ^ 0x01]))
 
 
 def test_link_handshake_fails_on_an_altered_challenge_or_the_wrong_key():
