@@ -3,13 +3,17 @@
 Three processes per measurement, as in real life where they are different machines: an origin that
 streams N bytes per request (plain sockets, cheap), the relay (metered ``RelayServer``, or a bare
 asyncio TCP forwarder), and the consumer in this process (``RelaySession.fetch``, or a bare asyncio
-HTTP GET). Reported:
+HTTP GET). The metered relay runs twice: as shipped (every frame on the Noise-encrypted link) and with
+the link left in plaintext after its handshake, so the cost of encryption is measured in the same run.
+Reported:
 
-- MiB/s through each relay and the ratio metered / unmetered (best of ``repeats``);
+- MiB/s through each relay, the ratio metered / unmetered and encrypted / plaintext (best of ``repeats``);
 - signatures per GiB (receipts the consumer signed per GiB carried) and pauses per GiB;
 - CPU per receipt: consumer signing, node verification, and the durable store's ``accept``
   (SQLite ``synchronous=FULL``: one fsync per receipt), each timed over ``micro_receipts`` receipts;
-- node CPU seconds per GiB, metered and unmetered.
+- node CPU seconds per GiB (metered with the encrypted link, with the plaintext link, unmetered) and
+  consumer CPU seconds per GiB (encrypted, plaintext): the cost of encryption in CPU, which a loaded
+  machine moves far less than it moves MiB/s.
 
 The chain is read only at the handshake (node record, escrow); pass ``chain`` (a ``ChainView`` of a
 deployed system, with the matching ``node_key``/``consumer_key``) to use a real one. Without it a
@@ -22,6 +26,7 @@ and the JSON dict. Bounded: well under 90 s with the defaults on a 2-core machin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -31,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,7 @@ from nodeclient.receipts.signing import ReceiptSigner, receipt_domain, verify_re
 from nodeclient.receipts.store import ReceiptStore
 from nodeclient.relay.chainview import NodeInfo, NodeStatus, Web3ChainView
 from nodeclient.relay.client import ConsumerConfig, open_session
+from nodeclient.relay.link import Link, preferred_link_protocol
 from nodeclient.relay.server import RelayConfig, RelayServer
 from nodeclient.relay.store import NodeReceiptStore
 from nodeclient.relay.targets import TargetPolicy
@@ -73,6 +80,19 @@ class StaticChainView:
 
     async def channel_settled(self, consumer: str, node: str) -> tuple[int, int]:
         return (0, 0)
+
+
+@contextlib.contextmanager
+def _plaintext_link() -> Iterator[None]:
+    """The baseline of the encryption figure: links that complete their handshake but never install the
+    cipher, in this process and in the relay process forked inside the block. The product has no such
+    switch on purpose (a plaintext mode is a downgrade waiting to happen); only the benchmark patches it."""
+    secure = Link.secure
+    Link.secure = lambda self, cipher: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Link.secure = secure  # type: ignore[method-assign]
 
 
 # -- origin: N bytes per request, plain blocking sockets in its own process ----------------------------
@@ -228,7 +248,7 @@ def _measure(
 ) -> dict[str, Any]:
     ctx = mp.get_context("fork")
     port_queue, result_queue, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
-    if mode == "metered":
+    if mode.startswith("metered"):
         args = (keys["node_key"], keys["node"], chain_args, store_dir, config, port_queue, stop, result_queue)
         proc = ctx.Process(target=_metered_main, args=args, daemon=True)
     else:
@@ -239,7 +259,8 @@ def _measure(
     try:
         port = port_queue.get(timeout=30)
         started = time.perf_counter()
-        if mode == "metered":
+        consumer_cpu = time.process_time()
+        if mode.startswith("metered"):
             extra = asyncio.run(
                 _metered_fetch(port, origin_port, keys["node"], keys["consumer_key"], chain, size)
             )
@@ -247,6 +268,7 @@ def _measure(
             got = asyncio.run(_plain_fetch(port, size))
             extra = {"bytes": got}
         seconds = time.perf_counter() - started
+        consumer_cpu = time.process_time() - consumer_cpu
         stop.set()
         node = result_queue.get(timeout=30)
     finally:
@@ -254,7 +276,13 @@ def _measure(
         proc.join(10)
         if proc.is_alive():
             proc.kill()
-    return {"seconds": seconds, "mib_s": size / MIB / seconds, "node_cpu_s": node["cpu_s"], **extra}
+    return {
+        "seconds": seconds,
+        "mib_s": size / MIB / seconds,
+        "node_cpu_s": node["cpu_s"],
+        "consumer_cpu_s": consumer_cpu,
+        **extra,
+    }
 
 
 def _micro(n: int, store_dir: str) -> dict[str, float]:
@@ -308,8 +336,12 @@ def run(
     chain_args: dict[str, Any] | None = None,
     node_key: str | None = None,
     consumer_key: str | None = None,
+    link_protocol: str | None = None,
 ) -> dict[str, Any]:
-    """Measure and return the figures (stable keys). See the module docstring."""
+    """Measure and return the figures (stable keys). See the module docstring.
+
+    ``link_protocol`` overrides the node's choice of Noise protocol (AES-GCM where the CPU has AES
+    instructions, ChaChaPoly elsewhere)."""
     size = size_mib * MIB
     if chain is None:
         node_key = "0x" + "44" * 32
@@ -322,7 +354,8 @@ def run(
             raise ValueError("with a real chain, pass chain_args, node_key and consumer_key too")
         node = Account.from_key(node_key).address
     keys = {"node_key": node_key, "node": node, "consumer_key": consumer_key}
-    config = {"credit_bytes": credit_kib * 1024, "receipt_interval_bytes": receipt_kib * 1024}
+    config: dict[str, Any] = {"credit_bytes": credit_kib * 1024, "receipt_interval_bytes": receipt_kib * 1024}
+    config["link_protocol"] = link_protocol or preferred_link_protocol()
     ctx = mp.get_context("fork")
     port_queue, origin_stop = ctx.Queue(), ctx.Event()
     origin = ctx.Process(target=_origin_main, args=(port_queue, origin_stop), daemon=True)
@@ -330,15 +363,17 @@ def run(
     started = time.perf_counter()
     try:
         origin_port = port_queue.get(timeout=30)
-        runs: dict[str, list[dict[str, Any]]] = {"unmetered": [], "metered": []}
+        runs: dict[str, list[dict[str, Any]]] = {"unmetered": [], "metered_plaintext": [], "metered": []}
         with tempfile.TemporaryDirectory(prefix="kuota-relay-bench-") as tmp:
             for i in range(repeats):
-                for mode in ("unmetered", "metered"):
+                for mode, measured in runs.items():
                     store_dir = os.path.join(tmp, f"{mode}-{i}")
                     os.makedirs(store_dir)
-                    runs[mode].append(
-                        _measure(mode, size, origin_port, keys, chain, chain_args, config, store_dir)
-                    )
+                    link = _plaintext_link() if mode == "metered_plaintext" else contextlib.nullcontext()
+                    with link:
+                        measured.append(
+                            _measure(mode, size, origin_port, keys, chain, chain_args, config, store_dir)
+                        )
             micro = _micro(micro_receipts, tmp)
     finally:
         origin_stop.set()
@@ -354,14 +389,26 @@ def run(
         "receipt_interval_kib": receipt_kib,
         "credit_kib": credit_kib,
         "chain": "static" if chain_args is None else "rpc",
+        "link_protocol": config["link_protocol"],
         "unmetered_mib_s": round(best["unmetered"], 1),
         "metered_mib_s": round(best["metered"], 1),
+        "metered_plaintext_mib_s": round(best["metered_plaintext"], 1),
         "throughput_ratio": round(best["metered"] / best["unmetered"], 3),
+        "encrypted_ratio": round(best["metered"] / best["metered_plaintext"], 3),
         "signatures_per_gib": round(statistics.mean(r["receipts"] for r in metered) / gib, 1),
         "pauses_per_gib": round(statistics.mean(r["pauses"] for r in metered) / gib, 1),
         "node_cpu_s_per_gib_metered": round(statistics.mean(r["node_cpu_s"] for r in metered) / gib, 3),
+        "node_cpu_s_per_gib_plaintext": round(
+            statistics.mean(r["node_cpu_s"] for r in runs["metered_plaintext"]) / gib, 3
+        ),
         "node_cpu_s_per_gib_unmetered": round(
             statistics.mean(r["node_cpu_s"] for r in runs["unmetered"]) / gib, 3
+        ),
+        "consumer_cpu_s_per_gib_metered": round(
+            statistics.mean(r["consumer_cpu_s"] for r in metered) / gib, 3
+        ),
+        "consumer_cpu_s_per_gib_plaintext": round(
+            statistics.mean(r["consumer_cpu_s"] for r in runs["metered_plaintext"]) / gib, 3
         ),
         "sign_us_per_receipt": round(micro["sign_us"], 1),
         "verify_us_per_receipt": round(micro["verify_us"], 1),
@@ -376,8 +423,10 @@ def run(
 def _table(result: dict[str, Any]) -> str:
     rows = [
         ("unmetered asyncio relay", f"{result['unmetered_mib_s']} MiB/s"),
-        ("metered Kuota relay", f"{result['metered_mib_s']} MiB/s"),
-        ("ratio metered / unmetered", f"{result['throughput_ratio']}"),
+        ("metered Kuota relay, link in plaintext", f"{result['metered_plaintext_mib_s']} MiB/s"),
+        ("metered Kuota relay, encrypted link", f"{result['metered_mib_s']} MiB/s"),
+        ("ratio metered (encrypted) / unmetered", f"{result['throughput_ratio']}"),
+        ("ratio encrypted / plaintext link", f"{result['encrypted_ratio']}"),
         ("signatures per GiB", f"{result['signatures_per_gib']}"),
         ("pauses per GiB", f"{result['pauses_per_gib']}"),
         ("sign, per receipt (consumer)", f"{result['sign_us_per_receipt']} µs CPU"),
@@ -387,12 +436,22 @@ def _table(result: dict[str, Any]) -> str:
             f"{result['store_accept_cpu_us_per_receipt']} µs CPU, {result['store_accept_wall_ms_per_receipt']} ms wall",
         ),
         (
-            "node CPU per GiB (metered / unmetered)",
-            f"{result['node_cpu_s_per_gib_metered']} / {result['node_cpu_s_per_gib_unmetered']} s",
+            "node CPU per GiB (encrypted / plaintext / unmetered)",
+            (
+                f"{result['node_cpu_s_per_gib_metered']} / {result['node_cpu_s_per_gib_plaintext']} / "
+                f"{result['node_cpu_s_per_gib_unmetered']} s"
+            ),
+        ),
+        (
+            "consumer CPU per GiB (encrypted / plaintext)",
+            f"{result['consumer_cpu_s_per_gib_metered']} / {result['consumer_cpu_s_per_gib_plaintext']} s",
         ),
     ]
     width = max(len(r[0]) for r in rows)
-    head = f"relay bench: {result['size_mib']} MiB x {result['repeats']}, receipt every {result['receipt_interval_kib']} KiB, chain {result['chain']}"
+    head = (
+        f"relay bench: {result['size_mib']} MiB x {result['repeats']}, receipt every "
+        f"{result['receipt_interval_kib']} KiB, chain {result['chain']}, link {result['link_protocol']}"
+    )
     return "\n".join([head, *(f"  {name.ljust(width)}  {value}" for name, value in rows)])
 
 

@@ -1,6 +1,6 @@
 """Measure a relay endpoint before paying it: connect, read its CHALLENGE, time a few PINGs, leave.
 
-A node answers PING frames between its CHALLENGE and the consumer's HELLO (docs/RELAY.md, "Probing"),
+A node answers PING frames between its CHALLENGE and the consumer's first LINK frame (docs/RELAY.md, "Probing"),
 so a probe signs nothing, opens no channel and costs nobody anything. The CHALLENGE names the node,
 chain and settlement contract: an endpoint that answers for another node or deployment counts as
 unreachable (its claim is unsigned; the real session still checks the node's signed welcome).

@@ -1,6 +1,8 @@
-"""Admitting a consumer to a node: challenge, hello check, one session per channel, escrow and base.
+"""Admitting a consumer to a node: challenge and encrypted link, hello check, one session per channel, escrow and base.
 
-The node sends a CHALLENGE with its terms, checks the consumer's signed HELLO against it, reserves the
+The node sends a CHALLENGE with its terms and this connection's signed link key, completes the Noise
+handshake that secures the link (``nodeclient.relay.link``), checks the consumer's signed HELLO against
+the challenge, reserves the
 (consumer, node) channel, decides where the channel starts (its own latest stored receipt, or the
 chain's settled figures when the store has nothing newer), requires escrow for what is owed plus one
 credit window, and answers with a signed WELCOME. Every refusal is a ``RelayError`` with its reason.
@@ -25,19 +27,22 @@ from nodeclient.relay.errors import (
 )
 from nodeclient.relay.framing import (
     PROTOCOL_VERSION,
+    Frame,
     FrameType,
     decode_control,
     encode_control,
     encode_frame,
     read_frame,
 )
-from nodeclient.relay.handshake import Hello, Welcome, new_challenge
+from nodeclient.relay.handshake import Hello, LinkAttestation, Welcome, new_challenge
 from nodeclient.relay.host import SessionHost
+from nodeclient.relay.link import Link, LinkKey, respond
 from nodeclient.relay.pricing import GIB
 
 __all__ = ["MAX_PROBE_PINGS", "ChannelStart", "ProbeEnded", "admit"]
 
-# A hello is a few hundred bytes; a larger first frame is refused before it is buffered.
+# A hello is a few hundred bytes and a link handshake message 48; a larger frame before the session is
+# admitted is refused before it is buffered.
 _MAX_HELLO_FRAME = 16 * 1024
 MAX_PROBE_PINGS = 16
 """PINGs a node answers before a HELLO: enough for a latency probe, too few to hold a slot for long."""
@@ -68,17 +73,20 @@ class ChannelStart:
 
 
 async def admit(
-    host: SessionHost, reader: asyncio.StreamReader, send: Callable[[bytes], Awaitable[None]], owner: object
+    host: SessionHost, link: Link, send: Callable[[bytes], Awaitable[None]], owner: object
 ) -> ChannelStart:
-    """Run the node's side of the handshake on a new connection; the channel is held by ``owner`` on return."""
+    """Run the node's side of the handshake on a new connection; the channel is held by ``owner`` on return.
+
+    ``link`` is the connection (read from it); ``send`` writes to it. From the HELLO on, both are encrypted.
+    """
     cfg = host.config
     if host.open_sessions > cfg.max_sessions:
         raise SessionRefusedError(f"the node is at its limit of {cfg.max_sessions} sessions")
     info = await host.node_info()
     host.check_registration(info)
     challenge = new_challenge()
-    await send(encode_control(FrameType.CHALLENGE, _challenge_body(host, info, challenge)))
-    hello = await _read_hello(reader, cfg, send)
+    await _secure_link(host, link, send, info, challenge)
+    hello = await _read_hello(link, cfg)
     await _check_hello(host, hello, challenge, info)
     # Reserve the channel before any await below so a racing second hello is refused.
     key = host.reserve_channel(hello.consumer, owner)
@@ -91,35 +99,76 @@ async def admit(
     return start
 
 
-def _challenge_body(host: SessionHost, info: NodeInfo, challenge: str) -> dict[str, object]:
+async def _secure_link(
+    host: SessionHost, link: Link, send: Callable[[bytes], Awaitable[None]], info: NodeInfo, challenge: str
+) -> None:
+    """CHALLENGE with a fresh signed link key, then the Noise handshake; the link is encrypted on return."""
+    key = LinkKey.generate()
+    attestation = host.sign_link(
+        LinkAttestation(node=host.node, link_key="0x" + key.public.hex(), challenge=challenge)
+    )
+    challenge_frame = encode_control(FrameType.CHALLENGE, _challenge_body(host, info, attestation))
+    await send(challenge_frame)
+    frame = await _read_link_frame(link, host.config, send)
+    if frame.type == FrameType.HELLO:
+        raise HandshakeError(
+            f"the consumer sent a plaintext HELLO, as relay protocol version 1 did; this node speaks version "
+            f"{PROTOCOL_VERSION}, which encrypts every frame after the CHALLENGE: upgrade the client"
+        )
+    if frame.type != FrameType.LINK:
+        raise HandshakeError(f"expected a LINK frame (the link handshake), got {frame.type.name}")
+    reply, cipher = respond(host.config.link_protocol, key, challenge_frame, frame.payload)
+    await send(encode_frame(FrameType.LINK, reply))
+    link.secure(cipher)
+
+
+def _challenge_body(host: SessionHost, info: NodeInfo, link: LinkAttestation) -> dict[str, object]:
     return {
         "version": PROTOCOL_VERSION,
         "node": host.node,
         "chainId": host.chain.chain_id,
         "settlement": host.chain.settlement_address,
         "pricePerGiB": info.price_per_gib,
-        "challenge": challenge,
+        "challenge": link.challenge,
+        "linkProtocol": host.config.link_protocol,
+        "linkKey": link.link_key,
+        "linkSignature": link.signature,
     }
 
 
-async def _read_hello(reader: asyncio.StreamReader, cfg: RelayConfig, send: Callable[[bytes], Awaitable[None]]) -> Hello:
-    # PINGs before the hello are answered so consumers can measure a node before choosing it
-    # (docs/RELAY.md, "Probing"); the handshake timeout still bounds the whole exchange.
+async def _read_link_frame(link: Link, cfg: RelayConfig, send: Callable[[bytes], Awaitable[None]]) -> Frame:
+    """The consumer's first frame after the CHALLENGE, answering the PINGs of a latency probe first.
+
+    PINGs before the link handshake are answered (in plaintext: they carry nothing but their own
+    payload) so consumers can measure a node before choosing it (docs/RELAY.md, "Probing"); the
+    handshake timeout still bounds the whole exchange.
+    """
     pings = 0
     while True:
-        frame = await read_frame(reader, max_frame=min(cfg.max_frame, _MAX_HELLO_FRAME))
-        if frame is None or frame.type != FrameType.PING:
-            break
+        frame = await read_frame(link, max_frame=min(cfg.max_frame, _MAX_HELLO_FRAME))
+        if frame is None:
+            if pings:
+                raise ProbeEnded(f"probe of {pings} PINGs")
+            raise HandshakeError("the connection closed before the link handshake")
+        if frame.type != FrameType.PING:
+            return frame
         pings += 1
         if pings > MAX_PROBE_PINGS:
             raise HandshakeError(f"more than {MAX_PROBE_PINGS} PINGs before a hello")
         if len(frame.payload) > _MAX_PING_PAYLOAD:
             raise ProtocolError(f"PING payload of {len(frame.payload)} bytes exceeds {_MAX_PING_PAYLOAD}")
         await send(encode_frame(FrameType.PONG, frame.payload))
+
+
+async def _read_admission_frame(link: Link, cfg: RelayConfig, what: str) -> Frame:
+    frame = await read_frame(link, max_frame=min(cfg.max_frame, _MAX_HELLO_FRAME))
     if frame is None:
-        if pings:
-            raise ProbeEnded(f"probe of {pings} PINGs")
-        raise HandshakeError("the connection closed before a hello")
+        raise HandshakeError(f"the connection closed before {what}")
+    return frame
+
+
+async def _read_hello(link: Link, cfg: RelayConfig) -> Hello:
+    frame = await _read_admission_frame(link, cfg, "a hello")
     if frame.type != FrameType.HELLO:
         raise HandshakeError(f"expected a HELLO frame, got {frame.type.name}")
     try:

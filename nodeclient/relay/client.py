@@ -51,6 +51,7 @@ from nodeclient.relay.framing import (
 from nodeclient.relay.handshake import new_session_id
 from nodeclient.relay.http_fetch import BodySink, FetchResult, read_http_response, request_bytes
 from nodeclient.relay.latency import PingMeter
+from nodeclient.relay.link import Link
 from nodeclient.relay.pricing import bytes_for_amount, cumulative_amount
 
 __all__ = ["ConsumerConfig", "FetchResult", "RelayClient", "RelaySession", "RelayStream", "open_session"]
@@ -72,8 +73,8 @@ class RelaySession:
         config: ConsumerConfig,
     ) -> None:
         signer = ReceiptSigner(consumer_key, receipt_domain(chain.chain_id, chain.settlement_address))
-        self._reader = reader
-        self._writer = writer
+        # Plaintext until the handshake secures it, encrypted from the HELLO on.
+        self._link = Link(reader, writer)
         self.chain = chain
         self.node = node
         self.consumer = signer.address
@@ -146,7 +147,7 @@ class RelaySession:
 
     async def _handshake(self) -> None:
         greeter = Greeter(self.chain, self.node, self.consumer, self._key, self.session_id, self.config)
-        welcome = await greeter.greet(self._reader, self.send_frame)
+        welcome = await greeter.greet(self._link, self.send_frame)
         self.price_per_gib = welcome.price_per_gib
         self.credit_bytes = welcome.credit_bytes
         self.receipt_interval_bytes = welcome.receipt_interval_bytes
@@ -171,8 +172,8 @@ class RelaySession:
                 else RelayError(f"session is closed: {self._dead}")
             )
         async with self._send_lock:
-            self._writer.write(data)
-            await self._writer.drain()
+            self._link.write(data)
+            await self._link.drain()
 
     async def ping(self) -> float:
         """Send one PING and wait for its PONG; returns the round trip in ms."""
@@ -190,7 +191,7 @@ class RelaySession:
         try:
             while True:
                 frame = await read_frame(
-                    self._reader, max_frame=self.config.max_frame, idle_timeout=self.config.idle_timeout
+                    self._link, max_frame=self.config.max_frame, idle_timeout=self.config.idle_timeout
                 )
                 if frame is None:
                     raise self.remote_error or RelayError("the node closed the connection")
@@ -440,8 +441,8 @@ class RelaySession:
             if task is not current:
                 task.cancel()
         with contextlib.suppress(Exception):
-            self._writer.close()
-            await asyncio.wait_for(self._writer.wait_closed(), 2)
+            self._link.close()
+            await asyncio.wait_for(self._link.wait_closed(), 2)
 
     async def __aenter__(self) -> Self:
         return self

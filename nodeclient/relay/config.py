@@ -13,6 +13,7 @@ from nodeclient.relay.errors import RelayConfigError
 from nodeclient.relay.framing import DEFAULT_MAX_FRAME, STREAM_ID_SIZE
 from nodeclient.relay.handshake import HELLO_SKEW_S
 from nodeclient.relay.limits import Caps
+from nodeclient.relay.link import LINK_PROTOCOLS, preferred_link_protocol
 from nodeclient.relay.targets import TargetPolicy
 
 __all__ = ["ConsumerConfig", "RelayConfig"]
@@ -47,8 +48,14 @@ class RelayConfig:
     targets: TargetPolicy = field(default_factory=TargetPolicy)
     stats_path: Path | None = None
     stats_interval: float = 5.0
+    link_protocol: str = field(default_factory=preferred_link_protocol)
+    """The Noise protocol of the encrypted link; consumers accept any of ``LINK_PROTOCOLS``."""
 
     def __post_init__(self) -> None:
+        if self.link_protocol not in LINK_PROTOCOLS:
+            raise RelayConfigError(
+                "link_protocol", self.link_protocol, f"must be one of {', '.join(LINK_PROTOCOLS)}"
+            )
         if self.credit_bytes <= 0:
             raise RelayConfigError("credit_bytes", self.credit_bytes, "must be positive")
         within_credit = f"must be in 1..credit_bytes ({self.credit_bytes})"

@@ -1,8 +1,11 @@
-"""The consumer's side of the session handshake: check the node's CHALLENGE, sign a HELLO, verify the WELCOME.
+"""The consumer's side of the session handshake: check the node's CHALLENGE, secure the link, sign a HELLO,
+verify the WELCOME.
 
 The consumer trusts the registry, not the node: the node's price and signing key are read from the
-chain, the welcome must be signed by that key and echo the hello, and the channel's starting point
-must be a receipt this consumer signed or the chain's settled figures.
+chain; the link key in the CHALLENGE must be signed by that key before anything is sent (so the
+encrypted link ends at the registered node, not at whoever answers on the address); the welcome must be
+signed by that key and echo the hello; and the channel's starting point must be a receipt this consumer
+signed or the chain's settled figures.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from nodeclient.relay.framing import (
     FrameType,
     decode_control,
     encode_control,
+    encode_frame,
     read_frame,
 )
-from nodeclient.relay.handshake import Hello, Welcome
+from nodeclient.relay.handshake import Hello, LinkAttestation, Welcome
+from nodeclient.relay.link import LINK_PROTOCOLS, Link, LinkInitiator
 
 __all__ = ["Greeter"]
 
@@ -45,21 +50,28 @@ class Greeter:
     session_id: str
     config: ConsumerConfig
 
-    async def greet(self, reader: asyncio.StreamReader, send: Callable[[bytes], Awaitable[None]]) -> Welcome:
-        """Run the handshake on a fresh connection; returns the node's verified welcome."""
-        body = decode_control(await self._expect(reader, FrameType.CHALLENGE))
+    async def greet(self, link: Link, send: Callable[[bytes], Awaitable[None]]) -> Welcome:
+        """Run the handshake on a fresh connection (``link``, written through ``send``); returns the node's
+        verified welcome, with the link encrypted."""
+        challenge = await self._expect(link, FrameType.CHALLENGE)
+        body = decode_control(challenge)
         self._check_challenge(body)
         info = await self.chain.node_info(self.node)
         self._check_node(info)
+        attestation = await self._check_link(body, info)
+        prologue = encode_frame(challenge.type, challenge.payload)
+        initiator = LinkInitiator(str(body["linkProtocol"]), attestation.key_bytes, prologue)
+        await send(encode_frame(FrameType.LINK, initiator.first_message()))
+        link.secure(initiator.finish((await self._expect(link, FrameType.LINK)).payload))
         hello = self._hello(info, body)
         await send(encode_control(FrameType.HELLO, hello.to_json()))
-        welcome = Welcome.from_json(decode_control(await self._expect(reader, FrameType.WELCOME)))
+        welcome = Welcome.from_json(decode_control(await self._expect(link, FrameType.WELCOME)))
         await self._check_welcome(welcome, hello, info)
         await self._check_base(welcome)
         return welcome
 
-    async def _expect(self, reader: asyncio.StreamReader, frame_type: FrameType) -> Frame:
-        frame = await read_frame(reader, max_frame=self.config.max_frame)
+    async def _expect(self, link: Link, frame_type: FrameType) -> Frame:
+        frame = await read_frame(link, max_frame=self.config.max_frame)
         if frame is None:
             raise HandshakeError(f"the node closed the connection before {frame_type.name}")
         if frame.type == FrameType.ERROR:
@@ -85,6 +97,32 @@ class Greeter:
                 f"the node is on chain {body.get('chainId')!r} / settlement {body.get('settlement')!r}, this client on "
                 f"{chain.chain_id} / {chain.settlement_address}"
             )
+
+    async def _check_link(self, body: dict[str, Any], info: NodeInfo) -> LinkAttestation:
+        """The link key must be signed, with this connection's challenge, by the node's registered key."""
+        if body.get("linkProtocol") not in LINK_PROTOCOLS:
+            raise HandshakeError(
+                f"node offers link protocol {body.get('linkProtocol')!r}, this client speaks "
+                f"{' or '.join(LINK_PROTOCOLS)}"
+            )
+        wire = {
+            "node": body.get("node"),
+            "linkKey": body.get("linkKey"),
+            "challenge": body.get("challenge"),
+            "signature": body.get("linkSignature"),
+        }
+        try:
+            attestation = LinkAttestation.from_json(wire)
+        except HandshakeError as exc:
+            raise HandshakeError(f"node sent a malformed link key: {exc.reason}") from None
+        chain = self.chain
+        signer = await asyncio.to_thread(attestation.recover, chain.chain_id, chain.settlement_address)
+        if signer != info.signing_key:
+            raise HandshakeError(
+                f"the relay's link key is signed by {signer}, not by node {self.node}'s registered key "
+                f"{info.signing_key}: nothing was sent to it"
+            )
+        return attestation
 
     def _check_node(self, info: NodeInfo) -> None:
         if info.status != NodeStatus.ACTIVE:

@@ -16,6 +16,7 @@ __all__ = [
     "FrameTooLargeError",
     "HandshakeError",
     "InsufficientEscrowError",
+    "LinkIntegrityError",
     "ProtocolError",
     "ReceiptRejectedError",
     "RelayConfigError",
@@ -72,6 +73,13 @@ class FrameTooLargeError(ProtocolError):
         self.length = length
         self.maximum = maximum
         super().__init__(f"frame of {length} bytes exceeds the maximum frame size of {maximum} bytes")
+
+
+class LinkIntegrityError(ProtocolError):
+    """An encrypted record failed authentication or was cut: the bytes were changed on the way."""
+
+    code = "link"
+    prefix = "relay link integrity failure"
 
 
 class HandshakeError(_ReasonError):

@@ -6,6 +6,9 @@ before a single payload byte is read, so an oversized frame costs the node five 
 
 Only DATA payload bytes (without the 4-byte stream id) are metered and paid for; headers and control
 frames are protocol overhead nobody is billed for (docs/RELAY.md, "Framing").
+
+Frames are read from anything with ``readexactly`` (a ``FrameSource``): a bare ``asyncio.StreamReader``,
+or the encrypted ``nodeclient.relay.link.Link`` that carries every frame after the CHALLENGE.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import enum
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from nodeclient.relay.errors import FrameTooLargeError, ProtocolError
 
@@ -25,7 +28,9 @@ __all__ = [
     "PROTOCOL_VERSION",
     "STREAM_ID_SIZE",
     "Frame",
+    "FrameSource",
     "FrameType",
+    "data_header",
     "decode_control",
     "decode_data",
     "encode_control",
@@ -34,7 +39,8 @@ __all__ = [
     "read_frame",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""2: everything after the CHALLENGE travels on the encrypted link (1 was plaintext)."""
 HEADER_SIZE = 5
 STREAM_ID_SIZE = 4
 DEFAULT_MAX_FRAME = 256 * 1024
@@ -60,9 +66,18 @@ class FrameType(enum.IntEnum):
     PONG = 0x0C  # N→C  echo of PING
     ERROR = 0x0D  # both  fatal: {code, message}; the sender closes after it
     BYE = 0x0E  # C→N  graceful end after the final receipt
+    LINK = 0x0F  # both  Noise handshake message (after CHALLENGE, before HELLO; the last plaintext frames)
 
 
 _BINARY_TYPES = frozenset({FrameType.DATA, FrameType.PING, FrameType.PONG})
+
+
+class FrameSource(Protocol):
+    """Where frames are read from: ``asyncio.StreamReader`` or the encrypted ``Link``."""
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; ``asyncio.IncompleteReadError`` if the stream ends first."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +98,14 @@ def encode_control(frame_type: FrameType, body: dict[str, Any]) -> bytes:
     return encode_frame(frame_type, json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
 
 
+def data_header(stream_id: int, length: int) -> bytes:
+    """The first bytes of a DATA frame of ``length`` payload bytes for ``stream_id`` (the payload follows)."""
+    return _HEADER.pack(FrameType.DATA, STREAM_ID_SIZE + length) + _STREAM.pack(stream_id)
+
+
 def encode_data(stream_id: int, data: bytes | memoryview) -> bytes:
     """Serialise a DATA frame for ``stream_id``."""
-    return _HEADER.pack(FrameType.DATA, STREAM_ID_SIZE + len(data)) + _STREAM.pack(stream_id) + bytes(data)
+    return data_header(stream_id, len(data)) + bytes(data)
 
 
 def decode_control(frame: Frame) -> dict[str, Any]:
@@ -112,7 +132,7 @@ def decode_data(frame: Frame) -> tuple[int, memoryview]:
 
 
 async def read_frame(
-    reader: asyncio.StreamReader,
+    reader: FrameSource,
     *,
     max_frame: int = DEFAULT_MAX_FRAME,
     idle_timeout: float | None = None,

@@ -10,6 +10,9 @@ it is not a Receipt (another domain name), so no handshake signature can ever be
 - ``RelayWelcome(address node,address consumer,bytes32 sessionId,uint256 pricePerGiB,uint256 creditBytes,uint256 receiptIntervalBytes,uint256 baseBytes,uint256 baseAmount,bytes32 helloDigest)``
   signed by the node's registered signing key (NodeRegistry ``getNode(node).signingKey``): the consumer
   knows it talks to the node it chose, at the terms it agreed to.
+- ``RelayLink(address node,bytes32 linkKey,bytes32 challenge)`` signed by the same registered key, sent
+  in the CHALLENGE: the X25519 key of this connection's encrypted link (``nodeclient.relay.link``). The
+  consumer verifies it against the registry before it sends anything, so the link ends at the node.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from nodeclient.relay.errors import HandshakeError
 __all__ = [
     "HELLO_SKEW_S",
     "HELLO_TYPE",
+    "LINK_TYPE",
     "WELCOME_TYPE",
     "Hello",
+    "LinkAttestation",
     "Welcome",
     "new_challenge",
     "new_session_id",
@@ -55,6 +60,7 @@ WELCOME_TYPE = (
     "RelayWelcome(address node,address consumer,bytes32 sessionId,uint256 pricePerGiB,uint256 creditBytes,"
     "uint256 receiptIntervalBytes,uint256 baseBytes,uint256 baseAmount,bytes32 helloDigest)"
 )
+LINK_TYPE = "RelayLink(address node,bytes32 linkKey,bytes32 challenge)"
 _DOMAIN_NAME = "Kuota Relay"
 _DOMAIN_VERSION = "1"
 
@@ -145,6 +151,11 @@ class _SignedTypedData:
         return {f["name"]: getattr(self, _attribute(f["name"])) for f in fields} | {"signature": self.signature}
 
     @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Self:
+        """Parse and type-check a wire message; raises ``HandshakeError`` naming the bad field."""
+        return cls(**cls._wire_fields(body))
+
+    @classmethod
     def _wire_fields(cls, body: dict[str, Any]) -> dict[str, Any]:
         """Constructor arguments from a wire body, each type-checked (``HandshakeError`` names the field)."""
         _, fields = decode_type(cls._TYPE)
@@ -194,11 +205,6 @@ class Hello(_SignedTypedData):
         """The EIP-712 digest (0x-hex) the welcome binds to."""
         return "0x" + self.eip712_digest(chain_id, settlement).hex()
 
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> Hello:
-        """Parse and type-check a wire hello; raises ``HandshakeError`` naming the bad field."""
-        return cls(**cls._wire_fields(body))
-
 
 @dataclass(frozen=True, slots=True)
 class Welcome(_SignedTypedData):
@@ -230,3 +236,19 @@ class Welcome(_SignedTypedData):
         if base_receipt is not None and not isinstance(base_receipt, dict):
             raise HandshakeError(f"field 'baseReceipt' is {type(base_receipt).__name__}, expected an object")
         return cls(**cls._wire_fields(body), base_receipt=base_receipt)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkAttestation(_SignedTypedData):
+    """The node's registered key vouching for one connection's link key, bound to that connection's challenge."""
+
+    _TYPE: ClassVar[str] = LINK_TYPE
+    node: str
+    link_key: str
+    challenge: str
+    signature: str = ""
+
+    @property
+    def key_bytes(self) -> bytes:
+        """The 32-byte X25519 public key."""
+        return bytes.fromhex(self.link_key[2:])

@@ -11,7 +11,7 @@ from typing import Protocol
 from nodeclient.receipts.signing import ReceiptDomain
 from nodeclient.relay.chainview import ChainView, NodeInfo
 from nodeclient.relay.config import RelayConfig
-from nodeclient.relay.handshake import Welcome
+from nodeclient.relay.handshake import LinkAttestation, Welcome
 from nodeclient.relay.limits import TokenBucket, UsageLedger
 from nodeclient.relay.stats import RelayStats
 from nodeclient.relay.store import ReceiptSink
@@ -54,6 +54,10 @@ class SessionHost(Protocol):
 
     def sign_welcome(self, welcome: Welcome) -> Welcome:
         """Sign ``welcome`` with the node key."""
+        ...
+
+    def sign_link(self, attestation: LinkAttestation) -> LinkAttestation:
+        """Sign a connection's link key attestation with the node key."""
         ...
 
     async def flush_usage(self, force: bool = False) -> None:

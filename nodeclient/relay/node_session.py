@@ -36,6 +36,7 @@ from nodeclient.relay.framing import (
 from nodeclient.relay.handshake import Hello
 from nodeclient.relay.host import SessionHost
 from nodeclient.relay.intake import ReceiptIntake
+from nodeclient.relay.link import Link
 from nodeclient.relay.node_streams import NodeStreams
 
 __all__ = ["NodeSession"]
@@ -52,8 +53,8 @@ class NodeSession:
     def __init__(self, host: SessionHost, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.host = host
         self.cfg = host.config
-        self.reader = reader
-        self.writer = writer
+        # Plaintext until admission completes the link handshake, encrypted from the HELLO on.
+        self.link = Link(reader, writer)
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.task: asyncio.Task[None] | None = None
@@ -97,11 +98,11 @@ class NodeSession:
         who = self.hello.consumer if self.hello else "unauthenticated"
         return f"session {self.hello.session_id[:10] if self.hello else '-'} {who} from {self.peer}"
 
-    async def send(self, data: bytes) -> None:
-        """Write one encoded frame; frames from concurrent tasks never interleave."""
+    async def send(self, data: bytes, *more: bytes | memoryview) -> None:
+        """Write one encoded frame (``data`` then ``more``); frames from concurrent tasks never interleave."""
         async with self._send_lock:
-            self.writer.write(data)
-            await self.writer.drain()
+            self.link.write(data, *more)
+            await self.link.drain()
 
     def fail(self, error: RelayError) -> None:
         """End the session because of ``error`` (first failure wins)."""
@@ -145,7 +146,7 @@ class NodeSession:
         try:
             try:
                 start = await asyncio.wait_for(
-                    admit(self.host, self.reader, self.send, self), self.cfg.handshake_timeout
+                    admit(self.host, self.link, self.send, self), self.cfg.handshake_timeout
                 )
             except TimeoutError:
                 raise HandshakeError(f"no valid hello within {self.cfg.handshake_timeout:g} s") from None
@@ -241,8 +242,8 @@ class NodeSession:
 
     async def _close_transport(self) -> None:
         with contextlib.suppress(Exception):
-            self.writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), 2)
+            self.link.close()
+            await asyncio.wait_for(self.link.wait_closed(), 2)
 
     # -- frames from the consumer ------------------------------------------------------------------
 
@@ -251,7 +252,7 @@ class NodeSession:
         while True:
             try:
                 frame = await read_frame(
-                    self.reader,
+                    self.link,
                     max_frame=self.cfg.max_frame,
                     idle_timeout=self.cfg.idle_timeout,
                     body_timeout=self.cfg.frame_timeout,

@@ -16,7 +16,7 @@ from typing import Any
 from nodeclient.relay.config import RelayConfig
 from nodeclient.relay.credit import CreditWindow
 from nodeclient.relay.errors import ProtocolError, RelayError, TargetRefusedError
-from nodeclient.relay.framing import FrameType, encode_control, encode_data
+from nodeclient.relay.framing import FrameType, data_header, encode_control
 from nodeclient.relay.stats import RelayStats
 
 __all__ = ["NodeStream", "NodeStreams"]
@@ -47,7 +47,7 @@ class NodeStreams:
         config: RelayConfig,
         stats: RelayStats,
         credit: CreditWindow,
-        send: Callable[[bytes], Awaitable[None]],
+        send: Callable[..., Awaitable[None]],  # (frame bytes, *more frame bytes)
         fail: Callable[[RelayError], None],
         tag: Callable[[], str],
     ) -> None:
@@ -160,7 +160,8 @@ class NodeStreams:
                 if not data:
                     break
                 await self._credit.reserve(len(data), downstream=True)
-                await self._send(encode_data(stream.id, data))
+                # Header and payload go separately: the encrypted link seals the payload where it lies.
+                await self._send(data_header(stream.id, len(data)), data)
         except RelayError as exc:
             self._fail(exc)
             return

@@ -21,7 +21,7 @@ from nodeclient.receipts.signing import ReceiptDomain, address_of_key, receipt_d
 from nodeclient.relay.chainview import ChainView, NodeInfo, NodeStatus
 from nodeclient.relay.config import RelayConfig
 from nodeclient.relay.errors import RelayError, SessionRefusedError
-from nodeclient.relay.handshake import Welcome
+from nodeclient.relay.handshake import LinkAttestation, Welcome
 from nodeclient.relay.limits import TokenBucket, UsageLedger
 from nodeclient.relay.node_session import NodeSession
 from nodeclient.relay.stats import RelayStats, write_snapshot
@@ -40,7 +40,7 @@ class RelayServer:
     """An asyncio metered relay for one registered node.
 
     ``node_key`` is the node's registered signing key (NodeRegistry ``signingKey``); it signs
-    welcomes and nothing else. It is kept private to this object and never logged.
+    welcomes and link keys and nothing else. It is kept private to this object and never logged.
     """
 
     def __init__(
@@ -227,3 +227,7 @@ class RelayServer:
     def sign_welcome(self, welcome: Welcome) -> Welcome:
         """Sign a welcome with the node key."""
         return welcome.signed(self._node_key, self.chain.chain_id, self.chain.settlement_address)
+
+    def sign_link(self, attestation: LinkAttestation) -> LinkAttestation:
+        """Sign a connection's link key (with its challenge) with the node key."""
+        return attestation.signed(self._node_key, self.chain.chain_id, self.chain.settlement_address)

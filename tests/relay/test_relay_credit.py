@@ -8,6 +8,7 @@ import time
 import pytest
 from eth_account import Account
 from relay.conftest import PRICE_PER_GIB
+from relay.link_support import fake_node_link
 
 from nodeclient.relay.client import ConsumerConfig, RelaySession, open_session
 from nodeclient.relay.errors import RelayError, RemoteError
@@ -20,7 +21,7 @@ from nodeclient.relay.framing import (
     encode_frame,
     read_frame,
 )
-from nodeclient.relay.handshake import Hello, Welcome, new_challenge
+from nodeclient.relay.handshake import Hello, Welcome
 from nodeclient.relay.pricing import amount_for
 
 MIB = 1024 * 1024
@@ -145,21 +146,10 @@ async def _greedy_node(
     price = (await view.node_info(world.node.address)).price_per_gib
 
     async def handle(reader, writer):
-        challenge = new_challenge()
-        writer.write(
-            encode_control(
-                FrameType.CHALLENGE,
-                {
-                    "version": 1,
-                    "node": world.node.address,
-                    "chainId": view.chain_id,
-                    "settlement": view.settlement_address,
-                    "pricePerGiB": price,
-                    "challenge": challenge,
-                },
-            )
+        link = await fake_node_link(
+            reader, writer, node=world.node.address, signer_key=world.node.private_key, view=view, price=price
         )
-        hello = Hello.from_json(decode_control(await read_frame(reader)))
+        hello = Hello.from_json(decode_control(await read_frame(link)))
         welcome = Welcome(
             node=world.node.address,
             consumer=hello.consumer,
@@ -171,34 +161,34 @@ async def _greedy_node(
             base_amount=base[1],
             hello_digest=hello.digest(view.chain_id, view.settlement_address),
         ).signed(world.node.private_key, view.chain_id, view.settlement_address)
-        writer.write(encode_control(FrameType.WELCOME, welcome.to_json()))
+        link.write(encode_control(FrameType.WELCOME, welcome.to_json()))
         carried = 0
         origin_writer = None
         while True:
-            frame = await read_frame(reader)
+            frame = await read_frame(link)
             if frame is None or frame.type == FrameType.BYE:
                 break
             if frame.type == FrameType.PING:
-                writer.write(encode_frame(FrameType.PONG, frame.payload))
+                link.write(encode_frame(FrameType.PONG, frame.payload))
             elif frame.type == FrameType.OPEN:
                 body = decode_control(frame)
                 o_reader, origin_writer = await asyncio.open_connection(body["host"], body["port"])
-                writer.write(encode_control(FrameType.OPENED, {"stream": body["stream"]}))
+                link.write(encode_control(FrameType.OPENED, {"stream": body["stream"]}))
 
                 async def pump(sid=body["stream"], o_reader=o_reader):
                     nonlocal carried
                     while data := await o_reader.read(65536):
                         carried += len(data)
-                        writer.write(encode_data(sid, data))
+                        link.write(encode_data(sid, data))
                         claim = carried * inflate
                         claims.append(claim)
-                        writer.write(
+                        link.write(
                             encode_control(
                                 FrameType.PAUSE, {"carriedBytes": claim, "paidBytes": 0, "creditBytes": 1}
                             )
                         )
-                        await writer.drain()
-                    writer.write(encode_control(FrameType.CLOSE, {"stream": sid}))
+                        await link.drain()
+                    link.write(encode_control(FrameType.CLOSE, {"stream": sid}))
 
                 asyncio.create_task(pump())
             elif frame.type == FrameType.DATA:
@@ -208,7 +198,7 @@ async def _greedy_node(
             elif frame.type == FrameType.RECEIPT:
                 body = decode_control(frame)
                 receipts.append(body)
-                writer.write(
+                link.write(
                     encode_control(
                         FrameType.ACK,
                         {
@@ -217,7 +207,7 @@ async def _greedy_node(
                         },
                     )
                 )
-        writer.close()
+        link.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     listener_ready.set_result(server.sockets[0].getsockname()[1])

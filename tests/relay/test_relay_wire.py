@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import socket
 import struct
 import threading
 import time
@@ -13,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eth_account import Account
+from relay.link_support import RawConsumer
 
 from nodeclient.receipts.model import Receipt
 from nodeclient.receipts.signing import receipt_domain, sign_receipt
@@ -62,28 +61,10 @@ class HonestConsumer:
 # -- raw-socket helpers -------------------------------------------------------------------------------
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(data)} of {n} bytes")
-        data += chunk
-    return data
-
-
-def _recv_frame(sock: socket.socket) -> tuple[int, bytes]:
-    frame_type, length = struct.unpack(">BI", _recv_exact(sock, 5))
-    return frame_type, _recv_exact(sock, length)
-
-
-def _error_after(sock: socket.socket, timeout: float = 8.0) -> dict:
-    """Read frames until the node's ERROR; return its body."""
-    sock.settimeout(timeout)
-    while True:
-        frame_type, payload = _recv_frame(sock)
-        if frame_type == FrameType.ERROR:
-            return json.loads(payload)
+def _secured(conn: RawConsumer, data: bytes) -> None:
+    """Complete the link handshake, then send ``data`` encrypted (what a v2 consumer's HELLO rides on)."""
+    conn.secure()
+    conn.send(data)
 
 
 def _hello(world, challenge: str, *, key: str | None = None, **fields) -> bytes:
@@ -101,66 +82,84 @@ def _hello(world, challenge: str, *, key: str | None = None, **fields) -> bytes:
     return encode_control(FrameType.HELLO, signed)
 
 
-def _pre_handshake_cases(world) -> list[tuple[str, Callable[[socket.socket, dict], None], str, str]]:
+def _pre_handshake_cases(world) -> list[tuple[str, Callable[[RawConsumer, dict], None], str, str]]:
     stranger = Account.create()
     return [
         (
             "http request instead of frames",
-            lambda s, c: s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            lambda s, c: s.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
             "protocol",
             "unknown frame type 0x47",
         ),
         (
-            "oversized hello",
-            lambda s, c: s.sendall(struct.pack(">BI", FrameType.HELLO, 2**31)),
+            "oversized first frame",
+            lambda s, c: s.send(struct.pack(">BI", FrameType.LINK, 2**31)),
             "frame_too_large",
             "frame of 2147483648 bytes exceeds the maximum frame size",
         ),
         (
+            "plaintext hello from a version-1 client",
+            lambda s, c: s.send(_hello(world, c["challenge"])),
+            "handshake",
+            "the consumer sent a plaintext HELLO, as relay protocol version 1 did; this node speaks version 2",
+        ),
+        (
+            "link handshake that does not match the link key",
+            lambda s, c: s.send(encode_frame(FrameType.LINK, b"\x01" * 48)),
+            "handshake",
+            "the consumer's link handshake does not match this connection's link key and challenge",
+        ),
+        (
             "hello that is not JSON",
-            lambda s, c: s.sendall(encode_frame(FrameType.HELLO, b"{not json")),
+            lambda s, c: _secured(s, encode_frame(FrameType.HELLO, b"{not json")),
             "handshake",
             "not UTF-8 JSON",
         ),
         (
             "hello that is a JSON array",
-            lambda s, c: s.sendall(encode_frame(FrameType.HELLO, b"[1,2]")),
+            lambda s, c: _secured(s, encode_frame(FrameType.HELLO, b"[1,2]")),
             "handshake",
             "expected an object",
         ),
         (
             "hello with a bad address",
-            lambda s, c: s.sendall(_hello(world, c["challenge"], consumer="0x1234")),
+            lambda s, c: _secured(s, _hello(world, c["challenge"], consumer="0x1234")),
             "handshake",
             "field 'consumer' is '0x1234', not an address",
         ),
         (
             "hello with a negative price",
-            lambda s, c: s.sendall(_hello(world, c["challenge"], pricePerGiB=-1)),
+            lambda s, c: _secured(s, _hello(world, c["challenge"], pricePerGiB=-1)),
             "handshake",
             "field 'pricePerGiB' is -1",
         ),
         (
             "hello signed by another key",
-            lambda s, c: s.sendall(_hello(world, c["challenge"], key=stranger.key)),
+            lambda s, c: _secured(s, _hello(world, c["challenge"], key=stranger.key)),
             "handshake",
             f"hello is signed by {stranger.address}, not by its consumer {world.attacker}",
         ),
         (
             "hello replayed from another connection",
-            lambda s, c: s.sendall(_hello(world, new_challenge())),
+            lambda s, c: _secured(s, _hello(world, new_challenge())),
             "handshake",
             "not this connection's",
         ),
         (
             "data before the handshake",
-            lambda s, c: s.sendall(encode_data(1, b"x" * 10)),
+            lambda s, c: s.send(encode_data(1, b"x" * 10)),
+            "handshake",
+            "expected a LINK frame (the link handshake), got DATA",
+        ),
+        (
+            "data on the secured link before the hello",
+            lambda s, c: _secured(s, encode_data(1, b"x" * 10)),
             "handshake",
             "expected a HELLO frame, got DATA",
         ),
         (
             "slowloris: two header bytes, then silence",
-            lambda s, c: s.sendall(b"\x02\x00"),
+            lambda s, c: s.send(b"\x0f\x00"),
             "handshake",
             "no valid hello within 2 s",
         ),
@@ -278,12 +277,9 @@ def test_bad_wire_input_is_refused_with_a_logged_reason_while_another_session_wo
         )
         refused: list[str] = []
         for name, attack, code, reason in _pre_handshake_cases(world):
-            with socket.create_connection((node.host, node.port), timeout=5) as sock:
-                frame_type, payload = _recv_frame(sock)
-                assert frame_type == FrameType.CHALLENGE, name
-                challenge = json.loads(payload)
-                attack(sock, challenge)
-                error = _error_after(sock)
+            with RawConsumer(node.host, node.port) as conn:
+                attack(conn, conn.challenge)
+                error = conn.error()
             assert error["code"] == code, (name, error)
             assert reason in error["message"], (name, error)
             assert any(
@@ -331,7 +327,7 @@ def test_bad_wire_input_is_refused_with_a_logged_reason_while_another_session_wo
         honest.stop.set()
         worker.join(30)
     assert honest.error is None, honest.error
-    assert len(refused) == 18
+    assert len(refused) == 21
     snap = node.snapshot()
     # The honest session paid for everything it received, to the byte, despite the noise.
     assert (
@@ -339,4 +335,4 @@ def test_bad_wire_input_is_refused_with_a_logged_reason_while_another_session_wo
         and honest.session.receipts[-1].cumulative_bytes == honest.session.metered_bytes
     )
     assert snap["receipts"]["rejected"] == 4
-    assert sum(snap["sessions"]["refused"].values()) == 10
+    assert sum(snap["sessions"]["refused"].values()) == 13
