@@ -1,0 +1,57 @@
+"""The client alone (no Brownie in the process) against the deployed system: connect, read, sign,
+send, settle, and the committed receipt vectors. Run by ``tools/client_latest.sh`` with the newest
+web3 and eth-account, which the Brownie-pinned dev venv cannot install."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import sys
+from pathlib import Path
+
+from nodeclient.receipts import Receipt, receipt_digest, receipt_domain, recover_signer, sign_receipt
+
+VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "receipts.json").read_text())
+
+
+def test_brownie_is_not_in_this_process():
+    assert "brownie" not in sys.modules
+    assert importlib.metadata.version("web3")  # the installed distribution, whichever version it is
+
+
+def test_receipt_vectors_sign_and_recover_as_committed():
+    """RFC 6979 signing with the installed eth-account gives the committed bytes."""
+    for vector in VECTORS["vectors"]:
+        d = VECTORS["domains"][vector["domain"]]
+        domain = receipt_domain(d["chainId"], d["verifyingContract"])
+        key = VECTORS["keys"][vector["key"]]
+        receipt = Receipt.model_validate(vector["receipt"])
+        digest = receipt_digest(receipt, domain)
+        assert digest.hex() == vector["digest"][2:], vector["name"]
+        assert sign_receipt(receipt, key["privateKey"], domain).signature == vector["signature"], vector["name"]
+        assert recover_signer(digest, vector["signature"]) == key["address"], vector["name"]
+
+
+def test_chain_status_reads_the_deployed_system(k):
+    status = k.ok("chain", "status", "--json")
+    assert status["chainId"] == 31337 and status["running"] is True
+
+
+def test_stake_register_deposit_sign_and_settle(k, tmp_path):
+    """Every signed transaction goes through web3's signing and sending of the installed version."""
+    operator, consumer, node = k.addresses["operator"], k.addresses["consumer"], k.addresses["node"]
+    k.ok("account", "transfer", "KUOTA", operator, "2000", "--account", "deployer", *k.pw(), "--yes")
+    k.ok("account", "faucet", "10", "--account", "consumer", *k.pw(), "--yes")
+    k.ok("stake", "add", "1000", "--account", "operator", *k.pw(), "--yes")
+    assert k.ok("stake", "show", "--account", "operator", "--json")["bonded"] == 1000 * 10**18
+    k.ok("node", "register", "--account", "operator", "--node-account", "node", "--price", "1", "--capacity", "1",
+         "--region", "x", *k.pw(), "--yes")
+    k.ok("escrow", "deposit", "5", "--account", "consumer", *k.pw(), "--yes")
+    receipts = tmp_path / "r.jsonl"
+    k.ok("receipts", "sign", "--node", node, "--amount", "3", "--bytes", "3000", "--out", str(receipts),
+         "--account", "consumer", *k.pw())
+    k.ok("receipts", "import", str(receipts), "--node", node)
+    settled = k.ok("receipts", "settle", "--force", "--account", "operator", *k.pw(), "--yes", "--json")["nodes"][0]
+    assert settled["result"]["paid"] == 3_000_000
+    assert k.ok("escrow", "show", consumer, "--json")["available"] == 2_000_000
+    assert k.ok("earnings", "--node", node, "--json")["totals"]["gross"] == 3_000_000
