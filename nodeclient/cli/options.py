@@ -11,7 +11,8 @@ wait): the context only supplies its confirmation policy (print the plan, stop a
 ask unless ``--yes``) and its progress spinner.
 
 Output: ``cx.emit(data, human)`` prints ``data`` as one JSON object (sorted keys; integers exact)
-under ``--json``, else calls ``human(console)``. Progress goes to stderr, only when it is a terminal.
+under ``--json``, else calls ``human(console)``; a failure under ``--json`` is one JSON object on
+stderr (``nodeclient.cli.main``). Progress goes to stderr, only when it is a terminal.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from nodeclient.errors import KuotaError, RefusedError
 from nodeclient.transactions import SpendPlan, TokenAmount, Transactions, WatchOnly
 
 __all__ = [
+    "JSON_MODE_KEY",
     "CliContext",
     "DryRun",
     "TokenAmount",
@@ -45,6 +47,7 @@ __all__ = [
     "address_command",
     "amount_command",
     "eth",
+    "json_flag",
     "json_option",
     "network_command",
     "network_options",
@@ -353,9 +356,25 @@ def spend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+# Key of ``click.Context.meta`` (shared by a command's context and its parents') set when ``--json``
+# is given, so the error handler at the group answers in JSON too.
+JSON_MODE_KEY = "kuota.json"
+
+
+def _record_json_mode(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[JSON_MODE_KEY] = True
+    return value
+
+
+def json_flag(help_text: str = "Machine-readable JSON output (errors too).") -> Callable[..., Any]:
+    """``--json`` with ``help_text``: output, and any error, as one JSON object."""
+    return click.option("--json", "as_json", is_flag=True, callback=_record_json_mode, help=help_text)
+
+
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--json``."""
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(fn)
+    return json_flag()(fn)
 
 
 def units_option(text: str = "AMOUNT is in base units, not decimal tokens.") -> Callable[..., Any]:
