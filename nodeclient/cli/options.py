@@ -146,6 +146,27 @@ class CliContext:
         else:
             yield lambda text: None
 
+    @contextmanager
+    def progress(self, description: str, *, forced: bool = False) -> Iterator[Callable[[int, int], None]]:
+        """Block counts on stderr; yields ``update(done, total)``.
+
+        A bar when stderr is a terminal; with ``forced`` (``--progress``) and no terminal, one plain
+        line per update, which reads well in a CI log; nothing under ``--json`` or otherwise.
+        """
+        if self.as_json or not (forced or sys.stderr.isatty()):
+            yield lambda done, total: None
+        elif not sys.stderr.isatty():
+            console = self.err_console
+            yield lambda done, total: console.print(f"{description}: {done:,}/{total:,} blocks")
+        else:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as Bar
+
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"))
+            with Bar(*columns, TimeElapsedColumn(), console=self.err_console, transient=True) as bar:
+                task = bar.add_task(description, total=None)
+                yield lambda done, total: bar.update(task, completed=done, total=total)
+
     # -- resources ----------------------------------------------------------------------------------
 
     def settings(self) -> Settings:

@@ -91,6 +91,25 @@ def test_cli_human_summary_names_the_verdict(economy):
     assert "CONSISTENT" in out and "settlements" in out
 
 
+def test_cli_progress_counts_every_block_of_each_log_read(economy):
+    head = web3.eth.block_number
+    pinned = ("--to-block", str(head), "--confirmations", "0", "--getlogs-span", "4")
+    report = json.loads(_cli(economy, *pinned, "--json").stdout)
+    total = report["range"]["toBlock"] - report["range"]["fromBlock"] + 1
+    run = _cli(economy, *pinned, "--progress")  # stderr is a pipe: plain lines, one per span read
+    assert run.returncode == 0, run.stderr.decode()
+    counts = [line.split(": ")[1] for line in run.stderr.decode().splitlines() if line.startswith("reading event logs: ")]
+    done = [int(c.split("/")[0].replace(",", "")) for c in counts]
+    assert {c.split("/")[1] for c in counts} == {f"{total:,} blocks"}
+    assert done[0] == 0 and done[-1] == total and len(done) > 3  # spans of 4 blocks, doubling
+    first_pass = done[: done.index(total) + 1]
+    assert first_pass == sorted(set(first_pass))
+    # Off without --progress when stderr is not a terminal, and off under --json even with it.
+    for args in ((), ("--json", "--progress")):
+        quiet = _cli(economy, *pinned, *args)
+        assert quiet.returncode == 0 and b"reading event logs" not in quiet.stderr
+
+
 def test_range_starting_after_deployment_seeds_state_and_stays_consistent(economy, audit_options):
     """A partial range replays from the state just before it (read at from_block − 1)."""
     start = economy.batches[1].block  # node B's batch, after node A's first epoch
