@@ -16,6 +16,9 @@ import pytest
 from eth_account import Account
 
 ROOT = Path(__file__).resolve().parents[1]
+# tests/standalone runs without Brownie, in .venv-latest, through tools/client_latest.sh (`make test`
+# calls it after this suite): it needs the chain that script starts, not this suite's fixtures.
+collect_ignore = ["standalone"]
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
 Account.enable_unaudited_hdwallet_features()

@@ -3,9 +3,10 @@
 #
 # The dev venv (.venv) carries eth-brownie 1.22.2, which pins web3 7.16 and eth-account 0.13.7, so the
 # suite never sees what an operator's `pip install kuota-nodeclient` resolves to today. This check:
-#   1. keeps a separate venv, .venv-latest, with the client installed from this checkout (no Brownie)
-#      and the newest web3/eth-account the ranges in pyproject.toml admit; rebuilt only when
-#      pyproject.toml changes (stamp in .setup-stamps/latest), so a warm run skips it;
+#   1. keeps a separate venv, .venv-latest, with the client's dependencies at the newest versions the
+#      ranges in pyproject.toml admit (web3, eth-account...) and no Brownie; rebuilt only when
+#      pyproject.toml changes (stamp in .setup-stamps/latest), so a warm run skips it; the client
+#      itself is reinstalled from this checkout on every run (a few seconds);
 #   2. starts an Anvil with the dev venv's `kuota chain up` and deploys the system with Brownie (the
 #      dev venv: deploying is a development task, Brownie is not part of the client);
 #   3. runs tests/standalone (no Brownie import, their own conftest only) in .venv-latest against it.
@@ -23,25 +24,33 @@ STAMPS=.setup-stamps
 mkdir -p "$STAMPS"
 say() { printf '[client-latest] %s\n' "$*" >&2; }
 
+WORK=$(mktemp -d)
+# Stops only the chain this run recorded in its own home, never one of the user's.
+cleanup() { KUOTA_HOME="$WORK/home" "$ROOT/.venv/bin/kuota" chain down >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+# Built from a copy: setuptools writes build/ and *.egg-info next to the sources it builds, and
+# build/ here is Brownie's. The copy is what a wheel of this checkout ships (package-data included).
+mkdir -p "$WORK/src"
+cp -r pyproject.toml README.md LICENSE nodeclient "$WORK/src/"
+find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
+
 stamp=$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -x "$VENV/bin/python" ] || [ ! -f "$STAMPS/latest" ] || [ "$(cat "$STAMPS/latest")" != "$stamp" ]; then
   say "building $VENV (client + newest web3/eth-account, no Brownie)"
   rm -rf "$VENV"
   python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  # A regular (not editable) install: the test imports the package the wheel would ship, ABIs included.
-  "$VENV/bin/python" -m pip install -q --upgrade --upgrade-strategy eager '.[localchain]' web3 eth-account pytest
+  "$VENV/bin/python" -m pip install -q --upgrade --upgrade-strategy eager "$WORK/src[localchain]" web3 eth-account pytest
   echo "$stamp" > "$STAMPS/latest"
 fi
+# Every run: this checkout's client, as a regular (not editable) install; its dependencies stay.
+"$VENV/bin/python" -m pip install -q --no-deps --force-reinstall "$WORK/src"
 say "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in ("web3", "eth-account", "eth-abi", "pydantic")))')"
 if "$VENV/bin/python" -c 'import brownie' 2>/dev/null; then
   say "$VENV has brownie installed; the check must run without it"; exit 1
 fi
 
-WORK=$(mktemp -d)
 export KUOTA_HOME="$WORK/home"
-cleanup() { .venv/bin/kuota chain down >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 .venv/bin/kuota chain up --port "$port" >/dev/null
 say "deploying with Brownie (.venv) to 127.0.0.1:$port"

@@ -11,12 +11,26 @@ from pathlib import Path
 
 from nodeclient.receipts import Receipt, receipt_digest, receipt_domain, recover_signer, sign_receipt
 
-VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "receipts.json").read_text())
+CHECKOUT = Path(__file__).resolve().parents[2]
+VECTORS = json.loads((CHECKOUT / "tests" / "vectors" / "receipts.json").read_text())
 
 
 def test_brownie_is_not_in_this_process():
     assert "brownie" not in sys.modules
     assert importlib.metadata.version("web3")  # the installed distribution, whichever version it is
+
+
+def test_the_installed_package_ships_its_abis_and_type_marker():
+    """package-data of pyproject.toml: the client reads its ABIs from the package, never from build/."""
+    import nodeclient
+    from nodeclient.abi import load_abi
+
+    installed = Path(nodeclient.__file__).resolve().parent
+    assert installed != CHECKOUT / "nodeclient" and "site-packages" in installed.parts  # installed, not the sources
+    assert (installed / "py.typed").is_file()
+    shipped = sorted(p.name for p in (installed / "abi").glob("*.json"))
+    assert shipped == sorted(p.name for p in (CHECKOUT / "nodeclient" / "abi").glob("*.json"))
+    assert any(item.get("name") == "settle" for item in load_abi("ReceiptSettlement"))
 
 
 def test_receipt_vectors_sign_and_recover_as_committed():
