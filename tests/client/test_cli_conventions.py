@@ -107,3 +107,16 @@ def test_bash_completion_completes_subcommands_and_options(env):
 
     assert complete("kuota au") == ["audit"]
     assert "--progress" in complete("kuota audit replay --pro")
+
+
+def test_eth_rpc_url_is_the_endpoint_when_kuota_rpc_url_is_not_set(kenv):
+    """Foundry's variable reaches the chain: the real endpoint answers, a closed port is unreachable."""
+    who = kenv.addresses["operator"]
+    unset = {"KUOTA_RPC_URL": "", "ETH_RPC_URL": kenv.rpc_url}
+    shown = kenv.ok("stake", "show", who, "--json", extra_env=unset)
+    assert shown["operator"] == who
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    down = kenv.run("stake", "show", who, "--json", extra_env={**unset, "ETH_RPC_URL": dead})
+    assert down.exit_code == 4 and dead in json.loads(down.stderr.strip().splitlines()[-1])["error"]["message"]
+    # KUOTA_RPC_URL wins over it.
+    assert kenv.ok("stake", "show", who, "--json", extra_env={"ETH_RPC_URL": dead})["operator"] == who
