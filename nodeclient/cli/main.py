@@ -21,6 +21,11 @@ from nodeclient.errors import EXIT_REFUSED, KuotaError
 
 __all__ = ["KuotaGroup", "cli", "main"]
 
+# Outcomes whose human line is a complete sentence of its own, not an "Error: ..." one.
+_PLAIN_KINDS = frozenset({"Aborted", "Interrupted"})
+# ``click.Context.meta`` key of the arguments the group was given (see ``_wants_json``).
+_ARGS_KEY = "kuota.args"
+
 
 def _error(ctx: click.Context, kind: str, message: str, exit_code: int, as_json: bool) -> None:
     """Report one failure on stderr and exit with its code: a line for people, or under ``--json``
@@ -31,10 +36,6 @@ def _error(ctx: click.Context, kind: str, message: str, exit_code: int, as_json:
     else:
         click.echo(message if kind in _PLAIN_KINDS else f"Error: {message}", err=True)
     ctx.exit(exit_code)
-
-
-# Outcomes whose human line is a complete sentence of its own, not an "Error: ..." one.
-_PLAIN_KINDS = frozenset({"Aborted", "Interrupted"})
 
 
 def _wants_json(ctx: click.Context, exc: click.ClickException | None = None) -> bool:
@@ -49,9 +50,6 @@ def _wants_json(ctx: click.Context, exc: click.ClickException | None = None) -> 
     if failed is None or "--json" not in ctx.meta.get(_ARGS_KEY, ()):
         return False
     return any(param.name == "as_json" for param in failed.command.params)
-
-
-_ARGS_KEY = "kuota.args"
 
 
 class KuotaGroup(click.Group):
