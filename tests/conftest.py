@@ -52,6 +52,9 @@ def pytest_configure(config):
         )
     settings = CONFIG.networks["development"].setdefault("cmd_settings", {})
     settings.update({"port": port, "accounts": 20, "base_fee": 0})
+    # The client reads Foundry's ETH_RPC_URL; one left in a developer's shell must not point the
+    # client under test at another chain (tests that exercise it set it themselves).
+    os.environ.pop("ETH_RPC_URL", None)
 
 
 @pytest.fixture(autouse=True)

@@ -51,6 +51,9 @@ if "$VENV/bin/python" -c 'import brownie' 2>/dev/null; then
 fi
 
 export KUOTA_HOME="$WORK/home"
+# Settings from the caller's shell (a Foundry ETH_RPC_URL, a KUOTA_NETWORK...) must not redirect the
+# client under test: it uses the `local` profile of this home only.
+unset ETH_RPC_URL KUOTA_NETWORK KUOTA_RPC_URL KUOTA_CHAIN_ID KUOTA_MANIFEST KUOTA_ACCOUNT KUOTA_KEYSTORE KUOTA_DATA_DIR
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 .venv/bin/kuota chain up --port "$port" >/dev/null
 say "deploying with Brownie (.venv) to 127.0.0.1:$port"
