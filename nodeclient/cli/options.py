@@ -12,7 +12,8 @@ ask unless ``--yes``) and its progress spinner.
 
 Output: ``cx.emit(data, human)`` prints ``data`` as one JSON object (sorted keys; integers exact)
 under ``--json``, else calls ``human(console)``; a failure under ``--json`` is one JSON object on
-stderr (``nodeclient.cli.main``). Progress goes to stderr, only when it is a terminal.
+stderr (``nodeclient.cli.main``). Progress goes to stderr, only when it is a terminal (or a command's
+``--progress`` asks for it) and never under ``--json``.
 """
 
 from __future__ import annotations
