@@ -11,7 +11,7 @@ FOUNDRY_PROFILE ?= ci
 GAS_TOLERANCE ?= 1
 GAS_TESTS := tests/foundry/gas/*
 
-.PHONY: setup compile abi test fuzz gas-snapshot lint demo bench clean
+.PHONY: setup compile abi test client-latest fuzz gas-snapshot lint demo bench clean
 
 setup:
 	@bash tools/setup.sh
@@ -22,11 +22,17 @@ compile: setup
 abi: compile
 	$(PY) scripts/export_abis.py
 
-# The Foundry campaign first, so the pytest summary is the run's closing line.
+# The Foundry campaign first, then the suite, then the client alone on the newest web3/eth-account
+# (tools/client_latest.sh: about 20 s once .venv-latest exists).
 test: setup
 	@$(MAKE) --no-print-directory fuzz
 	@brownie compile >/dev/null
 	$(PY) tools/run_tests.py tests -p no:cacheprovider $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory client-latest
+
+# The client without Brownie, in its own venv with the newest dependencies, against a fresh deployment.
+client-latest: setup
+	bash tools/client_latest.sh
 
 # Stateless fuzz and handler-based invariant tests, then the gas snapshot check. forge 1.7.1's
 # `snapshot --check` prints a "Diff in" line for a change beyond the tolerance but still exits 0,
@@ -54,4 +60,4 @@ bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf build reports .setup-stamps crytic-export out cache
+	rm -rf build reports .setup-stamps .venv-latest crytic-export out cache

@@ -1,7 +1,9 @@
 """Client settings: a TOML file, ``KUOTA_*`` environment variables, and command-line flags on top.
 
-Precedence, lowest to highest: built-in defaults → ``<config dir>/config.toml`` → environment → flags
-(the keyword arguments of :func:`load_settings`). The config dir is the platform's (platformdirs) unless
+Precedence, lowest to highest: built-in defaults → ``<config dir>/config.toml`` → ``ETH_RPC_URL`` →
+``KUOTA_*`` environment → flags (the keyword arguments of :func:`load_settings`). ``ETH_RPC_URL`` is the
+variable Foundry's ``cast`` and ``forge`` read: a shell set up for them selects the same endpoint for the
+selected network, while ``KUOTA_RPC_URL`` and ``--rpc-url`` still win over it. The config dir is the platform's (platformdirs) unless
 ``KUOTA_HOME`` is set, in which case both configuration and data (keystores, receipt store, nonce
 journal) live under it: one variable isolates a whole installation, which is what tests and operators
 running two identities on one machine need.
@@ -45,6 +47,7 @@ from nodeclient.errors import ConfigError, NotFoundError
 
 __all__ = [
     "APP_NAME",
+    "FOUNDRY_RPC_ENV",
     "LOCAL_CHAIN_ID",
     "LOCAL_RPC_URL",
     "InvalidSettingError",
@@ -78,6 +81,8 @@ _ENV_KEYS: dict[str, str] = {
     "KUOTA_LOG_FILE": "log_file",
 }
 _ENV_NESTED_PREFIXES = ("KUOTA_SETTLEMENT__", "KUOTA_REWARDS__", "KUOTA_WEB__")
+# Foundry's variable for the RPC endpoint, read below every KUOTA_* variable.
+FOUNDRY_RPC_ENV = "ETH_RPC_URL"
 
 
 class UnknownNetworkError(ConfigError, NotFoundError):
@@ -359,6 +364,11 @@ def _read_env() -> dict[str, Any]:
     return values
 
 
+def _read_foundry_env() -> dict[str, Any]:
+    value = os.environ.get(FOUNDRY_RPC_ENV, "")
+    return {"rpc_url": value} if value else {}
+
+
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in top.items():
@@ -370,7 +380,7 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings from defaults, the config file, ``KUOTA_*`` env vars and ``overrides``.
+    """Build the settings from defaults, the config file, ``ETH_RPC_URL``, ``KUOTA_*`` env vars and ``overrides``.
 
     Keyword overrides are flags (``network``, ``rpc_url``, ``chain_id``, ``manifest``,
     ``confirmations``, ``account``, ``keystore``, ``data_dir``…); ``None`` means "not given".
@@ -383,6 +393,7 @@ def load_settings(**overrides: Any) -> Settings:
     path = home / "config.toml"
     layers = [
         (f"config file {path}", _read_file(path)),
+        (f"environment variable {FOUNDRY_RPC_ENV}", _read_foundry_env()),
         ("the environment", _read_env()),
         ("the command line", {k: v for k, v in overrides.items() if v is not None}),
     ]

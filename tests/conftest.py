@@ -16,6 +16,9 @@ import pytest
 from eth_account import Account
 
 ROOT = Path(__file__).resolve().parents[1]
+# tests/standalone runs without Brownie, in .venv-latest, through tools/client_latest.sh (`make test`
+# calls it after this suite): it needs the chain that script starts, not this suite's fixtures.
+collect_ignore = ["standalone"]
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
 Account.enable_unaudited_hdwallet_features()
@@ -53,6 +56,9 @@ def pytest_configure(config):
         )
     settings = CONFIG.networks["development"].setdefault("cmd_settings", {})
     settings.update({"port": port, "accounts": 20, "base_fee": 0})
+    # The client reads Foundry's ETH_RPC_URL; one left in a developer's shell must not point the
+    # client under test at another chain (tests that exercise it set it themselves).
+    os.environ.pop("ETH_RPC_URL", None)
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ from nodeclient.audit.reconcile import reconcile
 from nodeclient.audit.replay import Ledger, replay
 from nodeclient.audit.report import REPORT_VERSION, verdict_of
 from nodeclient.audit.source import BlockRange, gather, open_source, resolve_range
+from nodeclient.chain.getlogs import Progress
 
 __all__ = ["AuditOptions", "AuditResult", "run_audit"]
 
@@ -59,6 +60,8 @@ class AuditOptions:
     max_clock_skew: int = 300
     getlogs_initial_span: int = 2_000
     getlogs_max_span: int = 50_000
+    #: block counts of each ``eth_getLogs`` pass over the range (a display; ``None``: nobody watches).
+    progress: Progress | None = None
 
 
 @dataclass
@@ -77,7 +80,8 @@ def run_audit(options: AuditOptions) -> AuditResult:
     source = open_source(options.rpc_url, options.deployment)
     rng = resolve_range(source, options.from_block, options.to_block, options.confirmations,
                         options.allow_unconfirmed)
-    fetcher = LogFetcher(source.w3, initial_span=options.getlogs_initial_span, max_span=options.getlogs_max_span)
+    fetcher = LogFetcher(source.w3, initial_span=options.getlogs_initial_span, max_span=options.getlogs_max_span,
+                         progress=options.progress)
     data, blocks, end, transfers = gather(source, rng, fetcher)
     ledger = replay(data)
     state_findings, state = reconcile(ledger, end)

@@ -21,7 +21,11 @@ from typing import Any
 import requests
 from web3.exceptions import Web3RPCError
 
-__all__ = ["AdaptiveLogReader", "FetchStats", "LogQueryError", "classify_rpc_error", "short_reason"]
+__all__ = ["AdaptiveLogReader", "FetchStats", "LogQueryError", "Progress", "classify_rpc_error", "short_reason"]
+
+#: ``progress(blocks_done, blocks_total)`` of one read: called once before the first request and after
+#: every span that was read, so a display can show block counts however the spans shrink or grow.
+Progress = Callable[[int, int], None]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,7 @@ class AdaptiveLogReader:
         max_failures: int = 12,
         backoff: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
+        progress: Progress | None = None,
     ) -> None:
         if initial_span < 1 or max_span < initial_span:
             raise ValueError(f"bad span settings: initial {initial_span}, max {max_span}")
@@ -112,6 +117,7 @@ class AdaptiveLogReader:
         self._max_failures = max_failures
         self._backoff = backoff
         self._sleep = sleep
+        self._progress = progress
         self.stats = FetchStats()
 
     def read(self, fetch: Callable[[int, int], list[Any]], from_block: int, to_block: int) -> list[Any]:
@@ -123,6 +129,9 @@ class AdaptiveLogReader:
         out: list[Any] = []
         start = from_block
         failures = 0
+        total = max(0, to_block - from_block + 1)
+        if self._progress is not None:
+            self._progress(0, total)
         while start <= to_block:
             end = min(to_block, start + self._span - 1)
             self.stats.calls += 1
@@ -139,6 +148,8 @@ class AdaptiveLogReader:
             out.extend(entries)
             start = end + 1
             self._span = min(self._max_span, self._span * 2)
+            if self._progress is not None:
+                self._progress(start - from_block, total)
         self.stats.logs += len(out)
         return out
 

@@ -82,6 +82,8 @@ def _target(cx: CliContext, confirmations: int | None) -> tuple[str, Any, int]:
                    "(consumer clocks run ahead; 0 is strictest).")
 @click.option("--getlogs-span", type=click.IntRange(min=1, max=1_000_000), default=2_000, show_default=True,
               help="First eth_getLogs block span (it shrinks on provider limits and grows on success).")
+@click.option("--progress", "show_progress", is_flag=True,
+              help="Block counts of the log reads on stderr even when it is not a terminal (never with --json).")
 @json_option
 @pass_cx
 def replay(
@@ -99,6 +101,7 @@ def replay(
     jobs: int | None,
     max_clock_skew: int,
     getlogs_span: int,
+    show_progress: bool,
 ) -> None:
     """Replay every settlement, escrow balance and reward, and compare them with the chain.
 
@@ -111,14 +114,14 @@ def replay(
 
     _check_fetch_options(fetch, bundle_source, allow_partial)
     url, deployment, depth = _target(cx, confirmations)
-    options = AuditOptions(
-        rpc_url=url, deployment=deployment, from_block=from_block, to_block=to_block, confirmations=depth,
-        allow_unconfirmed=allow_unconfirmed, bundle_dir=bundle_dir, bundle_urls=bundle_urls,
-        fetch=fetch, bundle_source=bundle_source, allow_partial=allow_partial,
-        max_clock_skew=max_clock_skew, getlogs_initial_span=getlogs_span,
-        **({"jobs": jobs} if jobs is not None else {}),
-    )
-    with cx.status("replaying the chain's history"):
+    with cx.progress("reading event logs", forced=show_progress) as progress:
+        options = AuditOptions(
+            rpc_url=url, deployment=deployment, from_block=from_block, to_block=to_block, confirmations=depth,
+            allow_unconfirmed=allow_unconfirmed, bundle_dir=bundle_dir, bundle_urls=bundle_urls,
+            fetch=fetch, bundle_source=bundle_source, allow_partial=allow_partial,
+            max_clock_skew=max_clock_skew, getlogs_initial_span=getlogs_span, progress=progress,
+            **({"jobs": jobs} if jobs is not None else {}),
+        )
         result = run_audit(options)
     report = result.report
     if cx.as_json:

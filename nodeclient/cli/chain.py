@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from nodeclient import localchain
+from nodeclient.cli.options import json_flag
 from nodeclient.errors import EXIT_NOT_FOUND, ConfigError, NotFoundError
 
 __all__ = ["COMMANDS", "chain", "deploy"]
@@ -38,7 +39,7 @@ def chain() -> None:
 @click.option("--chain-id", type=click.IntRange(1, 2**53 - 1), default=localchain.DEFAULT_CHAIN_ID, show_default=True)
 @click.option("--accounts", type=click.IntRange(1, 1000), default=20, show_default=True, help="Funded dev accounts.")
 @click.option("--block-time", type=click.IntRange(1, 3600), default=None, help="Mine every N seconds (default: on each tx).")
-@click.option("--json", "as_json", is_flag=True, help="Print the chain record as JSON.")
+@json_flag("Print the chain record as JSON.")
 def up(ganache: bool, port: int | None, chain_id: int, accounts: int, block_time: int | None, as_json: bool) -> None:
     """Start a local chain with the well-known test mnemonic and record it under $KUOTA_HOME."""
     state = localchain.start_chain(
@@ -54,7 +55,7 @@ def up(ganache: bool, port: int | None, chain_id: int, accounts: int, block_time
 
 
 @chain.command("down")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@json_flag("Print the outcome as JSON.")
 def down(as_json: bool) -> None:
     """Stop the chain `kuota chain up` started (only that process, after checking it is still ours)."""
     message = localchain.stop_chain()
@@ -62,7 +63,7 @@ def down(as_json: bool) -> None:
 
 
 @chain.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@json_flag("Print the status as JSON.")
 def status(as_json: bool) -> None:
     """Show the recorded chain and whether it is still the one we started (exit 3 if none, 8 if stale)."""
     result = localchain.chain_status()
@@ -109,7 +110,7 @@ def _units(text: str | None, decimals: int, flag: str) -> int:
 @click.option("--eth", default=None, help="Ether to send from the first dev account, e.g. 10.")
 @click.option("--usd", default=None, help="MockUSD to mint (6 decimals), e.g. 100.5.")
 @click.option("--kuota", default=None, help="KUOTA to transfer from the deployer, e.g. 2000.")
-@click.option("--json", "as_json", is_flag=True, help="Print transactions and balances as JSON.")
+@json_flag("Print transactions and balances as JSON.")
 def fund(address: str, eth: str | None, usd: str | None, kuota: str | None, as_json: bool) -> None:
     """Faucet for the local chain: give ADDRESS ether, MockUSD and KUOTA (development only).
 
@@ -133,7 +134,7 @@ def fund(address: str, eth: str | None, usd: str | None, kuota: str | None, as_j
 @chain.command("advance")
 @click.argument("seconds", type=click.IntRange(1, 10 * 365 * 86_400), required=False)
 @click.option("--next-epoch", is_flag=True, help="Advance to one second into the next RewardPool epoch.")
-@click.option("--json", "as_json", is_flag=True, help="Print the new head as JSON.")
+@json_flag("Print the new head as JSON.")
 def advance(seconds: int | None, next_epoch: bool, as_json: bool) -> None:
     """Move the local chain's clock SECONDS forward and mine a block (epochs, unbonding, thawing)."""
     if seconds is None and not next_epoch:

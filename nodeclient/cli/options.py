@@ -11,7 +11,9 @@ wait): the context only supplies its confirmation policy (print the plan, stop a
 ask unless ``--yes``) and its progress spinner.
 
 Output: ``cx.emit(data, human)`` prints ``data`` as one JSON object (sorted keys; integers exact)
-under ``--json``, else calls ``human(console)``. Progress goes to stderr, only when it is a terminal.
+under ``--json``, else calls ``human(console)``; a failure under ``--json`` is one JSON object on
+stderr (``nodeclient.cli.main``). Progress goes to stderr, only when it is a terminal (or a command's
+``--progress`` asks for it) and never under ``--json``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from nodeclient.errors import KuotaError, RefusedError
 from nodeclient.transactions import SpendPlan, TokenAmount, Transactions, WatchOnly
 
 __all__ = [
+    "JSON_MODE_KEY",
     "CliContext",
     "DryRun",
     "TokenAmount",
@@ -45,6 +48,7 @@ __all__ = [
     "address_command",
     "amount_command",
     "eth",
+    "json_flag",
     "json_option",
     "network_command",
     "network_options",
@@ -142,6 +146,27 @@ class CliContext:
                 yield lambda text: live.update(text)
         else:
             yield lambda text: None
+
+    @contextmanager
+    def progress(self, description: str, *, forced: bool = False) -> Iterator[Callable[[int, int], None]]:
+        """Block counts on stderr; yields ``update(done, total)``.
+
+        A bar when stderr is a terminal; with ``forced`` (``--progress``) and no terminal, one plain
+        line per update, which reads well in a CI log; nothing under ``--json`` or otherwise.
+        """
+        if self.as_json or not (forced or sys.stderr.isatty()):
+            yield lambda done, total: None
+        elif not sys.stderr.isatty():
+            console = self.err_console
+            yield lambda done, total: console.print(f"{description}: {done:,}/{total:,} blocks")
+        else:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as Bar
+
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"))
+            with Bar(*columns, TimeElapsedColumn(), console=self.err_console, transient=True) as bar:
+                task = bar.add_task(description, total=None)
+                yield lambda done, total: bar.update(task, completed=done, total=total)
 
     # -- resources ----------------------------------------------------------------------------------
 
@@ -353,9 +378,25 @@ def spend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+# Key of ``click.Context.meta`` (shared by a command's context and its parents') set when ``--json``
+# is given, so the error handler at the group answers in JSON too.
+JSON_MODE_KEY = "kuota.json"
+
+
+def _record_json_mode(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[JSON_MODE_KEY] = True
+    return value
+
+
+def json_flag(help_text: str = "Machine-readable JSON output (errors too).") -> Callable[..., Any]:
+    """``--json`` with ``help_text``: output, and any error, as one JSON object."""
+    return click.option("--json", "as_json", is_flag=True, callback=_record_json_mode, help=help_text)
+
+
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--json``."""
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(fn)
+    return json_flag()(fn)
 
 
 def units_option(text: str = "AMOUNT is in base units, not decimal tokens.") -> Callable[..., Any]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +92,54 @@ def test_cli_human_summary_names_the_verdict(economy):
     assert run.returncode == 0, run.stderr.decode()
     out = run.stdout.decode()
     assert "CONSISTENT" in out and "settlements" in out
+
+
+def test_cli_progress_counts_every_block_of_each_log_read(economy):
+    head = web3.eth.block_number
+    pinned = ("--to-block", str(head), "--confirmations", "0", "--getlogs-span", "4")
+    report = json.loads(_cli(economy, *pinned, "--json").stdout)
+    total = report["range"]["toBlock"] - report["range"]["fromBlock"] + 1
+    run = _cli(economy, *pinned, "--progress")  # stderr is a pipe: plain lines, one per span read
+    assert run.returncode == 0, run.stderr.decode()
+    counts = [line.split(": ")[1] for line in run.stderr.decode().splitlines() if line.startswith("reading event logs: ")]
+    done = [int(c.split("/")[0].replace(",", "")) for c in counts]
+    assert {c.split("/")[1] for c in counts} == {f"{total:,} blocks"}
+    assert done[0] == 0 and done[-1] == total and len(done) > 3  # spans of 4 blocks, doubling
+    first_pass = done[: done.index(total) + 1]
+    assert first_pass == sorted(set(first_pass))
+    # Off without --progress when stderr is not a terminal, and off under --json even with it.
+    for args in ((), ("--json", "--progress")):
+        quiet = _cli(economy, *pinned, *args)
+        assert quiet.returncode == 0 and b"reading event logs" not in quiet.stderr
+
+
+def test_cli_progress_bar_on_a_terminal_without_the_flag(economy):
+    """stderr on a pseudo-terminal: the bar shows block counts; stdout (a pipe) still holds only the report."""
+    pinned = ("--to-block", str(web3.eth.block_number), "--confirmations", "0")
+    report = json.loads(_cli(economy, *pinned, "--json").stdout)
+    total = report["range"]["toBlock"] - report["range"]["fromBlock"] + 1
+    primary, secondary = pty.openpty()
+    cmd = [KUOTA, "audit", "replay", "--rpc-url", economy.rpc_url, "--manifest", str(economy.manifest_path), *pinned]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=secondary, env=dict(os.environ))
+    os.close(secondary)
+    seen = b""
+    try:
+        while True:
+            ready, _, _ = select.select([primary], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(primary, 65536)
+                except OSError:  # the terminal closed with the process
+                    break
+            elif proc.poll() is not None:
+                break
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        os.close(primary)
+    assert proc.returncode == 0
+    shown = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen).decode()  # without the terminal's control codes
+    assert re.search(rf"reading event logs .* {total}/{total} blocks", shown), shown
+    assert b"reading event logs" not in out and b"CONSISTENT" in out
 
 
 def test_range_starting_after_deployment_seeds_state_and_stays_consistent(economy, audit_options):

@@ -21,6 +21,7 @@ def home(tmp_path, monkeypatch):
     for key in list(os.environ):
         if key.startswith("KUOTA_") and key != "KUOTA_ANVIL_PORT":
             monkeypatch.delenv(key)
+    monkeypatch.delenv("ETH_RPC_URL", raising=False)  # Foundry's, read by the client too
     monkeypatch.setenv("KUOTA_HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
     return tmp_path / "home"
@@ -50,6 +51,33 @@ def test_file_then_env_then_flags(home, monkeypatch):
     assert load_settings(confirmations=9).profile().confirmations == 9
     # Overrides apply to the selected profile only: `local` named explicitly keeps its own URL.
     assert load_settings().profile("local").rpc_url == "http://127.0.0.1:8545"
+
+
+def test_eth_rpc_url_sits_between_the_config_file_and_kuota_rpc_url(home, monkeypatch):
+    monkeypatch.setenv("ETH_RPC_URL", "https://foundry.example.org")
+    assert load_settings().profile().rpc_url == "https://foundry.example.org"  # over the local default
+    (home / "config.toml").write_text(
+        'network = "sepolia"\n[networks.sepolia]\nrpc_url = "https://file.example.org"\nchain_id = 11155111\n'
+    )
+    profile = load_settings().profile()
+    assert (profile.name, profile.rpc_url, profile.chain_id) == ("sepolia", "https://foundry.example.org", 11155111)
+    monkeypatch.setenv("KUOTA_RPC_URL", "https://kuota.example.org")
+    assert load_settings().profile().rpc_url == "https://kuota.example.org"
+    assert load_settings(rpc_url="https://flag.example.org").profile().rpc_url == "https://flag.example.org"
+    monkeypatch.setenv("ETH_RPC_URL", "")  # set but empty counts as unset, as for KUOTA_*
+    monkeypatch.delenv("KUOTA_RPC_URL")
+    assert load_settings().profile().rpc_url == "https://file.example.org"
+
+
+def test_bad_eth_rpc_url_names_the_variable_and_the_value(home, monkeypatch):
+    monkeypatch.setenv("ETH_RPC_URL", "localhost:8545")
+    with pytest.raises(InvalidSettingError) as caught:
+        load_settings()
+    assert "environment variable ETH_RPC_URL" in str(caught.value) and "'localhost:8545'" in str(caught.value)
+    result = CliRunner().invoke(cli, ["stake", "show", "0x" + "11" * 20],
+                                env={"KUOTA_HOME": str(home), "ETH_RPC_URL": "localhost:8545"})
+    assert result.exit_code == 2
+    assert "ETH_RPC_URL" in result.stderr and "localhost:8545" in result.stderr
 
 
 def test_local_profile_follows_the_chain_started_by_kuota_chain_up(home):
