@@ -94,6 +94,15 @@ def test_dashboard_shows_the_node_figures_charts_and_settlements(dashboard_node,
     assert _raw(browser, "month-quota") == str(CAPS.per_month_bytes)
     assert _raw(browser, "sessions-total") == "2" and _raw(browser, "sessions-active") == "0"
 
+    # The traffic chart's data: every receipted byte of both channels, counted once.
+    traffic = browser.evaluate("fetch('/api/traffic').then(r => r.json())")
+    store = node.ledger.store(node.client)
+    try:
+        receipted = sum(store.latest(node.ledger.signers[r].address, node.node).receipt.cumulative_bytes
+                        for r in ("consumer", "consumer2"))
+    finally:
+        store.close()
+    assert traffic["totalBytes"] == str(receipted) and sum(p["bytes"] for p in traffic["points"]) == receipted
     for chart, colour in _SERIES_COLOURS.items():
         size = browser.evaluate(f"(() => {{ const c = document.querySelector('#{chart} canvas'); "
                                 "return c ? [c.width, c.height] : null; })()")
