@@ -23,6 +23,7 @@ from aiohttp import web
 
 from nodeclient.chain import ChainClient
 from nodeclient.chain.rpc import connect_async
+from nodeclient.config import NetworkProfile
 from nodeclient.dashboard import add_dashboard, node_dashboard_source
 from nodeclient.relay.chainview import Web3ChainView
 from nodeclient.relay.client import ConsumerConfig, open_session
@@ -80,12 +81,17 @@ class DashboardNode:
 
         self.delivered[role] = asyncio.run(run())
 
-    def serve(self, token: str | None = None) -> str:
-        """Serve the dashboard of this node on 127.0.0.1 (a port of its own); returns its base URL."""
-        client = self.ledger.client()
+    def serve(self, token: str | None = None, rpc_url: str | None = None) -> str:
+        """Serve the dashboard of this node on 127.0.0.1 (a port of its own); returns its base URL.
+
+        With ``rpc_url`` its chain reads go there (one try each, never cached) instead of to Anvil directly.
+        """
+        client = self.ledger.client() if rpc_url is None else self._client_via(rpc_url)
         store = open_store(client)
         self._closers.append(store.close)
         source = node_dashboard_source(client, self.server, store)
+        if rpc_url is not None:
+            source.earnings_ttl_s = 0.0
 
         async def start() -> str:
             app = web.Application()
@@ -99,6 +105,14 @@ class DashboardNode:
             return f"http://{host}:{port}"
 
         return self.call(start())
+
+    def _client_via(self, rpc_url: str) -> ChainClient:
+        k = self.ledger.k
+        profile = NetworkProfile(name="dashboard", rpc_url=rpc_url, chain_id=k.chain_id, manifest=k.manifest,
+                                 request_timeout=2.0, rpc_retries=0)
+        client = ChainClient.connect(profile, k.home / "data", verify=False)
+        self._closers.append(client.journal.close)
+        return client
 
     def close(self) -> None:
         for runner in self._runners:

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 
 from tests.dashboard.conftest import CAPS, TOKEN, DashboardNode
+from tests.faults.proxy import Fault, FaultProxy
 
 # Pixels of the uPlot canvas in chart container %s painted in the series' stroke colour %s (r, g, b):
 # the series itself was drawn, not only the axes and grid.
@@ -155,3 +156,26 @@ def test_dashboard_with_a_token_refuses_its_api_without_it(dashboard_node, brows
     assert _text(browser, "node") == dashboard_node.node
     assert _raw(browser, "gross") != ""
     assert TOKEN not in browser.evaluate("location.href")
+
+
+def test_a_failing_chain_read_is_shown_and_the_store_figures_stay(dashboard_node, browser, rpc_url):
+    node = dashboard_node
+    with FaultProxy(rpc_url, hold=0) as proxy:
+        url = node.serve(rpc_url=proxy.url)
+        browser.navigate(url + "/")
+        browser.wait_for("document.body.dataset.ready === '1'")
+        assert _raw(browser, "gross") != "" and browser.evaluate("document.getElementById('error').hidden")
+        # The provider answers the earnings' first read (the node's registry record) with a 503, and
+        # the dashboard's client does not retry: the API names the failed read instead of old figures.
+        proxy.arm(Fault("eth_call", "http503"))
+        assert _status_code(url + "/api/earnings", None) == 503
+        proxy.arm(Fault("eth_call", "http503"))
+        browser.navigate(url + "/")
+        browser.wait_for("document.body.dataset.problems === '1'")
+        assert proxy.injected["http503"] == 2
+    error = _text(browser, "error")
+    assert error.startswith("earnings: ") and proxy.url in error and "unreachable" in error, error
+    assert browser.evaluate("!document.getElementById('error').hidden")
+    assert _raw(browser, "unsettled") != "" and _raw(browser, "today-bytes") == str(sum(node.delivered.values()))
+    assert _raw(browser, "gross") == ""
+    assert browser.evaluate("document.querySelectorAll('#settlements tbody tr[data-batch]').length") == 1

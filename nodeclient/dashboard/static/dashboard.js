@@ -224,20 +224,34 @@
     box.hidden = false;
   }
 
+  const SECTIONS = [["status", renderStatus, false], ["traffic", renderTraffic, false],
+    ["settlements", renderSettlements, true], ["earnings", renderEarnings, true]];
+  const rendered = new Set();
+
+  // Each section is fetched and drawn on its own: a chain read that fails leaves the figures of the
+  // others current and its own last figures in place, with the reason shown above them.
   async function refresh(slow) {
+    const problems = [];
     try {
-      renderStatus(await api("status"));
-      renderTraffic(await api("traffic"));
-      if (slow) {
-        renderSettlements(await api("settlements"));
-        renderEarnings(await api("earnings"));
+      for (const [name, render, isSlow] of SECTIONS) {
+        if (isSlow && !slow) continue;
+        try {
+          render(await api(name));
+          rendered.add(name);
+        } catch (error) {
+          if (error instanceof AuthRequired) throw error;
+          problems.push(String(error.message || error));
+        }
       }
-      $("updated").textContent = new Date().toLocaleTimeString();
-      $("error").hidden = true;
-      document.body.dataset.ready = "1";
     } catch (error) {
       showError(error);
+      return;
     }
+    $("updated").textContent = new Date().toLocaleTimeString();
+    if (problems.length) showError(new Error(problems.join("; ")));
+    else $("error").hidden = true;
+    if (rendered.size === SECTIONS.length) document.body.dataset.ready = "1";
+    document.body.dataset.problems = String(problems.length);
   }
 
   function retryWithToken() {
