@@ -216,6 +216,7 @@
     if (error instanceof AuthRequired) {
       sessionStorage.removeItem(TOKEN_KEY);
       $("token-form").hidden = false;
+      $("relay-state").textContent = "token required";
       box.hidden = true;
       document.body.dataset.auth = "required";
       return;
