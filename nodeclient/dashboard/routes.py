@@ -32,6 +32,9 @@ __all__ = ["API_PREFIX", "STATIC_PREFIX", "Dashboard", "add_dashboard", "is_publ
 log = logging.getLogger("kuota.dashboard")
 
 API_PREFIX = "/api/"
+#: Settlement batches the history shows by default, and at most (``/api/settlements?limit=``).
+DEFAULT_SETTLEMENTS = 100
+MAX_SETTLEMENTS = 1000
 STATIC_PREFIX = "/dashboard/static/"
 _STATIC_DIR = Path(str(resources.files("nodeclient.dashboard") / "static"))
 _TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -135,11 +138,15 @@ class Dashboard:
         return earnings_view(await asyncio.to_thread(self._earnings.get))
 
     async def _settlements(self, request: web.Request) -> Any:
-        return await asyncio.to_thread(self._read_settlements)
+        raw = request.query.get("limit", str(DEFAULT_SETTLEMENTS))
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_SETTLEMENTS:
+            raise web.HTTPBadRequest(text=f"limit={raw!r} is not a number of batches in 1..{MAX_SETTLEMENTS}\n")
+        return await asyncio.to_thread(self._read_settlements, int(raw))
 
-    def _read_settlements(self) -> Any:
+    def _read_settlements(self, limit: int) -> Any:
         store, journal, source = self.source.store, self.source.journal, self.source
         batches = [b for b in store.batches() if b.node == source.node] if store is not None else []
+        batches = sorted(batches, key=lambda b: b.id, reverse=True)[:limit]
         records = {}
         if journal is not None:
             records = {r.tx_hash: r for r in journal.records(source.chain_id, node=source.node) if r.kind == "settle"}

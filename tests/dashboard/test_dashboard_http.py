@@ -24,7 +24,7 @@ from aiohttp import web
 from eth_account import Account
 
 from nodeclient.chain.journal import TxJournal
-from nodeclient.dashboard import DashboardSource, TokenUnit, TrafficSeries, add_dashboard
+from nodeclient.dashboard import DashboardSource, TokenUnit, TrafficSeries, add_dashboard, is_public_path
 from nodeclient.dashboard.traffic import BUCKET_S
 from nodeclient.receipts import Receipt, ReceiptSigner
 from nodeclient.receipts.signing import receipt_domain
@@ -102,6 +102,12 @@ def test_page_and_assets_are_served_with_a_strict_content_security_policy(served
     assert headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_only_the_page_and_its_assets_are_public():
+    # What the node's web service may let through without its bearer token: no data is in these.
+    assert all(is_public_path(p) for p in ("/", "/dashboard", "/dashboard/static/dashboard.js"))
+    assert not any(is_public_path(p) for p in ("/api/status", "/api/tx/0x00", "/metrics", "/dashboardx", "/static/x"))
+
+
 @pytest.mark.parametrize("path", [
     "/dashboard/static/../routes.py",
     "/dashboard/static/%2e%2e/routes.py",
@@ -125,9 +131,11 @@ def test_api_without_relay_or_chain_answers_what_it_has(served, store):
             traffic = await (await http.get(served + "/api/traffic")).json()
             earnings = (await http.get(served + "/api/earnings")).status
             tx = (await http.get(served + "/api/tx/0x" + "ab" * 32)).status
-            return status, traffic, earnings, tx
+            limits = [(await http.get(served + f"/api/settlements?limit={n}")).status for n in ("0", "1001", "x", "5")]
+            return status, traffic, earnings, tx, limits
 
-    status, traffic, earnings, tx = asyncio.run(read())
+    status, traffic, earnings, tx, limits = asyncio.run(read())
+    assert limits == [400, 400, 400, 200]
     assert status["relay"] is None and status["today"] == {"bytes": None, "quota": None}
     assert status["unsettled"] == {"amount": "3000", "channels": 1}
     assert traffic["totalBytes"] == str(3 * 2**20) and traffic["totalAmount"] == "3000"
