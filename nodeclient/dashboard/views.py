@@ -17,6 +17,10 @@ from nodeclient.earnings import NodeEarnings
 __all__ = ["earnings_view", "settlements_view", "status_view", "traffic_view", "tx_link"]
 
 
+# The earnings totals that are token amounts (uint256); the rest are counts, lists and flags.
+_AMOUNT_TOTALS = ("gross", "fee", "net", "withdrawn", "credit", "rewardsClaimed", "rewardsClaimable", "gasWei")
+
+
 def _unit(token: TokenUnit) -> dict[str, Any]:
     return {"symbol": token.symbol, "decimals": token.decimals}
 
@@ -83,14 +87,15 @@ def traffic_view(points: list[TrafficPoint]) -> dict[str, Any]:
 
 def earnings_view(earnings: NodeEarnings) -> dict[str, Any]:
     """Totals (gross, fee, net, credit, rewards, gas) and the cumulative net / fee series per settlement."""
-    totals = {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in earnings.totals().items()}
+    totals = earnings.totals()
+    for key in _AMOUNT_TOTALS:
+        totals[key] = str(totals[key])
     series: list[dict[str, Any]] = []
     gross = fee = 0
     for entry in earnings.entries:
         if entry.kind == "settlement" and entry.timestamp is not None:
             gross, fee = gross + entry.gross, fee + entry.fee
             series.append({"t": entry.timestamp, "gross": gross, "fee": fee, "net": gross - fee})
-    totals["settlements"] = earnings.totals()["settlements"]
     return {"node": earnings.node, "payout": earnings.payout, "totals": totals, "series": series}
 
 
