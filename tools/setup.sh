@@ -40,7 +40,24 @@ if ! fresh npm "$npm_hash" || [ ! -x node_modules/.bin/anvil ] || [ ! -x node_mo
   echo "$npm_hash" > "$STAMPS/npm"
 fi
 
-# 4. solc where py-solc-x looks for it: a native solc of the pinned version if there is one,
+# 4. Debian's chromium for the dashboard's browser test (tests/dashboard), driven headless over the
+#    DevTools Protocol: no browser download from npm. Installing a system package needs root, so this
+#    runs apt-get only as root or with password-less sudo; otherwise it says how, and goes on (the
+#    browser tests then skip, naming the reason).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing Debian's chromium (apt-get) for the dashboard browser test"
+    apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    say "installing Debian's chromium (sudo apt-get) for the dashboard browser test"
+    sudo -n apt-get install -y -q chromium >/dev/null || { sudo -n apt-get update -q >/dev/null && sudo -n apt-get install -y -q chromium >/dev/null; }
+  else
+    say "chromium is not installed and this is neither root nor password-less sudo: run 'sudo apt-get install chromium'" \
+        "to run tests/dashboard (they skip without it)"
+  fi
+fi
+
+# 5. solc where py-solc-x looks for it: a native solc of the pinned version if there is one,
 #    otherwise the solcjs shim. SOLCX_BINARY_PATH points here, so the user's home is untouched.
 mkdir -p .solcx
 target=.solcx/solc-v$SOLC_VERSION
@@ -54,4 +71,4 @@ SHIM
   chmod +x "$target"
 fi
 "$target" --version | grep -q "Version: $SOLC_VERSION+" || { echo "[setup] $target does not report solc $SOLC_VERSION" >&2; exit 1; }
-say "ready: python $(.venv/bin/python -V 2>&1 | cut -d' ' -f2), solc $SOLC_VERSION ($(readlink "$target" >/dev/null && echo native || echo solcjs shim)), anvil $(node_modules/.bin/anvil --version | head -n1 | awk "{print \$3}"), forge $(node_modules/.bin/forge --version | head -n1 | awk "{print \$3}")"
+say "ready: python $(.venv/bin/python -V 2>&1 | cut -d' ' -f2), solc $SOLC_VERSION ($(readlink "$target" >/dev/null && echo native || echo solcjs shim)), anvil $(node_modules/.bin/anvil --version | head -n1 | awk "{print \$3}"), forge $(node_modules/.bin/forge --version | head -n1 | awk "{print \$3}"), chromium $(command -v chromium >/dev/null 2>&1 && chromium --version 2>/dev/null | awk '{print $2}' || echo "not installed")"
