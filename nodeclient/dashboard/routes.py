@@ -9,7 +9,6 @@ service requires one off loopback). The page takes the token from the URL fragme
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import re
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from nodeclient._utils.bearer import bearer_authorized
 from nodeclient.dashboard.source import DashboardSource
 from nodeclient.dashboard.traffic import TrafficSeries
 from nodeclient.dashboard.views import earnings_view, settlements_view, status_view, traffic_view
@@ -110,7 +110,7 @@ class Dashboard:
 
     def _guard(self, handler: Callable[[web.Request], Awaitable[Any]]) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def guarded(request: web.Request) -> web.Response:
-            if self._token is not None and not _bearer_matches(request, self._token):
+            if self._token is not None and not bearer_authorized(request, self._token):
                 raise web.HTTPUnauthorized(text="a bearer token is required\n", headers={"WWW-Authenticate": "Bearer"})
             try:
                 body = await handler(request)
@@ -160,12 +160,6 @@ class Dashboard:
         if record is None or record.chain_id != self.source.chain_id:
             raise web.HTTPNotFound(text=f"transaction {tx_hash} is not in this node's journal\n")
         return record.to_json()
-
-
-def _bearer_matches(request: web.Request, token: str) -> bool:
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    # Constant-time comparison: the time taken must not tell how much of a guess was right.
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
 def add_dashboard(app: web.Application, source: DashboardSource, *, token: str | None = None) -> Dashboard:

@@ -16,6 +16,7 @@ from typing import Any
 
 from nodeclient import settlement
 from nodeclient.config import PolicySettings
+from nodeclient.dashboard import node_dashboard_source
 from nodeclient.receipts.signing import receipt_domain
 from nodeclient.relay.chainview import Web3ChainView
 from nodeclient.relay.limits import UsageLedger
@@ -70,7 +71,7 @@ async def run_node(
 
     ``settle_signer`` (the operator's wallet, which pays the gas) turns on background settlement
     every ``settle_interval`` seconds under ``policy``; ``web`` runs the node's HTTP service
-    (``/metrics``, ``/bundles/``) beside the relay; ``ready_file`` receives ``host port pid`` once
+    (``/metrics``, ``/bundles/``, the dashboard) beside the relay; ``ready_file`` receives ``host port pid`` once
     both listen. Setting ``stop`` ends the node as a signal would (for programs that embed it).
     """
     if config.stats_path is not None:
@@ -102,9 +103,11 @@ async def run_node(
             # lock of the connection the relay acknowledges receipts through.
             web_store = settlement.open_store(client)
             opened.append(web_store)
+            # Token details come from the chain (six calls): off the event loop.
+            dashboard = await asyncio.to_thread(node_dashboard_source, client, server, web_store)
             services.append(relay_web_service(
                 web, server, store=web_store, journal=client.journal, chain_id=client.chain_id,
-                bundle_dir=client.data_dir / "bundles",
+                bundle_dir=client.data_dir / "bundles", dashboard=dashboard,
             ))
         await serve_node(server, settler=settler, ready_file=ready_file, stop=stop, services=services)
     finally:

@@ -1,4 +1,5 @@
-"""The node's HTTP service: ``/metrics`` for the operator, ``/bundles/`` for auditors, ``/healthz``.
+"""The node's HTTP service: ``/metrics`` and the dashboard (``/``) for the operator, ``/bundles/`` for
+auditors, ``/healthz``.
 
 An aiohttp application in the relay's event loop, started and stopped with the relay by
 ``kuota node serve``. It binds loopback unless configured otherwise (``WebConfig`` refuses any other
@@ -9,13 +10,14 @@ bundles stay public unless ``public_bundles`` is off, since they are published f
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from nodeclient._utils.bearer import bearer_authorized
+from nodeclient.dashboard import DashboardSource, add_dashboard, is_public_path
 from nodeclient.web.bundles_http import BundleLibrary, bundle_routes
 from nodeclient.web.config import WebConfig
 from nodeclient.web.errors import WebConfigError
@@ -26,12 +28,6 @@ __all__ = ["NodeWebService", "relay_web_service"]
 log = logging.getLogger("kuota.web")
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _authorized(request: web.Request, token: str) -> bool:
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    # Constant-time comparison: the time taken must not tell how much of a guess was right.
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
 class NodeWebService:
@@ -45,12 +41,14 @@ class NodeWebService:
         snapshot: Callable[[], dict[str, Any]] | None = None,
         rpc_errors: Callable[[], dict[str, int]] | None = None,
         bundles: BundleLibrary | None = None,
+        dashboard: DashboardSource | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self._snapshot = snapshot
         self._rpc_errors = rpc_errors
         self.bundles = bundles
+        self.dashboard = dashboard
         self._runner: web.AppRunner | None = None
         self._address: tuple[str, int] | None = None
 
@@ -60,13 +58,22 @@ class NodeWebService:
         app.add_routes([web.get("/metrics", self._metrics), web.get("/healthz", self._health)])
         if self.bundles is not None:
             app.add_routes(bundle_routes(self.bundles, self.config.max_range_bytes))
+        if self.dashboard is not None:
+            # The middleware below checks the token for the dashboard's API as for /metrics.
+            add_dashboard(app, self.dashboard)
         return app
 
     @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         token = self.config.token
-        open_path = request.path == "/healthz" or (request.path.startswith("/bundles/") and self.config.public_bundles)
-        if token is not None and not open_path and not _authorized(request, token):
+        open_path = (
+            request.path == "/healthz"
+            or (request.path.startswith("/bundles/") and self.config.public_bundles)
+            # The page and its assets hold no data, and a browser cannot send a header when it
+            # first opens a page: the page then asks for the token and sends it to the API.
+            or (self.dashboard is not None and is_public_path(request.path))
+        )
+        if token is not None and not open_path and not bearer_authorized(request, token):
             raise web.HTTPUnauthorized(text="a bearer token is required\n", headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
@@ -113,9 +120,16 @@ class NodeWebService:
 
 
 def relay_web_service(
-    config: WebConfig, server: Any, *, store: Any | None, journal: Any | None, chain_id: int | None, bundle_dir: Any | None
+    config: WebConfig,
+    server: Any,
+    *,
+    store: Any | None,
+    journal: Any | None,
+    chain_id: int | None,
+    bundle_dir: Any | None,
+    dashboard: DashboardSource | None = None,
 ) -> NodeWebService:
-    """The web service of ``server`` (a ``RelayServer``): its stats, chain view, store and bundles."""
+    """The web service of ``server`` (a ``RelayServer``): its stats, chain view, store, bundles and dashboard."""
     sources = MetricSources(node=server.node, store=store, journal=journal, chain_id=chain_id)
 
     def rpc_errors() -> dict[str, int]:
@@ -123,4 +137,4 @@ def relay_web_service(
 
     bundles = BundleLibrary(store, bundle_dir, server.node) if store is not None and bundle_dir is not None else None
     return NodeWebService(config, NodeMetrics(sources), snapshot=server.stats.snapshot, rpc_errors=rpc_errors,
-                          bundles=bundles)
+                          bundles=bundles, dashboard=dashboard)

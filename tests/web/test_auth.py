@@ -141,3 +141,18 @@ def test_a_port_in_use_is_a_clear_config_error(world):
     with pytest.raises(WebConfigError) as err:
         asyncio.run(service.start())
     assert f"127.0.0.1:{world.web_port}" in str(err.value) and "cannot be listened on" in str(err.value)
+
+
+def test_token_gates_the_dashboard_api_but_not_its_page(world):
+    from nodeclient.dashboard import DashboardSource, TokenUnit
+
+    source = DashboardSource(node=world.node, chain_id=1337, token=TokenUnit("USD", 6), store=world.store)
+    metrics = NodeMetrics(MetricSources(node=world.node, store=world.store))
+    running = _Running(NodeWebService(WebConfig(host="127.0.0.1", port=0, token=TOKEN), metrics, dashboard=source))
+    try:
+        base = f"http://{running.host}:{running.port}"
+        assert requests.get(f"{base}/", timeout=10).status_code == 200
+        assert requests.get(f"{base}/api/status", timeout=10).status_code == 401
+        assert requests.get(f"{base}/metrics", timeout=10).status_code == 401
+    finally:
+        running.close()

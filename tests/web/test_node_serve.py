@@ -45,6 +45,12 @@ def test_node_serve_runs_the_web_service_and_logs_to_a_rotating_file(world, kuot
         metrics = requests.get(f"{base}/metrics", timeout=10)
         names = {f.name for f in text_string_to_metric_families(metrics.text)}
         assert {"kuota_relay_bytes", "kuota_unsettled_value", "kuota_settlement_transactions"} <= names
+        # The dashboard: the page and its API, about this node.
+        page = requests.get(f"{base}/", timeout=10)
+        assert page.status_code == 200 and "uPlot" in page.text
+        status = requests.get(f"{base}/api/status", timeout=30)
+        assert status.status_code == 200, status.text
+        assert k.addresses["node"].lower() in status.text.lower()
         # This home never settled, so it publishes nothing, whatever the fixture's node serves.
         assert requests.get(f"{base}/bundles/{'ab' * 32}", timeout=10).status_code == 404
     finally:
