@@ -47,7 +47,9 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
     SettlementSlot private _settlementSlot;
     address private _treasury;
     uint64 private _thawingPeriod;
-    /// @dev Per module, so a module can only ever spend what consumers allocated through it.
+    /// @dev Per module, so a module can only ever spend what consumers allocated through it. Spending
+    /// (payFromLanes, releaseFromLanes) needs these funds, not LANES_ROLE: a module whose role was
+    /// revoked takes no new allocations but still pays its lanes' nodes and returns closed lanes.
     mapping(address module => uint256) private _laneFunds;
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE and PARAMETER_ROLE (SETTLEMENT_ROLE is granted to ReceiptSettlement).
@@ -169,7 +171,7 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
     }
 
     /// @inheritdoc IPaymentEscrow
-    function releaseFromLanes(address consumer, uint256 amount) external onlyRole(LANES_ROLE) {
+    function releaseFromLanes(address consumer, uint256 amount) external {
         _spendLaneFunds(amount);
         Balances storage balances = _balances[consumer];
         // The consumer's available + thawing must stay below 2^128 (the unchecked blocks rely on it).
@@ -179,7 +181,7 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
     }
 
     /// @inheritdoc IPaymentEscrow
-    function payFromLanes(address node, uint256 net, uint256 fee) external onlyRole(LANES_ROLE) {
+    function payFromLanes(address node, uint256 net, uint256 fee) external {
         _spendLaneFunds(net + fee);
         _credit(node, net, fee, _settlementSlot.accruedFees);
     }

@@ -61,11 +61,12 @@ interface IPaymentEscrow {
     /// (the caller books them into the consumer's lanes). Reverts when `consumer` has less available.
     function allocateToLanes(address consumer, uint256 amount) external;
 
-    /// @notice LANES_ROLE: moves `amount` of the caller's lane funds back to `consumer`'s available funds.
+    /// @notice Moves `amount` of the caller's lane funds back to `consumer`'s available funds. Needs
+    /// the funds, not LANES_ROLE, so a revoked module can still return closed lanes.
     function releaseFromLanes(address consumer, uint256 amount) external;
 
-    /// @notice LANES_ROLE: pays `net` to `node`'s credit and `fee` to accrued fees out of the caller's
-    /// lane funds. A module can never spend more than was allocated to it.
+    /// @notice Pays `net` to `node`'s credit and `fee` to accrued fees out of the caller's lane funds.
+    /// A module can never spend more than was allocated to it (the only gate: no role lookup).
     function payFromLanes(address node, uint256 net, uint256 fee) external;
 
     /// @notice Pays `node`'s credit to its registered payout address. Anyone may call; works while

@@ -10,8 +10,8 @@ from __future__ import annotations
 import brownie
 import pytest
 from brownie import chain
-from conftest import CLOSE_DELAY, UNIT, escrow_conservation, packed
-from unit_helpers import ANY_UINT, custom_error, custom_error_pattern, plain, role, set_next_timestamp, unauthorized
+from lane_helpers import CLOSE_DELAY, escrow_conservation, packed
+from unit_helpers import ANY_UINT, UNIT, custom_error, custom_error_pattern, plain, role, set_next_timestamp, unauthorized
 
 from nodeclient.receipts.signing import receipt_digest, receipt_domain
 
@@ -76,12 +76,14 @@ def test_allocate_many_debits_the_escrow_once(system, lanes, consumer, node, nod
         lanes.allocateMany([node, node2], [UNIT], {"from": consumer})
 
 
-def test_only_the_lane_module_moves_lane_funds(system, stranger, consumer, node):
+def test_only_the_lane_module_moves_lane_funds(system, lanes, stranger, consumer, node):
     with brownie.reverts(unauthorized(stranger, "LANES_ROLE")):
         system.escrow.allocateToLanes(consumer, UNIT, {"from": stranger})
-    with brownie.reverts(unauthorized(stranger, "LANES_ROLE")):
+    lanes.allocate(node, 10 * UNIT, {"from": consumer})
+    # Spending needs lane funds booked to the caller: a stranger has none, whatever the lanes hold.
+    with brownie.reverts(custom_error("EscrowInsufficientLaneFunds(address,uint256,uint256)", stranger, 0, UNIT)):
         system.escrow.payFromLanes(node, UNIT, 0, {"from": stranger})
-    with brownie.reverts(unauthorized(stranger, "LANES_ROLE")):
+    with brownie.reverts(custom_error("EscrowInsufficientLaneFunds(address,uint256,uint256)", stranger, 0, UNIT)):
         system.escrow.releaseFromLanes(consumer, UNIT, {"from": stranger})
 
 
@@ -360,7 +362,22 @@ def test_a_jailed_node_is_paid_without_reward_weight(system, lanes, sign_lane, s
     assert tx.events["UsageRecorded"]["weight"] == 0
 
 
-def test_the_lane_module_can_never_spend_more_than_was_allocated_to_it(system, lanes, deployer, stranger, node):
+def test_a_module_spends_only_what_was_allocated_through_it(system, lanes, deployer, stranger, consumer, node):
     system.escrow.grantRole(role("LANES_ROLE"), stranger, {"from": deployer})
-    with brownie.reverts(custom_error("EscrowInsufficientLaneFunds(address,uint256,uint256)", stranger, 0, 1)):
-        system.escrow.payFromLanes(node, 1, 0, {"from": stranger})
+    lanes.allocate(node, 10 * UNIT, {"from": consumer})
+    system.escrow.allocateToLanes(consumer, 2 * UNIT, {"from": stranger})
+    with brownie.reverts(custom_error("EscrowInsufficientLaneFunds(address,uint256,uint256)", stranger, 2 * UNIT, 3 * UNIT)):
+        system.escrow.payFromLanes(node, 3 * UNIT, 0, {"from": stranger})
+    system.escrow.releaseFromLanes(consumer, 2 * UNIT, {"from": stranger})
+    assert system.escrow.laneFundsOf(lanes) == 10 * UNIT
+
+
+def test_a_revoked_module_still_returns_closed_lanes(system, lanes, deployer, sign_lane, consumer, consumer_key, node):
+    lanes.allocate(node, 10 * UNIT, {"from": consumer})
+    system.escrow.revokeRole(role("LANES_ROLE"), lanes, {"from": deployer})
+    with brownie.reverts(unauthorized(lanes, "LANES_ROLE")):
+        lanes.allocate(node, UNIT, {"from": consumer})
+    assert lanes.settleLanes(node, packed([sign_lane(consumer_key, node, 1, 4 * UNIT)]), ROOT, {"from": consumer}).return_value == 4 * UNIT
+    lanes.requestClose(node, {"from": consumer})
+    chain.sleep(CLOSE_DELAY + 1)
+    assert lanes.finishClose(node, {"from": consumer}).return_value == 6 * UNIT
