@@ -22,6 +22,7 @@ Example ``config.toml``::
     confirmations = 3
 
     [settlement]
+    module = "lanes"               # settle through LaneSettlement (default "receipts")
     min_value = 5_000_000          # 5 USD of a 6-decimal stablecoin
     max_gas_share_bps = 300        # settle only if gas costs ≤ 3 % of what it collects
 """
@@ -48,6 +49,7 @@ __all__ = [
     "NetworkSpec",
     "PolicySettings",
     "Settings",
+    "SettlementSettings",
     "UnknownNetworkError",
     "config_dir",
     "data_dir",
@@ -199,6 +201,15 @@ class PolicySettings(BaseModel):
     max_batch: int = Field(default=100, ge=1, le=500, description="Receipts per settleMany transaction.")
 
 
+class SettlementSettings(PolicySettings):
+    """The settlement policy, and the settlement module the node's receipts are signed for and settled by."""
+
+    module: Literal["receipts", "lanes"] = Field(
+        default="receipts",
+        description="receipts: pooled escrow through ReceiptSettlement; lanes: per-node lanes through LaneSettlement.",
+    )
+
+
 class Settings(BaseModel):
     """Every setting of the client. Build it with :func:`load_settings`, never directly from user input."""
 
@@ -214,7 +225,9 @@ class Settings(BaseModel):
     confirmations: int | None = Field(default=None, ge=1, le=100, description="Override of the confirmation depth.")
     account: str | None = Field(default=None, description="Default account: keystore alias or address.")
     keystore: Path | None = Field(default=None, description="Explicit keystore file (instead of an alias).")
-    settlement: PolicySettings = Field(default_factory=PolicySettings, description="Receipt settlement policy.")
+    settlement: SettlementSettings = Field(
+        default_factory=SettlementSettings, description="Receipt settlement policy and module."
+    )
     rewards: PolicySettings = Field(
         default_factory=lambda: PolicySettings(min_value=100_000),
         description="Reward claim policy (values at the reference price).",

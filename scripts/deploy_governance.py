@@ -20,6 +20,7 @@ from eth_utils import keccak, to_checksum_address
 
 __all__ = [
     "ADMIN_ROLES",
+    "OPTIONAL_ADMIN_ROLES",
     "PAUSABLE",
     "GovernanceDeployment",
     "GovernanceParams",
@@ -43,10 +44,11 @@ ADMIN_ROLES: dict[str, tuple[str, ...]] = {
     "PaymentEscrow": ("DEFAULT_ADMIN_ROLE", "PARAMETER_ROLE"),
     "RewardPool": ("DEFAULT_ADMIN_ROLE", "PARAMETER_ROLE", "PAUSER_ROLE"),
     "ReceiptSettlement": ("DEFAULT_ADMIN_ROLE", "PARAMETER_ROLE", "PAUSER_ROLE"),
+}
+#: The same for contracts a deployment may leave out (LaneSettlement is deployed only when configured).
+OPTIONAL_ADMIN_ROLES: dict[str, tuple[str, ...]] = {
     "LaneSettlement": ("DEFAULT_ADMIN_ROLE", "PARAMETER_ROLE", "PAUSER_ROLE"),
 }
-#: Contracts a deployment may leave out (LaneSettlement is deployed only when configured).
-OPTIONAL: frozenset[str] = frozenset({"LaneSettlement"})
 #: Contracts the guardian may pause.
 PAUSABLE: tuple[str, ...] = ("RewardPool", "ReceiptSettlement", "LaneSettlement")
 
@@ -184,7 +186,7 @@ def deploy_governance(
     run.sent += [timelock.tx, governor.tx]
     run.grant(timelock, "PROPOSER_ROLE", governor.address)
     run.grant(timelock, "CANCELLER_ROLE", governor.address)
-    governed = {name: roles for name, roles in ADMIN_ROLES.items() if name in contracts or name not in OPTIONAL}
+    governed = {**ADMIN_ROLES, **{n: r for n, r in OPTIONAL_ADMIN_ROLES.items() if contracts.get(n) is not None}}
     for name, roles in governed.items():
         for role in roles:
             run.grant(contracts[name], role, timelock.address)

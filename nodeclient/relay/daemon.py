@@ -15,7 +15,6 @@ from typing import Any
 
 from nodeclient import settlement
 from nodeclient.config import PolicySettings
-from nodeclient.receipts.signing import receipt_domain
 from nodeclient.relay.chainview import Web3ChainView
 from nodeclient.relay.limits import UsageLedger
 from nodeclient.relay.runtime import BackgroundSettler, serve_node
@@ -60,24 +59,27 @@ async def run_node(
     policy: PolicySettings | None = None,
     settle_interval: float = 300.0,
     ready_file: Path | None = None,
+    module: str = "receipts",
 ) -> None:
     """Serve ``node``'s relay with ``node_key`` (the registry's signing key) until SIGTERM / SIGINT.
 
     ``settle_signer`` (the operator's wallet, which pays the gas) turns on background settlement
     every ``settle_interval`` seconds under ``policy``; ``ready_file`` receives ``host port pid``
-    once the relay listens.
+    once the relay listens. ``module`` ``lanes`` serves receipts of LaneSettlement: consumers are
+    admitted on their lane with this node, and the receipts settle from lanes.
     """
     if config.stats_path is not None:
         config.stats_path.parent.mkdir(parents=True, exist_ok=True)
     relay_dir = data_dir / "relay"
     relay_dir.mkdir(parents=True, exist_ok=True)
     contracts = dict(client.deployment.contracts)
-    view = await Web3ChainView.connect(client.profile.rpc_url, contracts, client.chain_id)
-    domain = receipt_domain(client.chain_id, contracts["ReceiptSettlement"])
+    lane_node = node if module == "lanes" else None
+    view = await Web3ChainView.connect(client.profile.rpc_url, contracts, client.chain_id, lane_node=lane_node)
+    domain = settlement.deployment_domain(client, module)
     usage = UsageLedger(relay_dir / f"usage-{node.lower()}.sqlite", config.caps)
     opened = [usage]
     try:
-        store = settlement.open_store(client)
+        store = settlement.open_store(client, module)
         opened.append(store)
         server = RelayServer(
             config, view, node, node_key.private_key_bytes(), NodeReceiptStore(store, domain, node), usage=usage
@@ -87,7 +89,7 @@ async def run_node(
             # Its own connection to the store, since settlement runs in a worker thread beside the
             # server. Left open on the way out: a round still running when the relay stops (it may
             # hold a sent transaction) keeps using it until the process exits.
-            settle_store = settlement.open_store(client)
+            settle_store = settlement.open_store(client, module)
             step = settle_step(client, settle_store, settle_signer, node, policy or PolicySettings())
             settler = BackgroundSettler(step, settle_interval, server)
         await serve_node(server, settler=settler, ready_file=ready_file)

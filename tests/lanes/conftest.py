@@ -16,8 +16,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lane_helpers import CLOSE_DELAY  # noqa: E402
-from tests.unit.conftest import (  # noqa: E402,F401 - fixtures registered by import
+from lane_helpers import CLOSE_DELAY
+
+from tests.unit.conftest import (  # noqa: F401 - fixtures registered by import
     consumer2_key,
     consumer_key,
     funded,
@@ -33,19 +34,20 @@ from tests.unit.conftest import (  # noqa: E402,F401 - fixtures registered by im
     system,
 )
 
+
 @pytest.fixture(scope="session")
-def local_params(local_params):  # noqa: F811 - overrides the root fixture
+def local_params(local_params):
     return {**local_params, "laneCloseDelay": CLOSE_DELAY}
 
 
 @pytest.fixture(scope="module")
-def lanes(system):
+def lanes(system):  # noqa: F811 - the imported fixture, requested
     assert system.lanes is not None, "the deployment has no LaneSettlement"
     return system.lanes
 
 
 @pytest.fixture(scope="module")
-def sign_lane(sign, lanes):
+def sign_lane(sign, lanes):  # noqa: F811 - the imported fixture, requested
     """``sign(...)`` over LaneSettlement's domain."""
 
     def _sign(*args, **kwargs):

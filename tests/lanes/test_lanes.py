@@ -11,7 +11,16 @@ import brownie
 import pytest
 from brownie import chain
 from lane_helpers import CLOSE_DELAY, escrow_conservation, packed
-from unit_helpers import ANY_UINT, UNIT, custom_error, custom_error_pattern, plain, role, set_next_timestamp, unauthorized
+from unit_helpers import (
+    ANY_UINT,
+    UNIT,
+    custom_error,
+    custom_error_pattern,
+    plain,
+    role,
+    set_next_timestamp,
+    unauthorized,
+)
 
 from nodeclient.receipts.signing import receipt_digest, receipt_domain
 
