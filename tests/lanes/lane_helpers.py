@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nodeclient.receipts.packing import pack_receipt_args
 
-__all__ = ["CLOSE_DELAY", "escrow_conservation", "packed"]
+__all__ = ["CLOSE_DELAY", "escrow_conservation", "lane_view", "packed"]
 
 #: The lane module's close delay in these tests (LaneSettlement.MIN_CLOSE_DELAY).
 CLOSE_DELAY = 600
@@ -25,3 +25,15 @@ def escrow_conservation(system, consumers, nodes) -> None:
     assert system.payment_token.balanceOf(escrow) == held + lane_funds + credits + escrow.accruedFees()
     assert lane_funds == sum(lanes.laneOf(c, n)[0][0] for c in consumers for n in nodes)
 
+
+
+def lane_view(world):
+    """A relay chain view of the test chain reading the test node's lanes (closed with the world's views)."""
+    from nodeclient.chain.rpc import connect_async
+    from nodeclient.relay.chainview import Web3ChainView
+
+    view = Web3ChainView(
+        connect_async(world.rpc_url), world.chain_id, world.manifest["contracts"], lane_node=world.node.address
+    )
+    world.views.append(view)
+    return view
