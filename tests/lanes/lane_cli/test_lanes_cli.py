@@ -34,18 +34,27 @@ def test_allocate_settle_and_close_a_lane(fresh, kuota, tmp_path):
     assert [(lane["node"], lane["balance"], lane["closing"]) for lane in listed["lanes"]] == [(node, 40 * USD, False)]
     assert kuota.escrow.availableOf(consumer) == 60 * USD
 
+    k.ok("escrow", "deposit", "10", "--account", "consumer2", *k.pw(), "--yes")
+    k.ok("escrow", "allocate", "10", node, "--account", "consumer2", *k.pw(), "--yes")
     receipts = tmp_path / "lane.jsonl"
-    k.ok("receipts", "sign", "--lanes", "--node", node, "--amount", "5", "--bytes", "1000", "--out", str(receipts),
-         "--account", "consumer", *k.pw())
+    for who, amount in (("consumer", "5.000001"), ("consumer2", "3.000001")):
+        k.ok("receipts", "sign", "--lanes", "--node", node, "--amount", amount, "--bytes", "1000", "--out", str(receipts),
+             "--account", who, *k.pw())
     k.ok("receipts", "import", str(receipts), "--node", node, "--lanes")
     settled = k.ok("receipts", "settle", "--lanes", "--force", "--account", "operator", *k.pw(), "--yes", "--json")
     result = settled["nodes"][0]["result"]
-    assert result["paid"] == 5 * USD and result["settledReceipts"] == 1
-    assert result["fee"] == 5 * USD * 500 // 10_000
-    assert kuota.lanes.laneOf(consumer, node)[0][0] == 35 * USD
-    assert kuota.escrow.creditOf(node) == 5 * USD - result["fee"]
+    # One batch of two lanes; the per-receipt outcomes the store records add up to the batch's totals
+    # (LanesSettled), the fee rounded once on the total.
+    paid = 8 * USD + 2
+    assert result["paid"] == paid and result["settledReceipts"] == 2
+    assert result["fee"] == paid * 500 // 10_000 == 400_000
+    event = kuota.lanes.events.get_sequence(from_block=result["tx"]["blockNumber"], event_type="LanesSettled")[0]
+    assert (event.args.paid, event.args.fee, event.args.settledCount) == (paid, result["fee"], 2)
+    assert kuota.lanes.laneOf(consumer, node)[0][0] == 35 * USD - 1
+    assert kuota.escrow.creditOf(node) == paid - result["fee"]
     channels = k.ok("receipts", "list", "--lanes", "--json")["channels"]
-    assert channels[0]["settledAmount"] == 5 * USD and channels[0]["unsettledAmount"] == 0
+    assert sorted(c["settledAmount"] for c in channels) == [3 * USD + 1, 5 * USD + 1]
+    assert all(c["unsettledAmount"] == 0 and c["agrees"] for c in channels)
     # The pooled store knows nothing of lane receipts.
     assert k.ok("receipts", "list", "--json")["channels"] == []
 
@@ -56,8 +65,8 @@ def test_allocate_settle_and_close_a_lane(fresh, kuota, tmp_path):
     chain.sleep(kuota.lanes.closeDelay() + 1)
     chain.mine()
     finished = k.ok("escrow", "close", node, "--finish", "--account", "consumer", *k.pw(), "--yes", "--json")
-    assert finished["returned"] == 35 * USD and finished["lane"]["balance"] == 0
-    assert kuota.escrow.availableOf(consumer) == 95 * USD
+    assert finished["returned"] == 35 * USD - 1 and finished["lane"]["balance"] == 0
+    assert kuota.escrow.availableOf(consumer) == 95 * USD - 1
 
 
 def test_allocate_split_over_two_nodes_and_the_setting(fresh, kuota, tmp_path):
