@@ -99,7 +99,7 @@ contract LaneSettlement is ILaneSettlement, AccessControl, EIP712, ReentrancyGua
     function allocateMany(address[] calldata nodes, uint256[] calldata amounts) external nonReentrant whenNotPaused {
         uint256 count = nodes.length;
         if (count != amounts.length) revert LaneLengthMismatch(count, amounts.length);
-        uint256 total;
+        uint256 total = 0;
         for (uint256 i; i < count; ++i) {
             _credit(msg.sender, nodes[i], amounts[i]);
             total += amounts[i];
@@ -254,9 +254,9 @@ contract LaneSettlement is ILaneSettlement, AccessControl, EIP712, ReentrancyGua
     function _settleAll(Context memory ctx, bytes calldata packed) private {
         bytes32 domainSeparator = _domainSeparatorV4();
         address node = ctx.node;
-        uint256 paid;
-        uint256 weighted;
-        uint256 settledCount;
+        uint256 paid = 0;
+        uint256 weighted = 0;
+        uint256 settledCount = 0;
         uint256 item;
         uint256 end;
         assembly ("memory-safe") {
