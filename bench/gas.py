@@ -45,6 +45,8 @@ from nodeclient.errors import ChainError
 
 __all__ = [
     "ANCHORS",
+    "LANE_SIZES",
+    "QUICK_LANE_SIZES",
     "QUICK_SETTLE_MANY_SIZES",
     "SETTLE_MANY_SIZES",
     "TARGETS",
@@ -62,6 +64,11 @@ MIB = 2**20
 LATENCY_MS = 30  # below latencyLowMs: full reward weight
 SETTLE_MANY_SIZES: tuple[int, ...] = (1, 10, 100, 300)
 QUICK_SETTLE_MANY_SIZES: tuple[int, ...] = (1, 10, 100)
+#: Batch sizes of LaneSettlement.settleLanes (and with --quick).
+LANE_SIZES: tuple[int, ...] = (10, 100, 1000)
+QUICK_LANE_SIZES: tuple[int, ...] = (10, 100)
+#: Close delay of the bench's LaneSettlement (deployed beside ReceiptSettlement).
+LANE_CLOSE_DELAY = 600
 CLAIM_EPOCHS = 10
 
 #: The peers' published measurements: whole-transaction gas including the 21k base, on their
@@ -83,6 +90,7 @@ TARGETS: dict[str, tuple[int, str]] = {
     "settle.warm": (50_000, "tx"),
     "settleMany.100.warm": (15_000, "receipt"),
     "settleManyPacked.100.warm": (15_000, "receipt"),
+    "settleLanes.100.warm": (13_500, "receipt"),
     "claim.1.warm": (50_000, "tx"),
 }
 
@@ -264,6 +272,7 @@ def local_system(
                 params = load_params("local")
                 params["treasury"] = accounts[1].address
                 params["slasher"] = accounts[2].address
+                params["laneCloseDelay"] = LANE_CLOSE_DELAY
                 started = time.monotonic()
                 with contextlib.redirect_stdout(io.StringIO()):  # Brownie prints every deploy transaction
                     system = deploy_system(accounts[0], params, manifest_path=None)
@@ -306,6 +315,13 @@ class _Channel:
 
 
 @dataclass(frozen=True)
+class _Impersonated:
+    """A sender Anvil impersonates (``anvil_impersonateAccount``): only its address is needed."""
+
+    address: str
+
+
+@dataclass(frozen=True)
 class _Sent:
     """A mined transaction: what the figures need from its receipt, and its decoded events."""
 
@@ -319,7 +335,7 @@ class _AbiIndex:
     """Decodes the system's events and custom errors from the contracts' ABIs."""
 
     _NAMES = ("KuotaToken", "NodeRegistry", "Staking", "PaymentEscrow", "ReceiptSettlement", "RewardPool",
-              "PaymentToken")  # fmt: skip
+              "PaymentToken", "LaneSettlement")  # fmt: skip
 
     def __init__(self, web3: Any, system: Any) -> None:
         from eth_utils import keccak
@@ -328,6 +344,8 @@ class _AbiIndex:
         self._errors: dict[bytes, tuple[str, list[str]]] = {}
         for name in self._NAMES:
             contract = system.contract(name)
+            if contract is None:  # LaneSettlement is optional
+                continue
             w3c = web3.eth.contract(address=contract.address, abi=contract.abi)
             for item in contract.abi:
                 types = [i["type"] for i in item.get("inputs", [])]
@@ -414,6 +432,7 @@ class GasBench:
         ctx: BenchContext,
         *,
         sizes: Sequence[int] = SETTLE_MANY_SIZES,
+        lane_sizes: Sequence[int] = LANE_SIZES,
         trace: bool = True,
         log: Callable[[str], None] = print,
     ) -> None:
@@ -426,6 +445,7 @@ class GasBench:
         self._abi = _AbiIndex(web3, ctx.system)
         self.web3 = web3
         self.sizes = tuple(sizes)
+        self.lane_sizes = tuple(lane_sizes) if ctx.system.lanes is not None else ()
         self.trace = trace
         self.log = log
         acc = ctx.accounts
@@ -436,10 +456,14 @@ class GasBench:
         self.epoch_length = int(self.s.rewards.epochLength())
         self.genesis = int(self.s.rewards.genesis())
         self.domain = receipt_domain(ctx.chain_id, self.s.settlement.address)
+        self.lane_domain = (
+            receipt_domain(ctx.chain_id, self.s.lanes.address) if self.s.lanes is not None else None
+        )
+        self.lane_channels: dict[tuple[str, str], _Channel] = {}
         self.figures: dict[str, GasFigure] = {}
         self.breakdowns: dict[str, dict[str, Any]] = {}
         self.notes: list[str] = []
-        pool = max(max(self.sizes), 4)
+        pool = max(max(self.sizes), max(self.lane_sizes, default=0), 4)
         self.consumer_keys = [_key(f"consumer {i}") for i in range(pool)]
         self.consumers = [address_of_key(k) for k in self.consumer_keys]
         self.channels: dict[tuple[str, str], _Channel] = {}
@@ -644,7 +668,7 @@ class GasBench:
         """Fund everyone, stake and register every node (registration figures are measured here)."""
         s = self.s
         self.log("set-up: funding, staking, registering (register/stake measured)")
-        labels = ["S", "C", "RA", "RB", *[f"M{k}" for k in self.sizes]]
+        labels = ["S", "C", "RA", "RB", *[f"M{k}" for k in self.sizes], *[f"L{k}" for k in self.lane_sizes]]
         shared_payout = self._address_of_key(_key("payout shared"))
         for label in labels:
             # Two batch nodes share one payout, so the second earnings withdrawal pays a warm balance.
@@ -953,6 +977,70 @@ class GasBench:
             conditions="treasury held no payment token before",
         )
 
+    def _settle_lanes(self, scenario: str, count: int, node: str) -> Any:
+        """``LaneSettlement.settleLanes``: the next receipt of consumers 0..count-1, each from its lane."""
+        from nodeclient.receipts.merkle import merkle_root
+
+        from nodeclient.receipts.packing import pack_receipt_args
+
+        packed, digests = b"", []
+        now = self._now()
+        for index in range(count):
+            args, signature, digest = next_receipt(
+                self.lane_channels, self.consumer_keys[index], self.consumers[index], node, self.lane_domain, now
+            )
+            packed += pack_receipt_args(args, signature)
+            digests.append(digest)
+        tx = self._send(scenario, self.s.lanes.settleLanes, node, packed, merkle_root(digests), sender=self.submitter)
+        settled = int(tx.events["LanesSettled"][0]["settledCount"])
+        if settled != count:
+            raise GasScenarioError(scenario, f"settled {settled} of {count} receipts")
+        return tx
+
+    def _fund_lanes(self, nodes: Sequence[str], count: int) -> _Sent:
+        """Consumers 0..count-1 allocate to a lane of each of ``nodes`` (Anvil impersonation: the
+        consumers' keys only sign receipts); returns consumer 0's allocation (first, then top-up)."""
+        lanes = self.s.lanes
+        for address in self.consumers[:count]:
+            _rpc(self.ctx.rpc_url, "anvil_setBalance", [address, hex(10**18)])
+            _rpc(self.ctx.rpc_url, "anvil_impersonateAccount", [address])
+        amounts = [100 * UNIT] * len(nodes)
+        first = self._send("allocate", lanes.allocateMany, list(nodes), amounts, sender=_Impersonated(self.consumers[0]))
+        for address in self.consumers[1:count]:
+            self._bulk("setup", _Impersonated(address), [(lanes, "allocateMany", (list(nodes), amounts))])
+        return first
+
+    def settle_lanes(self) -> None:
+        """settleLanes at each size, warm: every lane funded, node credited and recorded this epoch."""
+        if not self.lane_sizes:
+            return
+        self.log("settleLanes: distinct consumers per receipt, one lane each")
+        nodes = [self._address_of_key(self.nodes[f"L{size}"][0]) for size in self.lane_sizes]
+        first = self._fund_lanes(nodes, max(self.lane_sizes))
+        self._record(
+            "lanes.allocateMany",
+            f"allocateMany ({len(nodes)} new lanes)",
+            [first],
+            conditions="consumer's first lanes with these nodes; one escrow debit",
+        )
+        for size, node in zip(self.lane_sizes, nodes):
+            self._room(self.epoch_length // 2)
+            prime = self._settle_lanes(f"settleLanes.{size}", size, node)
+            warm = self._settle_lanes(f"settleLanes.{size}.warm", size, node)
+            if self._usage_epoch(prime) != self._usage_epoch(warm):
+                self._room(self.epoch_length // 2)
+                self._settle_lanes(f"settleLanes.{size}", size, node)
+                warm = self._settle_lanes(f"settleLanes.{size}.warm", size, node)
+            self._record(
+                f"settleLanes.{size}.warm",
+                f"settleLanes({size}), warm",
+                [warm],
+                count=size,
+                unit="receipt",
+                conditions="LaneSettlement, 161-byte receipts of distinct consumers, each from its own "
+                "funded lane; node credited and recorded this epoch; no per-receipt event",
+            )
+
     def breakdown(self) -> None:
         """Opcode-class breakdown of the figures the targets are about."""
         if not self.trace:
@@ -962,6 +1050,7 @@ class GasBench:
             "settle.cold_channel",
             "settleMany.100.warm",
             "settleManyPacked.100.warm",
+            "settleLanes.100.warm",
             "claim.1.warm",
         ]
         names = _contract_names(self.s)
@@ -981,6 +1070,7 @@ class GasBench:
         self.setup()
         self.settle_single()
         self.settle_batches()
+        self.settle_lanes()
         self.claims()
         self.exits()
         self.breakdown()
@@ -1061,6 +1151,8 @@ def _contract_names(system: Any) -> dict[str, dict[str, str]]:
     selectors: dict[str, str] = {}
     for name in _AbiIndex._NAMES:
         contract = system.contract(name)
+        if contract is None:
+            continue
         names[contract.address.lower()] = name
         for fn_name, selector in getattr(contract, "signatures", {}).items():
             selectors[str(selector).lower()] = fn_name
@@ -1192,6 +1284,7 @@ def run(
     plus whatever was measured before the failure.
     """
     sizes = QUICK_SETTLE_MANY_SIZES if quick else SETTLE_MANY_SIZES
+    lane_sizes = QUICK_LANE_SIZES if quick else LANE_SIZES
     started = time.monotonic()
     bench: GasBench | None = None
     environment: dict[str, Any] = {}
@@ -1202,7 +1295,7 @@ def run(
                 "chainId": ctx.chain_id,
                 "hardFork": _hard_fork(ctx.rpc_url),
             }
-            bench = GasBench(ctx, sizes=sizes, trace=trace, log=log)
+            bench = GasBench(ctx, sizes=sizes, lane_sizes=lane_sizes, trace=trace, log=log)
             section = bench.run_all()
             if floors is not None:
                 section["floors"] = floors(ctx, log, bench=bench)

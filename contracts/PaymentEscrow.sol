@@ -11,12 +11,14 @@ import {IPaymentEscrow} from "./interfaces/IPaymentEscrow.sol";
 
 /// @title PaymentEscrow
 /// @notice Holds consumers' payment-token deposits; ReceiptSettlement collects from them and credits
-/// nodes, which withdraw to their payout address.
+/// nodes, which withdraw to their payout address. Lane modules (LaneSettlement) book part of a
+/// consumer's deposit into per-node lanes: the tokens stay here, counted in `laneFundsOf(module)`.
 contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
     bytes32 public constant PARAMETER_ROLE = keccak256("PARAMETER_ROLE");
     bytes32 public constant SETTLEMENT_ROLE = keccak256("SETTLEMENT_ROLE");
+    bytes32 public constant LANES_ROLE = keccak256("LANES_ROLE");
     uint64 public constant MAX_THAWING_PERIOD = 30 days;
 
     /// @dev available and thawing share one slot: a settlement that drains into the thawing funds
@@ -45,6 +47,10 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
     SettlementSlot private _settlementSlot;
     address private _treasury;
     uint64 private _thawingPeriod;
+    /// @dev Per module, so a module can only ever spend what consumers allocated through it. Spending
+    /// (payFromLanes, releaseFromLanes) needs these funds, not LANES_ROLE: a module whose role was
+    /// revoked takes no new allocations but still pays its lanes' nodes and returns closed lanes.
+    mapping(address module => uint256) private _laneFunds;
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE and PARAMETER_ROLE (SETTLEMENT_ROLE is granted to ReceiptSettlement).
     constructor(address admin, address paymentToken_, address registry_, address treasury_, uint64 thawingPeriod_) {
@@ -148,15 +154,36 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
     function creditNode(address node, uint256 net, uint256 fee) external {
         SettlementSlot memory slot = _settlementSlot;
         _checkSettlement(slot.settlement);
-        if (net > 0) _credits[node] += net;
-        if (fee > 0) {
-            uint256 accrued = uint256(slot.accruedFees) + fee;
-            // 2^96 base units is 7.9e28 (79 billion tokens of 18 decimals). Reaching it reverts the
-            // settlement until anyone calls `sweepFees`, which empties the counter.
-            if (accrued > type(uint96).max) revert EscrowFeesOverflow(slot.accruedFees, fee);
-            _settlementSlot.accruedFees = uint96(accrued);
+        _credit(node, net, fee, slot.accruedFees);
+    }
+
+    /// @inheritdoc IPaymentEscrow
+    function allocateToLanes(address consumer, uint256 amount) external onlyRole(LANES_ROLE) {
+        Balances storage balances = _balances[consumer];
+        uint256 available = balances.available;
+        if (available < amount) revert EscrowInsufficientAvailable(consumer, available, amount);
+        unchecked {
+            // amount <= available.
+            balances.available = uint128(available - amount);
         }
-        emit NodeCredited(node, net, fee);
+        _laneFunds[msg.sender] += amount;
+        emit LaneFundsAllocated(consumer, msg.sender, amount);
+    }
+
+    /// @inheritdoc IPaymentEscrow
+    function releaseFromLanes(address consumer, uint256 amount) external {
+        _spendLaneFunds(amount);
+        Balances storage balances = _balances[consumer];
+        // The consumer's available + thawing must stay below 2^128 (the unchecked blocks rely on it).
+        balances.available =
+            SafeCast.toUint128(uint256(balances.available) + balances.thawing + amount) - balances.thawing;
+        emit LaneFundsReleased(consumer, msg.sender, amount);
+    }
+
+    /// @inheritdoc IPaymentEscrow
+    function payFromLanes(address node, uint256 net, uint256 fee) external {
+        _spendLaneFunds(net + fee);
+        _credit(node, net, fee, _settlementSlot.accruedFees);
     }
 
     /// @inheritdoc IPaymentEscrow
@@ -218,6 +245,11 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
     }
 
     /// @inheritdoc IPaymentEscrow
+    function laneFundsOf(address module) external view returns (uint256) {
+        return _laneFunds[module];
+    }
+
+    /// @inheritdoc IPaymentEscrow
     function accruedFees() external view returns (uint256) {
         return _settlementSlot.accruedFees;
     }
@@ -260,6 +292,29 @@ contract PaymentEscrow is IPaymentEscrow, AccessControl, ReentrancyGuard {
     /// own check and error.
     function _checkSettlement(address cached) private view {
         if (msg.sender != cached) _checkRole(SETTLEMENT_ROLE);
+    }
+
+    /// @dev Credits `net` to `node` and `fee` to the accrued fees (`accrued` is their current value).
+    function _credit(address node, uint256 net, uint256 fee, uint96 accrued) private {
+        if (net > 0) _credits[node] += net;
+        if (fee > 0) {
+            uint256 total = uint256(accrued) + fee;
+            // 2^96 base units is 7.9e28 (79 billion tokens of 18 decimals). Reaching it reverts the
+            // settlement until anyone calls `sweepFees`, which empties the counter.
+            if (total > type(uint96).max) revert EscrowFeesOverflow(accrued, fee);
+            _settlementSlot.accruedFees = uint96(total);
+        }
+        emit NodeCredited(node, net, fee);
+    }
+
+    /// @dev Takes `amount` from the calling lane module's funds; never more than it holds.
+    function _spendLaneFunds(uint256 amount) private {
+        uint256 funds = _laneFunds[msg.sender];
+        if (funds < amount) revert EscrowInsufficientLaneFunds(msg.sender, funds, amount);
+        unchecked {
+            // amount <= funds.
+            _laneFunds[msg.sender] = funds - amount;
+        }
     }
 
     function _deposit(address consumer, uint256 amount) private {

@@ -14,6 +14,9 @@ Entry points, by task:
   the durable store from :func:`open_store`.
 - Settlement: :func:`reconcile`, :func:`plan_settlement`, :func:`execute_plan` (or
   :func:`settle_node` for all three); :func:`deployment_domain` is the EIP-712 domain to sign for.
+  ``module="lanes"`` (``open_store``, ``deployment_domain``) settles through LaneSettlement.
+- Lanes: :func:`lanes_of` / :func:`lane_of` read a consumer's lanes, :func:`plan_allocation` applies
+  an allocation policy and :func:`allocate_call` builds the transaction (``kuota escrow allocate``).
 - Rewards and earnings: :func:`rewards_summary`, :func:`plan_claim`, :func:`claim`,
   :func:`finalize_backlog`; :func:`node_earnings`.
 - Relay: :func:`run_node` is the node daemon (``kuota node serve``); :func:`open_session` the
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from nodeclient.earnings import node_earnings
     from nodeclient.errors import KuotaError
     from nodeclient.keys import KeyManager, Secret
+    from nodeclient.lanes import allocate_call, lane_of, lanes_of, plan_allocation
     from nodeclient.receipts import Receipt, SignedReceipt, load_receipts, sign_receipt
     from nodeclient.relay import open_session
     from nodeclient.relay.daemon import run_node
@@ -66,15 +70,19 @@ __all__ = [
     "Transactions",
     "WatchOnly",
     "__version__",
+    "allocate_call",
     "claim",
     "deployment_domain",
     "execute_plan",
     "finalize_backlog",
+    "lane_of",
+    "lanes_of",
     "load_receipts",
     "load_settings",
     "node_earnings",
     "open_session",
     "open_store",
+    "plan_allocation",
     "plan_claim",
     "plan_settlement",
     "reconcile",
@@ -92,6 +100,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "nodeclient.earnings": ("node_earnings",),
     "nodeclient.errors": ("KuotaError",),
     "nodeclient.keys": ("KeyManager", "Secret"),
+    "nodeclient.lanes": ("allocate_call", "lane_of", "lanes_of", "plan_allocation"),
     "nodeclient.receipts": ("Receipt", "SignedReceipt", "load_receipts", "sign_receipt"),
     "nodeclient.relay": ("open_session",),
     "nodeclient.relay.daemon": ("run_node",),

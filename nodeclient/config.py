@@ -24,6 +24,7 @@ Example ``config.toml``::
     confirmations = 3
 
     [settlement]
+    module = "lanes"               # settle through LaneSettlement (default "receipts")
     min_value = 5_000_000          # 5 USD of a 6-decimal stablecoin
     max_gas_share_bps = 300        # settle only if gas costs ≤ 3 % of what it collects
 
@@ -55,6 +56,7 @@ __all__ = [
     "NetworkSpec",
     "PolicySettings",
     "Settings",
+    "SettlementSettings",
     "UnknownNetworkError",
     "WebSettings",
     "config_dir",
@@ -210,6 +212,15 @@ class PolicySettings(BaseModel):
     max_batch: int = Field(default=100, ge=1, le=500, description="Receipts per settleMany transaction.")
 
 
+class SettlementSettings(PolicySettings):
+    """The settlement policy, and the settlement module the node's receipts are signed for and settled by."""
+
+    module: Literal["receipts", "lanes"] = Field(
+        default="receipts",
+        description="receipts: pooled escrow through ReceiptSettlement; lanes: per-node lanes through LaneSettlement.",
+    )
+
+
 class WebSettings(BaseModel):
     """The node's HTTP service (``/metrics``, ``/bundles/``) that ``kuota node serve`` runs beside the relay.
 
@@ -249,7 +260,9 @@ class Settings(BaseModel):
     confirmations: int | None = Field(default=None, ge=1, le=100, description="Override of the confirmation depth.")
     account: str | None = Field(default=None, description="Default account: keystore alias or address.")
     keystore: Path | None = Field(default=None, description="Explicit keystore file (instead of an alias).")
-    settlement: PolicySettings = Field(default_factory=PolicySettings, description="Receipt settlement policy.")
+    settlement: SettlementSettings = Field(
+        default_factory=SettlementSettings, description="Receipt settlement policy and module."
+    )
     rewards: PolicySettings = Field(
         default_factory=lambda: PolicySettings(min_value=100_000),
         description="Reward claim policy (values at the reference price).",

@@ -40,6 +40,7 @@ from web3.exceptions import BlockNotFound, Web3RPCError
 
 from nodeclient.chain.client import ChainClient
 from nodeclient.chain.errors import ChainUnreachableError
+from nodeclient.lanes import settlement_of_domain
 from nodeclient.receipts.store import BatchRecord, ChannelState, ReceiptStore
 
 __all__ = [
@@ -174,11 +175,9 @@ def follow_batches(client: ChainClient, store: ReceiptStore, finalized: int) -> 
     return reopened
 
 
-def _chain_channel(client: ChainClient, channel: ChannelState) -> tuple[int, int]:
-    settlement = client.contract("ReceiptSettlement")
-    amount, nbytes = client.call(
-        settlement.functions.channelOf(channel.consumer, channel.node), "ReceiptSettlement.channelOf()"
-    )
+def _chain_channel(client: ChainClient, store: ReceiptStore, channel: ChannelState) -> tuple[int, int]:
+    name = settlement_of_domain(client, store.domain)
+    amount, nbytes = client.call(client.contract(name).functions.channelOf(channel.consumer, channel.node), f"{name}.channelOf()")
     return int(amount), int(nbytes)
 
 
@@ -210,7 +209,7 @@ def follow_channels(
     """Read every channel's ``channelOf``, record it, and reopen batches the chain shows it lost."""
     report = report if report is not None else FollowReport()
     for channel in store.channels(node=node):
-        amount, nbytes = _chain_channel(client, channel)
+        amount, nbytes = _chain_channel(client, store, channel)
         store.sync_channel(channel.consumer, channel.node, amount, nbytes)
         if amount < channel.settled_amount:
             report.reopened.extend(_reopen_lost(client, store, channel, amount))
@@ -238,7 +237,7 @@ def channel_views(client: ChainClient, store: ReceiptStore, *, node: str | None 
                 awaiting[key] = awaiting.get(key, 0) + item.outcome.paid
     views = []
     for channel in store.channels(node=node):
-        chain_amount, _ = _chain_channel(client, channel)
+        chain_amount, _ = _chain_channel(client, store, channel)
         latest = channel.latest
         views.append(ChannelView(
             consumer=channel.consumer,

@@ -26,6 +26,12 @@ One run of :func:`settle_node`:
    the root of the batch's receipt bundle (built and written to ``<data dir>/bundles/<sha256>.json``
    for auditors by :func:`nodeclient.receipts.bundles.prepare_batch` before the batch is recorded),
    and record each receipt's outcome from the ``ReceiptSettled`` / ``ReceiptSkipped`` events.
+
+A store opened for the ``lanes`` module (:func:`open_store` with ``module="lanes"``) holds receipts
+signed over LaneSettlement's domain; every step above then talks to LaneSettlement instead: the
+value a channel collects is bounded by its lane (not the pooled escrow), the batch is one
+``settleLanes`` call, and since lanes emit one event per batch, each receipt's outcome is the
+change of its channel's ``channelOf`` across the batch's block (a batch holds one receipt per channel).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from nodeclient.chain.client import ChainClient, NonceConsumedError, TxResult
 from nodeclient.chain.errors import ContractRevertError, TxTimeoutError
 from nodeclient.config import PolicySettings
 from nodeclient.errors import KuotaError, TransactionError
+from nodeclient.lanes import LANES_CONTRACT, lane_of, module_contract, settlement_of_domain
 from nodeclient.ledger import block_hash_of, follow_chain, follow_channels
 from nodeclient.receipts.bundles import build_bundle, prepare_batch
 from nodeclient.receipts.model import SignedReceipt
@@ -192,22 +199,60 @@ def store_path(data_dir: Path, chain_id: int, settlement: str) -> Path:
     return Path(data_dir) / "receipts" / f"{chain_id}-{settlement.lower()}.sqlite"
 
 
-def deployment_domain(client: ChainClient) -> ReceiptDomain:
-    """The EIP-712 receipt domain of the connected deployment."""
-    return receipt_domain(client.chain_id, client.deployment.address("ReceiptSettlement"))
+def deployment_domain(client: ChainClient, module: str = "receipts") -> ReceiptDomain:
+    """The EIP-712 receipt domain of the connected deployment's settlement ``module`` (receipts or lanes)."""
+    return receipt_domain(client.chain_id, client.deployment.address(module_contract(client, module)))
 
 
-def open_store(client: ChainClient) -> ReceiptStore:
-    """Open (creating if needed) the receipt store of the connected deployment."""
-    path = store_path(client.data_dir, client.chain_id, client.deployment.address("ReceiptSettlement"))
+def open_store(client: ChainClient, module: str = "receipts") -> ReceiptStore:
+    """Open (creating if needed) the receipt store of the connected deployment's settlement ``module``."""
+    path = store_path(client.data_dir, client.chain_id, client.deployment.address(module_contract(client, module)))
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return ReceiptStore(path, domain=deployment_domain(client))
+    return ReceiptStore(path, domain=deployment_domain(client, module))
+
+
+def _module_of(client: ChainClient, store: ReceiptStore) -> str:
+    """The settlement contract the store's receipts are signed for (its domain's verifying contract)."""
+    return settlement_of_domain(client, store.domain)
 
 
 # -- reconciliation ---------------------------------------------------------------------------------
 
 
-def _outcomes_from_receipt(client: ChainClient, batch: BatchRecord, receipt: Any) -> dict[str, ReceiptOutcome]:
+def _lane_outcomes(client: ChainClient, batch: BatchRecord, receipt: Any) -> dict[str, ReceiptOutcome]:
+    """Per-receipt outcomes of a ``settleLanes`` batch: what each channel's ``channelOf`` gained in the
+    batch's block, and the batch's fee shared in proportion (the remainder on the last paid receipt,
+    so the outcomes add up to the ``LanesSettled`` totals)."""
+    lanes = client.contract(LANES_CONTRACT)
+    events = lanes.events.LanesSettled().process_receipt(receipt, errors=DISCARD)
+    total_fee = int(events[0]["args"]["fee"]) if events else 0
+    block = int(receipt["blockNumber"])
+    paid: dict[str, int] = {}
+    for item in batch.items:
+        signed = item.receipt.receipt
+        channel = lanes.functions.channelOf(signed.consumer, signed.node)
+        after = int(client.call(channel, "LaneSettlement.channelOf()", block=block)[0])
+        before = int(client.call(channel, "LaneSettlement.channelOf()", block=block - 1)[0])
+        paid[item.receipt.digest_hex] = max(0, after - before)
+    total_paid = sum(paid.values())
+    outcomes: dict[str, ReceiptOutcome] = {}
+    fee_left = total_fee
+    settled = [d for d, p in paid.items() if p > 0]
+    for digest, amount in paid.items():
+        if amount == 0:
+            outcomes[digest] = ReceiptOutcome("skipped")
+            continue
+        fee = fee_left if digest == settled[-1] else total_fee * amount // total_paid
+        fee_left -= fee
+        outcomes[digest] = ReceiptOutcome("settled", amount, fee)
+    return outcomes
+
+
+def _outcomes_from_receipt(
+    client: ChainClient, store: ReceiptStore, batch: BatchRecord, receipt: Any
+) -> dict[str, ReceiptOutcome]:
+    if _module_of(client, store) == LANES_CONTRACT:
+        return _lane_outcomes(client, batch, receipt)
     settlement = client.contract("ReceiptSettlement")
     outcomes: dict[str, ReceiptOutcome] = {}
     for ev in settlement.events.ReceiptSettled().process_receipt(receipt, errors=DISCARD):
@@ -219,7 +264,7 @@ def _outcomes_from_receipt(client: ChainClient, batch: BatchRecord, receipt: Any
 
 
 def _confirm(client: ChainClient, store: ReceiptStore, batch: BatchRecord, tx_hash: str, receipt: Any) -> None:
-    outcomes = _outcomes_from_receipt(client, batch, receipt)
+    outcomes = _outcomes_from_receipt(client, store, batch, receipt)
     where = {"tx_hash": tx_hash, "block_number": int(receipt["blockNumber"]), "block_hash": block_hash_of(receipt)}
     try:
         store.mark_confirmed(batch.id, outcomes, **where)
@@ -308,37 +353,53 @@ def reconcile(
 # -- planning -------------------------------------------------------------------------------------
 
 
-def _channel_plan(client: ChainClient, store: ReceiptStore, channel: ChannelState) -> tuple[ChannelPlan | None, str | None]:
-    settlement = client.contract("ReceiptSettlement")
+def _collectible(client: ChainClient, module: str, consumer: str, node: str, owed: int) -> tuple[int, bool, str]:
+    """What settling ``owed`` of the channel would collect now, whether it is urgent (funds about to
+    leave: a thaw, or a lane's close), and why it would collect nothing (for the plan's notes)."""
+    if module == LANES_CONTRACT:
+        lane = lane_of(client, consumer, node)
+        now = int(client.latest_block()["timestamp"])
+        return (min(owed, lane.balance) if lane.pays_at(now) else 0), lane.closing, "lane pays nothing now"
     escrow = client.contract("PaymentEscrow")
+    available, thawing, _ = client.call(escrow.functions.accountOf(consumer), "PaymentEscrow.accountOf()")
+    return min(owed, int(available) + int(thawing)), int(thawing) > 0, "escrow is empty"
+
+
+def _channel_plan(client: ChainClient, store: ReceiptStore, channel: ChannelState) -> tuple[ChannelPlan | None, str | None]:
+    module = _module_of(client, store)
     settled_amount, settled_bytes = client.call(
-        settlement.functions.channelOf(channel.consumer, channel.node), "ReceiptSettlement.channelOf()"
+        client.contract(module).functions.channelOf(channel.consumer, channel.node), f"{module}.channelOf()"
     )
     store.sync_channel(channel.consumer, channel.node, int(settled_amount), int(settled_bytes))
     latest = channel.latest.receipt
     owed = latest.cumulative_amount - max(int(settled_amount), channel.settled_amount)
     if owed <= 0 or latest.cumulative_bytes < int(settled_bytes):
         return None, f"channel {channel.consumer}: already settled on chain up to {int(settled_amount)}"
-    available, thawing, _ = client.call(escrow.functions.accountOf(channel.consumer), "PaymentEscrow.accountOf()")
-    collectible = min(owed, int(available) + int(thawing))
+    collectible, urgent, where = _collectible(client, module, channel.consumer, channel.node, owed)
     if collectible == 0:
-        return None, f"channel {channel.consumer}: owes {owed} but its escrow is empty"
+        return None, f"channel {channel.consumer}: owes {owed} but its {where}"
     unsettled = store.bundle_receipts([channel.latest])
     oldest = min((s.accepted_at for s in unsettled), default=channel.latest.accepted_at)
-    return ChannelPlan(channel.consumer, channel.latest, owed, collectible, int(thawing) > 0, oldest), None
+    return ChannelPlan(channel.consumer, channel.latest, owed, collectible, urgent, oldest), None
 
 
-def _settle_call(client: ChainClient, signed: list[SignedReceipt], root: bytes) -> Any:
-    """``settleManyPacked``: the receipts in 161 bytes each instead of settleMany's 384 (same checks,
-    same events; ~1,400 gas less a receipt)."""
+def _settle_call(client: ChainClient, store: ReceiptStore, signed: list[SignedReceipt], root: bytes) -> Any:
+    """``settleManyPacked`` (or ``settleLanes`` for a lanes store): the receipts in 161 bytes each
+    instead of settleMany's 384 (same checks, same events; ~1,400 gas less a receipt)."""
     node = signed[0].node
     packed = pack_signed_receipts(node, signed)
+    if _module_of(client, store) == LANES_CONTRACT:
+        return client.contract(LANES_CONTRACT).functions.settleLanes(node, packed, root)
     return client.contract("ReceiptSettlement").functions.settleManyPacked(node, packed, root)
+
+
+def _store_domain(client: ChainClient, store: ReceiptStore) -> ReceiptDomain:
+    return store.domain if store.domain is not None else deployment_domain(client)
 
 
 def _provisional_root(client: ChainClient, store: ReceiptStore, node: str, channels: list[ChannelPlan]) -> bytes:
     # The root the batch will commit to, for an accurate gas estimate (nothing is written yet).
-    return build_bundle(store.bundle_receipts([c.receipt for c in channels]), deployment_domain(client), node).root
+    return build_bundle(store.bundle_receipts([c.receipt for c in channels]), _store_domain(client, store), node).root
 
 
 def plan_settlement(
@@ -369,10 +430,11 @@ def plan_settlement(
         notes.append(f"{len(candidates) - len(chosen)} more channels wait for the next batch (max_batch {policy.max_batch})")
     if not chosen:
         return SettlementPlan(node, [], decide(0, 0, policy, force=force), None, notes)
-    call = _settle_call(client, [c.receipt.receipt for c in chosen], _provisional_root(client, store, node, chosen))
+    call = _settle_call(client, store, [c.receipt.receipt for c in chosen], _provisional_root(client, store, node, chosen))
     quote = client.estimate(sender, call, f"settle {len(chosen)} receipts of {node}")
     thawing = [c.consumer for c in chosen if c.thawing]
-    urgent = f"consumer(s) {', '.join(thawing)} started thawing their escrow" if thawing else None
+    leaving = "closing their lanes" if _module_of(client, store) == LANES_CONTRACT else "started thawing their escrow"
+    urgent = f"consumer(s) {', '.join(thawing)} {leaving}" if thawing else None
     age = int(time.time() - min(c.oldest_unsettled_at for c in chosen))
     decision = decide(
         sum(c.collectible for c in chosen), quote.expected_cost, policy, age_seconds=age, urgent=urgent, force=force
@@ -395,9 +457,11 @@ def execute_plan(
     if not plan.channels:
         raise KuotaError(f"nothing to settle for node {plan.node}")
     # The bundle file is durable before the batch that names it (receipts.bundles.prepare_batch).
-    prepared = prepare_batch(store, [c.receipt for c in plan.channels], deployment_domain(client), client.data_dir / "bundles")
+    prepared = prepare_batch(
+        store, [c.receipt for c in plan.channels], _store_domain(client, store), client.data_dir / "bundles"
+    )
     batch_id, bundle_file = prepared.batch_id, prepared.path
-    call = _settle_call(client, list(prepared.receipts), prepared.bundle.root)
+    call = _settle_call(client, store, list(prepared.receipts), prepared.bundle.root)
     try:
         result = client.transact(
             signer,

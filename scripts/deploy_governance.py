@@ -20,6 +20,7 @@ from eth_utils import keccak, to_checksum_address
 
 __all__ = [
     "ADMIN_ROLES",
+    "OPTIONAL_ADMIN_ROLES",
     "PAUSABLE",
     "GovernanceDeployment",
     "GovernanceParams",
@@ -44,8 +45,12 @@ ADMIN_ROLES: dict[str, tuple[str, ...]] = {
     "RewardPool": ("DEFAULT_ADMIN_ROLE", "PARAMETER_ROLE", "PAUSER_ROLE"),
     "ReceiptSettlement": ("DEFAULT_ADMIN_ROLE", "PARAMETER_ROLE", "PAUSER_ROLE"),
 }
+#: The same for contracts a deployment may leave out (LaneSettlement is deployed only when configured).
+OPTIONAL_ADMIN_ROLES: dict[str, tuple[str, ...]] = {
+    "LaneSettlement": ("DEFAULT_ADMIN_ROLE", "PARAMETER_ROLE", "PAUSER_ROLE"),
+}
 #: Contracts the guardian may pause.
-PAUSABLE: tuple[str, ...] = ("RewardPool", "ReceiptSettlement")
+PAUSABLE: tuple[str, ...] = ("RewardPool", "ReceiptSettlement", "LaneSettlement")
 
 
 def role_id(name: str) -> bytes:
@@ -181,13 +186,15 @@ def deploy_governance(
     run.sent += [timelock.tx, governor.tx]
     run.grant(timelock, "PROPOSER_ROLE", governor.address)
     run.grant(timelock, "CANCELLER_ROLE", governor.address)
-    for name, roles in ADMIN_ROLES.items():
+    governed = {**ADMIN_ROLES, **{n: r for n, r in OPTIONAL_ADMIN_ROLES.items() if contracts.get(n) is not None}}
+    for name, roles in governed.items():
         for role in roles:
             run.grant(contracts[name], role, timelock.address)
     for name in PAUSABLE:
-        run.grant(contracts[name], "PAUSER_ROLE", params.guardian)
+        if name in governed:
+            run.grant(contracts[name], "PAUSER_ROLE", params.guardian)
     guardian_is_deployer = params.guardian.lower() == str(deployer.address).lower()
-    for name, roles in ADMIN_ROLES.items():
+    for name, roles in governed.items():
         for role in roles:
             if not (role == "PAUSER_ROLE" and guardian_is_deployer):
                 run.renounce(contracts[name], role)

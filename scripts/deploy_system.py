@@ -78,6 +78,10 @@ _INT_PARAMS: dict[str, tuple[int, int]] = {
     "feeBps": (0, 2_000),
 }
 _ADDRESS_PARAMS = ("paymentToken", "treasury", "slasher", "pauser")
+# Optional: the close delay (seconds) of LaneSettlement, deployed only when this is set. Bounds are
+# LaneSettlement.MIN_CLOSE_DELAY and MAX_CLOSE_DELAY.
+_LANE_CLOSE_DELAY = "laneCloseDelay"
+_LANE_CLOSE_DELAY_BOUNDS = (600, 30 * 86_400)
 
 # Which parameters each contract's constructor (or its one-off wiring) depends on: a resumed deploy
 # may reuse a recorded contract only if these are unchanged.
@@ -97,6 +101,7 @@ _CONSTRUCTOR_PARAMS: dict[str, tuple[str, ...]] = {
         "latencyFloorBps",
     ),
     "ReceiptSettlement": ("feeBps",),
+    "LaneSettlement": ("feeBps", "laneCloseDelay"),
     "KuotaTimelock": ("timelock",),
 }
 
@@ -135,7 +140,9 @@ def validate_params(params: dict[str, Any], deployer_address: str) -> dict[str, 
     """
     if not isinstance(params, dict):
         raise DeployParamsError(f"deploy parameters must be a dict, not {type(params).__name__}")
-    unknown = sorted(set(params) - set(_INT_PARAMS) - set(_ADDRESS_PARAMS) - {"timelock", "governance"})
+    unknown = sorted(
+        set(params) - set(_INT_PARAMS) - set(_ADDRESS_PARAMS) - {"timelock", "governance", _LANE_CLOSE_DELAY}
+    )
     if unknown:
         raise DeployParamsError(f"unknown deploy parameter {unknown[0]!r}; known: {', '.join(sorted(_INT_PARAMS))}, ...")
     resolved: dict[str, Any] = {}
@@ -167,6 +174,7 @@ def validate_params(params: dict[str, Any], deployer_address: str) -> dict[str, 
         if value == ZERO_ADDRESS:
             raise DeployParamsError(f"deploy parameter {key!r} must not be the zero address")
         resolved[key] = value
+    resolved[_LANE_CLOSE_DELAY] = _validate_lane_close_delay(params.get(_LANE_CLOSE_DELAY))
     resolved["timelock"] = _validate_timelock(params.get("timelock"))
     from scripts.deploy_governance import governance_params
 
@@ -174,6 +182,18 @@ def validate_params(params: dict[str, Any], deployer_address: str) -> dict[str, 
     if resolved["timelock"] is not None and resolved["governance"] is not None:
         raise DeployParamsError("deploy parameters 'timelock' and 'governance' exclude each other: governance deploys its own")
     return resolved
+
+
+def _validate_lane_close_delay(value: Any) -> int | None:
+    if value is None:
+        return None
+    low, high = _LANE_CLOSE_DELAY_BOUNDS
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise DeployParamsError(
+            f"deploy parameter {_LANE_CLOSE_DELAY!r} must be null or an integer of seconds in [{low}, {high}], "
+            f"got {value!r}"
+        )
+    return value
 
 
 def _validate_timelock(value: Any) -> dict[str, Any] | None:
@@ -234,6 +254,8 @@ class SystemDeployment:
     payment_token: Any
     manifest: dict[str, Any]
     timelock: Any = None
+    lanes: Any = None
+    """LaneSettlement, when the parameters set ``laneCloseDelay``."""
     transactions: list[Any] = field(default_factory=list)
 
     @property
@@ -252,6 +274,7 @@ class SystemDeployment:
             "RewardPool": self.rewards,
             "PaymentToken": self.payment_token,
             "KuotaTimelock": self.timelock,
+            "LaneSettlement": self.lanes,
         }
         return by_name[name]
 
@@ -497,9 +520,20 @@ class _Deployer:
             p["latencyFloorBps"],
         )
         settlement = self._deploy("ReceiptSettlement", "ReceiptSettlement", me, escrow, registry, rewards, p["feeBps"])
+        lanes = None
+        if p[_LANE_CLOSE_DELAY] is not None:
+            lanes = self._deploy(
+                "LaneSettlement", "LaneSettlement", me, escrow, registry, rewards, p["feeBps"], p[_LANE_CLOSE_DELAY]
+            )
         self._check_views()
 
         self._grant("KuotaToken", "MINTER_ROLE", rewards.address)
+        if lanes is not None:
+            # Before ReceiptSettlement's grant: RewardPool caches the SETTLEMENT_ROLE holder granted
+            # last for its cheap path, and ReceiptSettlement calls it once per call, lanes once per batch.
+            self._grant("PaymentEscrow", "LANES_ROLE", lanes.address)
+            self._grant("RewardPool", "SETTLEMENT_ROLE", lanes.address)
+            self._grant("LaneSettlement", "PAUSER_ROLE", p["pauser"])
         self._grant("PaymentEscrow", "SETTLEMENT_ROLE", settlement.address)
         self._grant("RewardPool", "SETTLEMENT_ROLE", settlement.address)
         self._grant("Staking", "SLASHER_ROLE", p["slasher"])
@@ -525,6 +559,7 @@ class _Deployer:
             payment_token=payment,
             manifest=dict(self.manifest),
             timelock=timelock,
+            lanes=lanes,
             transactions=list(self.sent),
         )
 
@@ -540,6 +575,7 @@ class _Deployer:
             "KuotaTimelock", "KuotaTimelock", cfg["minDelay"], cfg["proposers"], cfg["executors"], ZERO_ADDRESS
         )
         governed = ("KuotaToken", "Staking", "NodeRegistry", "PaymentEscrow", "RewardPool", "ReceiptSettlement")
+        governed += tuple(name for name in ("LaneSettlement",) if name in self.contracts)
         for name in governed:
             self._grant(name, "DEFAULT_ADMIN_ROLE", timelock.address)
             if name != "KuotaToken":
@@ -549,8 +585,9 @@ class _Deployer:
                 self._renounce(name, "PARAMETER_ROLE")
             self._renounce(name, "DEFAULT_ADMIN_ROLE")
         if pauser.lower() != self.address.lower():
-            for name in ("ReceiptSettlement", "RewardPool"):
-                self._renounce(name, "PAUSER_ROLE")
+            for name in ("ReceiptSettlement", "RewardPool", "LaneSettlement"):
+                if name in self.contracts:
+                    self._renounce(name, "PAUSER_ROLE")
         return timelock
 
     def _hand_over_to_governance(self, params: Any) -> Any:

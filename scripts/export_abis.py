@@ -34,6 +34,7 @@ EXPORTS: dict[str, str] = {
     "KuotaGovernor": "KuotaGovernor",
     "KuotaTimelock": "KuotaTimelock",
     "ReceiptSettlementV2": "ReceiptSettlementV2",
+    "LaneSettlement": "LaneSettlement",
 }
 
 

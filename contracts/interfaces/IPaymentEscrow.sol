@@ -3,7 +3,7 @@ pragma solidity 0.8.28;
 
 /// @title IPaymentEscrow
 /// @notice Consumers' prepaid balances in the payment token, node credits and accrued protocol fees.
-/// Invariant: `paymentToken.balanceOf(escrow) == Σ available + Σ thawing + Σ credits + accruedFees`
+/// Invariant: `paymentToken.balanceOf(escrow) == Σ available + Σ thawing + Σ laneFundsOf + Σ credits + accruedFees`
 /// (deposits are credited by the balance the escrow actually received, so fee-on-transfer tokens
 /// are accounted exactly).
 interface IPaymentEscrow {
@@ -16,6 +16,8 @@ interface IPaymentEscrow {
     error EscrowZeroAddress(string field);
     /// @notice Crediting `fee` would take the unswept fees (`accrued`) past 2^96 − 1: call `sweepFees`.
     error EscrowFeesOverflow(uint256 accrued, uint256 fee);
+    /// @notice Lane module `module` holds `funds` of lane funds; it tried to spend `needed`.
+    error EscrowInsufficientLaneFunds(address module, uint256 funds, uint256 needed);
     /// @notice Parameter `name` set to `value`, outside [`min`, `max`].
     error EscrowParameterOutOfBounds(string name, uint256 value, uint256 min, uint256 max);
 
@@ -24,6 +26,8 @@ interface IPaymentEscrow {
     event ThawCancelled(address indexed consumer, uint256 amount);
     event Withdrawn(address indexed consumer, uint256 amount);
     event NodeCredited(address indexed node, uint256 net, uint256 fee);
+    event LaneFundsAllocated(address indexed consumer, address indexed module, uint256 amount);
+    event LaneFundsReleased(address indexed consumer, address indexed module, uint256 amount);
     event EarningsWithdrawn(address indexed node, address indexed payout, uint256 amount);
     event FeesSwept(address indexed treasury, uint256 amount);
     event TreasuryUpdated(address indexed oldTreasury, address indexed newTreasury);
@@ -53,6 +57,18 @@ interface IPaymentEscrow {
     /// credits exactly what it collected.
     function creditNode(address node, uint256 net, uint256 fee) external;
 
+    /// @notice LANES_ROLE: moves `amount` of `consumer`'s available funds to the caller's lane funds
+    /// (the caller books them into the consumer's lanes). Reverts when `consumer` has less available.
+    function allocateToLanes(address consumer, uint256 amount) external;
+
+    /// @notice Moves `amount` of the caller's lane funds back to `consumer`'s available funds. Needs
+    /// the funds, not LANES_ROLE, so a revoked module can still return closed lanes.
+    function releaseFromLanes(address consumer, uint256 amount) external;
+
+    /// @notice Pays `net` to `node`'s credit and `fee` to accrued fees out of the caller's lane funds.
+    /// A module can never spend more than was allocated to it (the only gate: no role lookup).
+    function payFromLanes(address node, uint256 net, uint256 fee) external;
+
     /// @notice Pays `node`'s credit to its registered payout address. Anyone may call; works while
     /// settlement is paused.
     function withdrawEarnings(address node) external returns (uint256 amount);
@@ -74,6 +90,8 @@ interface IPaymentEscrow {
     function thawingOf(address consumer) external view returns (uint256);
     /// @notice `node`'s settled earnings not yet paid to its payout address.
     function creditOf(address node) external view returns (uint256);
+    /// @notice Funds allocated to lanes of lane module `module` and not yet paid or released.
+    function laneFundsOf(address module) external view returns (uint256);
     /// @notice Protocol fees not yet swept to the treasury.
     function accruedFees() external view returns (uint256);
     /// @notice The ERC20 consumers pay in (set at deployment).

@@ -27,10 +27,11 @@ CONTRACT_NAMES: tuple[str, ...] = (
     "RewardPool",
     "PaymentToken",
 )
-#: Contracts a deployment may add: governance (``scripts/deploy_governance.py``) and the settlement
-#: module that replaces ReceiptSettlement by proposal (``scripts/migrate_settlement.py``). A manifest
-#: must record every one of ``CONTRACT_NAMES``, and these only once deployed.
-OPTIONAL_CONTRACT_NAMES: tuple[str, ...] = ("KuotaGovernor", "KuotaTimelock", "ReceiptSettlementV2")
+#: Contracts a deployment may add: governance (``scripts/deploy_governance.py``), the settlement
+#: module that replaces ReceiptSettlement by proposal (``scripts/migrate_settlement.py``) and the lane
+#: settlement module beside it (deploy parameter ``laneCloseDelay``). A manifest must record every
+#: one of ``CONTRACT_NAMES``, and these only once deployed.
+OPTIONAL_CONTRACT_NAMES: tuple[str, ...] = ("KuotaGovernor", "KuotaTimelock", "ReceiptSettlementV2", "LaneSettlement")
 
 
 def canonical_json(value: Any) -> bytes:

@@ -3,6 +3,8 @@
 ``sign`` is the consumer's side: sign a cumulative receipt for a node and append it (one JSON line)
 to a file. ``import`` is the node's side: verify receipt files and store them durably.
 ``settle`` reconciles what is in flight, applies the gas-aware policy and settles via settleMany.
+Every command works on the receipts of one settlement module: ``settlement.module`` from the
+settings, or ``--lanes`` for LaneSettlement (receipts signed over its domain, settled from lanes).
 """
 
 from __future__ import annotations
@@ -35,6 +37,17 @@ def receipts() -> None:
     """Sign (consumer), import, list, export and settle (node) proof-of-bandwidth receipts."""
 
 
+def lanes_option(fn: Any) -> Any:
+    """``--lanes``: sign for, store and settle through LaneSettlement (else ``settlement.module``)."""
+    return click.option(
+        "--lanes", "lanes", is_flag=True, help="Use LaneSettlement (receipts paid from lanes); default: settlement.module."
+    )(fn)
+
+
+def _module(cx: CliContext, lanes: bool) -> str:
+    return "lanes" if lanes else cx.settings().settlement.module
+
+
 def _last_receipt_in(path: Path, consumer: str, node: str) -> Any:
     from nodeclient.receipts import load_receipts
 
@@ -54,6 +67,7 @@ def _last_receipt_in(path: Path, consumer: str, node: str) -> Any:
 @click.option("--issued-at", default=None, help="Unix time of the receipt (default: now).")
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Append the signed receipt as a JSON line to this file (default: print it).")
+@lanes_option
 @account_command
 def sign(
     cx: CliContext,
@@ -65,6 +79,7 @@ def sign(
     latency_ms: str,
     issued_at: str | None,
     out: Path | None,
+    lanes: bool,
 ) -> None:
     """Sign a cumulative receipt for NODE with your (consumer) account."""
     from nodeclient.receipts import Receipt, sign_receipt
@@ -97,7 +112,7 @@ def sign(
                 f"cumulativeBytes {last.cumulative_bytes} for node {node}; cumulative values only grow"
             )
     signer = cx.signer()
-    signed = sign_receipt(receipt, signer.private_key_bytes(), deployment_domain(client))
+    signed = sign_receipt(receipt, signer.private_key_bytes(), deployment_domain(client, _module(cx, lanes)))
     line = signed.to_json()
     if out is not None:
         with out.open("a") as fh:
@@ -113,8 +128,9 @@ def sign(
 @receipts.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--node", "node_address", required=True, help="Your node's address: every receipt must name it.")
+@lanes_option
 @network_command
-def import_(cx: CliContext, files: tuple[Path, ...], node_address: str) -> None:
+def import_(cx: CliContext, files: tuple[Path, ...], node_address: str, lanes: bool) -> None:
     """Verify receipt FILES (JSON, JSON array or JSON lines) and store them durably for NODE.
 
     Each file is stored all-or-nothing: a bad receipt rejects its whole file and changes nothing.
@@ -129,9 +145,10 @@ def import_(cx: CliContext, files: tuple[Path, ...], node_address: str) -> None:
     parsed = [(path, load_receipts(path)) for path in files]  # every file parses before anything is stored
     client = cx.client()
     ops().get_node(client, node)
-    domain = deployment_domain(client)
+    module = _module(cx, lanes)
+    domain = deployment_domain(client, module)
     results = []
-    with open_store(client) as store:
+    with open_store(client, module) as store:
         for path, items in parsed:
             signed = [r for r in items if isinstance(r, SignedReceipt)]
             stored = store.accept_many(signed, expected_domain=domain, expected_node=node)
@@ -147,15 +164,16 @@ def import_(cx: CliContext, files: tuple[Path, ...], node_address: str) -> None:
 @receipts.command("list")
 @click.option("--node", "node_address", default=None, help="Only this node's channels.")
 @click.option("--batches", "show_batches", is_flag=True, help="List settlement batches instead of channels.")
+@lanes_option
 @network_command
-def list_(cx: CliContext, node_address: str | None, show_batches: bool) -> None:
+def list_(cx: CliContext, node_address: str | None, show_batches: bool, lanes: bool) -> None:
     """List channels (latest receipt, settled on chain, unsettled; the store's figure where it differs) or batches."""
     from nodeclient.ledger import channel_views
     from nodeclient.settlement import open_store
 
     node = parse_address("node", node_address) if node_address else None
     client = cx.client()
-    with open_store(client) as store:
+    with open_store(client, _module(cx, lanes)) as store:
         if show_batches:
             batches = [b for b in store.batches() if node is None or b.node == node]
             data = {
@@ -186,8 +204,9 @@ def list_(cx: CliContext, node_address: str | None, show_batches: bool) -> None:
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="JSON lines file to write.")
 @click.option("--node", "node_address", default=None, help="Only this node's receipts.")
 @click.option("--consumer", default=None, help="Only this consumer's receipts.")
+@lanes_option
 @network_command
-def export(cx: CliContext, out: Path, node_address: str | None, consumer: str | None) -> None:
+def export(cx: CliContext, out: Path, node_address: str | None, consumer: str | None, lanes: bool) -> None:
     """Export stored signed receipts as JSON lines (acceptance order), written atomically."""
     from nodeclient.settlement import open_store
 
@@ -195,7 +214,7 @@ def export(cx: CliContext, out: Path, node_address: str | None, consumer: str | 
     who = parse_address("consumer", consumer) if consumer else None
     if out.exists():
         raise RefusedError(f"{out} already exists; choose another file")
-    with open_store(cx.client()) as store:
+    with open_store(cx.client(), _module(cx, lanes)) as store:
         count = store.export(out, consumer=who, node=node)
     cx.emit({"file": str(out), "receipts": count}, lambda c: c.print(f"exported {count} receipts to {out}"))
 
@@ -203,8 +222,9 @@ def export(cx: CliContext, out: Path, node_address: str | None, consumer: str | 
 @receipts.command("settle")
 @click.option("--node", "node_address", default=None, help="Node to settle (default: every node in the store).")
 @click.option("--force", is_flag=True, help="Settle whatever is owed, whatever the gas policy says.")
+@lanes_option
 @spend_command
-def settle(cx: CliContext, node_address: str | None, force: bool) -> None:
+def settle(cx: CliContext, node_address: str | None, force: bool, lanes: bool) -> None:
     """Reconcile in-flight batches, then settle what the gas-aware policy says is worth it."""
     from nodeclient.settlement import execute_plan, nodes_in_store, open_store, plan_settlement, reconcile
 
@@ -219,7 +239,7 @@ def settle(cx: CliContext, node_address: str | None, force: bool) -> None:
     def money(units: int) -> str:
         return format_amount(units, token.decimals, token.symbol)
 
-    with open_store(client) as store:
+    with open_store(client, _module(cx, lanes)) as store:
         nodes = [parse_address("node", node_address)] if node_address else nodes_in_store(store)
         with cx.status("reconciling in-flight settlements") as update:
             report = reconcile(client, store, signer, progress=update)

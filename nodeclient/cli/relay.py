@@ -177,6 +177,7 @@ async def _serve(cx: CliContext, status_file: Path, opts: dict[str, Any]) -> Non
         settle_interval=opts["settle_interval"],
         ready_file=opts["ready_file"],
         web=web,
+        module=settings.settlement.module,
     )
 
 
@@ -259,7 +260,11 @@ async def _open(cx: CliContext, opts: dict[str, Any]) -> Any:
     node, host, port, opts["picked"] = await _choose(cx, opts)
     client = cx.client()
     signer = cx.signer()
-    view = await Web3ChainView.connect(client.profile.rpc_url, dict(client.deployment.contracts), client.chain_id)
+    # A node settling through lanes signs its challenge for LaneSettlement: so must this consumer.
+    lane_node = opts["node_address"] if cx.settings().settlement.module == "lanes" else None
+    view = await Web3ChainView.connect(
+        client.profile.rpc_url, dict(client.deployment.contracts), client.chain_id, lane_node=lane_node
+    )
     config = replace(ConsumerConfig(), max_price_per_gib=opts["max_price"], max_spend=opts["max_spend"])
     try:
         return await open_session(

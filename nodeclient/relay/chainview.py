@@ -5,6 +5,12 @@ the consumer's available escrow, and what the channel has already settled); the 
 node's signing key and price to check the welcome. ``Web3ChainView`` reads them from the deployed
 contracts with ``AsyncWeb3`` view calls, so a slow RPC delays one handshake, never the event loop
 that carries every other session's bytes.
+
+A node that settles through lanes opens its view with ``lane_node`` (its own address): receipts are
+then signed over LaneSettlement's domain, the channel's settled figures are LaneSettlement's, and
+the funds a consumer has for this node are its lane's balance, not the pooled escrow (which another
+node could drain first). A closing lane counts as empty: it stops paying at its close time, which
+may fall before the node's next settlement.
 """
 
 from __future__ import annotations
@@ -56,11 +62,11 @@ class ChainView(Protocol):
         ...
 
     async def escrow_available(self, consumer: str) -> int:
-        """PaymentEscrow ``availableOf(consumer)``."""
+        """What ``consumer`` has to pay this node: PaymentEscrow ``availableOf(consumer)``, or its lane's balance."""
         ...
 
     async def channel_settled(self, consumer: str, node: str) -> tuple[int, int]:
-        """ReceiptSettlement ``channelOf(consumer, node)``: (settledAmount, settledBytes)."""
+        """The settlement module's ``channelOf(consumer, node)``: (settledAmount, settledBytes)."""
         ...
 
 
@@ -71,27 +77,37 @@ class Web3ChainView:
     provider's HTTP session of the running event loop.
     """
 
-    def __init__(self, w3: AsyncWeb3, chain_id: int, contracts: Mapping[str, str]) -> None:
-        """``contracts`` maps contract names to addresses (a manifest's ``contracts``)."""
+    def __init__(
+        self, w3: AsyncWeb3, chain_id: int, contracts: Mapping[str, str], *, lane_node: str | None = None
+    ) -> None:
+        """``contracts`` maps contract names to addresses (a manifest's ``contracts``); ``lane_node``
+        reads funds from the lanes of that node (LaneSettlement) instead of the pooled escrow."""
         from nodeclient.abi import load_abi
 
+        settlement = "LaneSettlement" if lane_node is not None else "ReceiptSettlement"
         try:
             self._registry = w3.eth.contract(address=contracts["NodeRegistry"], abi=load_abi("NodeRegistry"))
             self._escrow = w3.eth.contract(address=contracts["PaymentEscrow"], abi=load_abi("PaymentEscrow"))
-            self._settlement = w3.eth.contract(
-                address=contracts["ReceiptSettlement"], abi=load_abi("ReceiptSettlement")
-            )
+            self._settlement = w3.eth.contract(address=contracts[settlement], abi=load_abi(settlement))
         except KeyError as exc:
             raise ChainError(f"the deployment has no {exc.args[0]} address; the relay needs it") from None
         self.w3 = w3
         self.chain_id = chain_id
-        self.settlement_address = to_checksum_address(contracts["ReceiptSettlement"])
+        self.settlement_address = to_checksum_address(contracts[settlement])
+        self._settlement_name = settlement
+        self._lane_node = to_checksum_address(lane_node) if lane_node is not None else None
         self.rpc_errors = 0
         """Reads that failed (transport or RPC error) since the view was made; the node's /metrics shows it."""
 
     @classmethod
     async def connect(
-        cls, rpc_url: str, contracts: Mapping[str, str], chain_id: int | None = None, *, timeout: float = 10.0
+        cls,
+        rpc_url: str,
+        contracts: Mapping[str, str],
+        chain_id: int | None = None,
+        *,
+        timeout: float = 10.0,
+        lane_node: str | None = None,
     ) -> Self:
         """Connect over HTTP; refuses an RPC whose chain id differs from ``chain_id`` when given."""
         w3 = connect_async(rpc_url, timeout=timeout)
@@ -102,7 +118,7 @@ class Web3ChainView:
                 raise ChainUnreachableError(rpc_url, str(exc) or type(exc).__name__) from None
             if chain_id is not None and actual != chain_id:
                 raise ChainIdMismatchError(rpc_url, chain_id, actual)
-            return cls(w3, actual, contracts)
+            return cls(w3, actual, contracts, lane_node=lane_node)
         except BaseException:
             await w3.provider.disconnect()
             raise
@@ -140,12 +156,18 @@ class Web3ChainView:
         )
 
     async def escrow_available(self, consumer: str) -> int:
-        """PaymentEscrow ``availableOf(consumer)``."""
+        """PaymentEscrow ``availableOf(consumer)``; with ``lane_node``, the lane's balance (0 while closing)."""
+        if self._lane_node is not None:
+            call = self._settlement.functions.laneOf(consumer, self._lane_node).call()
+            (balance, _amount, _bytes, closing), _close_at = await self._call(
+                f"LaneSettlement.laneOf({consumer}, {self._lane_node})", call
+            )
+            return 0 if closing else int(balance)
         call = self._escrow.functions.availableOf(consumer).call()
         return int(await self._call(f"PaymentEscrow.availableOf({consumer})", call))
 
     async def channel_settled(self, consumer: str, node: str) -> tuple[int, int]:
-        """ReceiptSettlement ``channelOf(consumer, node)``."""
+        """The settlement module's ``channelOf(consumer, node)``."""
         call = self._settlement.functions.channelOf(consumer, node).call()
-        amount, nbytes = await self._call(f"ReceiptSettlement.channelOf({consumer}, {node})", call)
+        amount, nbytes = await self._call(f"{self._settlement_name}.channelOf({consumer}, {node})", call)
         return int(amount), int(nbytes)

@@ -17,7 +17,6 @@ from typing import Any
 from nodeclient import settlement
 from nodeclient.config import PolicySettings
 from nodeclient.dashboard import node_dashboard_source
-from nodeclient.receipts.signing import receipt_domain
 from nodeclient.relay.chainview import Web3ChainView
 from nodeclient.relay.limits import UsageLedger
 from nodeclient.relay.runtime import BackgroundSettler, serve_node
@@ -66,6 +65,7 @@ async def run_node(
     ready_file: Path | None = None,
     web: WebConfig | None = None,
     stop: asyncio.Event | None = None,
+    module: str = "receipts",
 ) -> None:
     """Serve ``node``'s relay with ``node_key`` (the registry's signing key) until SIGTERM / SIGINT.
 
@@ -73,18 +73,21 @@ async def run_node(
     every ``settle_interval`` seconds under ``policy``; ``web`` runs the node's HTTP service
     (``/metrics``, ``/bundles/``, the dashboard) beside the relay; ``ready_file`` receives ``host port pid`` once
     both listen. Setting ``stop`` ends the node as a signal would (for programs that embed it).
+    ``module`` ``lanes`` serves receipts of LaneSettlement: consumers are admitted on their lane with
+    this node, and the receipts settle from lanes.
     """
     if config.stats_path is not None:
         config.stats_path.parent.mkdir(parents=True, exist_ok=True)
     relay_dir = data_dir / "relay"
     relay_dir.mkdir(parents=True, exist_ok=True)
     contracts = dict(client.deployment.contracts)
-    view = await Web3ChainView.connect(client.profile.rpc_url, contracts, client.chain_id)
-    domain = receipt_domain(client.chain_id, contracts["ReceiptSettlement"])
+    lane_node = node if module == "lanes" else None
+    view = await Web3ChainView.connect(client.profile.rpc_url, contracts, client.chain_id, lane_node=lane_node)
+    domain = settlement.deployment_domain(client, module)
     usage = UsageLedger(relay_dir / f"usage-{node.lower()}.sqlite", config.caps)
     opened = [usage]
     try:
-        store = settlement.open_store(client)
+        store = settlement.open_store(client, module)
         opened.append(store)
         server = RelayServer(
             config, view, node, node_key.private_key_bytes(), NodeReceiptStore(store, domain, node), usage=usage
@@ -94,14 +97,14 @@ async def run_node(
             # Its own connection to the store, since settlement runs in a worker thread beside the
             # server. Left open on the way out: a round still running when the relay stops (it may
             # hold a sent transaction) keeps using it until the process exits.
-            settle_store = settlement.open_store(client)
+            settle_store = settlement.open_store(client, module)
             step = settle_step(client, settle_store, settle_signer, node, policy or PolicySettings())
             settler = BackgroundSettler(step, settle_interval, server)
         services = []
         if web is not None:
             # Its own connection too: a scrape reads from a worker thread and must never hold the
             # lock of the connection the relay acknowledges receipts through.
-            web_store = settlement.open_store(client)
+            web_store = settlement.open_store(client, module)
             opened.append(web_store)
             # Token details come from the chain (six calls): off the event loop.
             dashboard = await asyncio.to_thread(node_dashboard_source, client, server, web_store)
