@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nodeclient.chain.client import ChainClient
+from nodeclient.chain.node_record import NodeIdentity
 from nodeclient.errors import NotFoundError
 from nodeclient.receipts.crypto import decode_type, typed_data
 
@@ -109,14 +110,9 @@ class EscrowAccount:
 
 
 @dataclass(frozen=True)
-class NodeInfo:
+class NodeInfo(NodeIdentity):
     """A registered node (NodeRegistry.getNode) plus its unwithdrawn escrow credit."""
 
-    node: str
-    operator: str
-    payout: str
-    signing_key: str
-    price_per_gib: int
     capacity_mbps: int
     registered_at: int
     status: str

@@ -24,6 +24,7 @@ from eth_utils import to_checksum_address
 from web3 import AsyncWeb3
 
 from nodeclient.chain.errors import ChainIdMismatchError, ChainUnreachableError
+from nodeclient.chain.node_record import NodeIdentity
 from nodeclient.chain.rpc import connect_async
 from nodeclient.errors import ChainError
 
@@ -39,15 +40,10 @@ class NodeStatus(enum.IntEnum):
     JAILED = 3
 
 
-@dataclass(frozen=True, slots=True)
-class NodeInfo:
+@dataclass(frozen=True)
+class NodeInfo(NodeIdentity):
     """The registry's record of one node, as far as the relay needs it."""
 
-    node: str
-    operator: str
-    payout: str
-    signing_key: str
-    price_per_gib: int
     status: NodeStatus
 
 
