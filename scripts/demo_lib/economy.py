@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nodeclient.localchain import ManagedChain, exit_with_parent
+from nodeclient.localchain import ManagedChain, exit_with_parent, free_port
 from scripts.demo_lib.content import ContentServer
 from scripts.demo_lib.netem import DelayLink
 from scripts.demo_lib.runner import KUOTA_BIN, Actor, KuotaRunner, StepFailed
@@ -101,10 +101,13 @@ class Relay:
         self.ready_file = actor.home / "relay.ready"
         self.log_path = log_dir / f"relay-{actor.name}.log"
         env = {**os.environ, **actor.env}
+        # Each node's HTTP service (metrics, bundles, the dashboard) on its own free loopback port:
+        # the default, 7448, can be had by one node only.
+        self.web_port = free_port()
         args = [
             str(KUOTA_BIN), "node", "serve",
             "--node-account", "node",
-            "--host", "127.0.0.1", "--port", "0",
+            "--host", "127.0.0.1", "--port", "0", "--web-port", str(self.web_port),
             "--allow-private-targets", "--allow-port", str(content_port),
             "--no-settle", "--ready-file", str(self.ready_file),
         ]
@@ -311,6 +314,8 @@ class Economy:
                 self.relays.append(Relay(op, self.content.port, self.log_dir, op.extra["spec"].one_way_ms))
             for relay in self.relays:
                 relay.wait_ready()
+                if self.config.verbose:
+                    print(f"   {relay.actor.name}: dashboard at http://127.0.0.1:{relay.web_port}/", file=sys.stderr)
 
     def epoch(self, number: int, matrix: tuple[tuple[int, ...], ...]) -> None:
         """One epoch: traffic through every relay, then each operator's gas-aware settlement."""

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from brownie import chain
 from eth_utils import to_checksum_address
 
 from nodeclient.chain import ChainClient
@@ -185,6 +186,10 @@ def _refused(host: str, port: int, node: str, key: str, view_args: tuple[str, di
 @pytest.fixture(scope="module")
 def world(funded, kuota, rpc_url, accounts) -> Iterator[WebWorld]:  # noqa: F811 - fixture from tests.client
     k = funded
+    # Consumers sign receipts with the wall clock and the auditor refuses a receipt issued after the
+    # block that settled it: an earlier test's snapshot revert can leave the chain's clock behind.
+    if chain[-1].timestamp < time.time():
+        chain.mine(timestamp=int(time.time()) + 1)
     k.ok("stake", "add", "1000", "--account", "operator", *k.pw(), "--yes")
     k.ok("node", "register", "--account", "operator", "--node-account", "node", "--price", "1000",
          "--capacity", "100", "--region", "test", *k.pw(), "--yes")
