@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from brownie import chain
+from brownie import chain, web3
 from eth_utils import to_checksum_address
 
 from nodeclient.chain import ChainClient
@@ -189,7 +189,8 @@ def world(funded, kuota, rpc_url, accounts) -> Iterator[WebWorld]:  # noqa: F811
     # Consumers sign receipts with the wall clock and the auditor refuses a receipt issued after the
     # block that settled it: an earlier test's snapshot revert can leave the chain's clock behind.
     if chain[-1].timestamp < time.time():
-        chain.mine(timestamp=int(time.time()) + 1)
+        web3.provider.make_request("evm_setNextBlockTimestamp", [int(time.time()) + 1])
+        web3.provider.make_request("evm_mine", [])
     k.ok("stake", "add", "1000", "--account", "operator", *k.pw(), "--yes")
     k.ok("node", "register", "--account", "operator", "--node-account", "node", "--price", "1000",
          "--capacity", "100", "--region", "test", *k.pw(), "--yes")
