@@ -58,15 +58,15 @@ class Tally:
 
     def table(self) -> str:
         commands = sorted({c for c, _, _ in self.counts})
-        lines = [f"{'command':<18}{'fault':<10}" + "".join(f"{o:>13}" for o in OUTCOMES)]
+        lines = [f"{'command':<24}{'fault':<10}" + "".join(f"{o:>13}" for o in OUTCOMES)]
         for command in commands:
             for kind in FAULT_KINDS:
                 row = [self.counts[(command, kind, o)] for o in OUTCOMES]
                 if any(row):
-                    lines.append(f"{command:<18}{kind:<10}" + "".join(f"{n:>13}" for n in row))
+                    lines.append(f"{command:<24}{kind:<10}" + "".join(f"{n:>13}" for n in row))
         totals = [sum(n for (_, _, o), n in self.counts.items() if o == out) for out in OUTCOMES]
         by_kind = {k: sum(n for (_, kk, _), n in self.counts.items() if kk == k) for k in FAULT_KINDS}
-        lines.append(f"{'total':<28}" + "".join(f"{n:>13}" for n in totals))
+        lines.append(f"{'total':<34}" + "".join(f"{n:>13}" for n in totals))
         lines.append("faults injected by kind: " + ", ".join(f"{k} {n}" for k, n in by_kind.items()))
         return "\n".join(lines)
 
