@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import requests
 from eth_account import Account
@@ -24,6 +23,7 @@ from eth_utils import keccak, to_checksum_address
 
 from nodeclient.receipts import Receipt
 from nodeclient.receipts.signing import receipt_digest, receipt_domain, sign_receipt
+from tests.loopback import LoopbackServer
 
 __all__ = [
     "ANVIL_MNEMONIC",
@@ -181,7 +181,7 @@ class _ProxyServer(ThreadingHTTPServer):
     proxy: RpcProxy
 
 
-class RpcProxy:
+class RpcProxy(LoopbackServer):
     """A JSON-RPC proxy on 127.0.0.1 in front of the test chain.
 
     ``max_log_range`` makes it refuse ``eth_getLogs`` spans above N blocks with ``limit_message``
@@ -208,22 +208,7 @@ class RpcProxy:
         self.refused = 0
         self.log_calls = 0
         self._session = requests.Session()
-        self._server = _ProxyServer(("127.0.0.1", 0), _Handler)
-        self._server.proxy = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_ProxyServer, _Handler)
 
     def handle(self, request: Any) -> Any:
         if isinstance(request, list):

@@ -21,9 +21,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 
 import requests
+
+from tests.loopback import LoopbackServer
 
 __all__ = ["FAULT_KINDS", "Fault", "FaultProxy"]
 
@@ -88,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     """Forwards JSON-RPC to ``upstream``; counts calls per method and injects armed faults."""
 
     def __init__(self, upstream: str, *, hold: float) -> None:
@@ -100,22 +102,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._busy = 0
         self._local = threading.local()  # one keep-alive upstream session per handler thread
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.proxy = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_Server, _Handler)
 
     def arm(self, fault: Fault) -> None:
         """Inject ``fault`` (counting the method's calls from now on)."""
